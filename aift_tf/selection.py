@@ -1,0 +1,423 @@
+"""Worth of candidates for active selection (AIFT / ACFT) and randomised top-b query.
+
+A *candidate* is a set of ``m`` patches (augmented views) that share one label. The current model
+predicts every patch, giving ``probs`` of shape ``(n, m, K)`` (softmax over K classes) or ``(n, m)``
+(P(positive) of a binary task). A candidate's *worth* follows Zhou et al., CVPR 2017 (AIFT), in
+the multi-class form of the journal version (ACFT, Medical Image Analysis 2021):
+
+1. **Majority selection** (noisy-label handling, ratio ``alpha``): find the dominant class
+   ``ŷ = argmax_k mean_j p_jk`` (ties → the lower class), sort the patches by ``p_jŷ`` descending
+   (stable sort: ties keep patch order) and keep the first ``k = round(alpha · m)`` (half away from
+   zero, at least 1). For a binary task this is the paper's rule: if ``mean(p) > 0.5`` sort
+   P(positive) descending, otherwise ascending.
+2. **Matrix R** over the kept patches: ``R_jj = λ1 · entropy_j`` with
+   ``entropy_j = −Σ_k p_jk log(p_jk + ε)`` and, off the diagonal,
+   ``R_jl = λ2 · Σ_k (p_jk − p_lk) log((p_jk + ε) / (p_lk + ε))`` (symmetric KL divergence),
+   ``ε`` = float64 machine epsilon as in the authors' reference code.
+3. **Worth** = sum of every entry of R (both triangles).
+
+``score_candidates`` never builds R: for one class the pairwise sum
+``Σ_{j,l} (p_j − p_l)(L_j − L_l)`` with ``L = log(p + ε)`` equals ``2 k Σ_j (p_j − p̄)(L_j − L̄)``,
+so the worth of every candidate is computed in O(m) with array operations. ``worth_matrix``
+builds R explicitly for one candidate (documentation, tests).
+
+This module imports numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from fractions import Fraction
+
+import numpy as np
+
+from aift_tf.errors import AiftError
+
+__all__ = [
+    "METHODS",
+    "BASELINES",
+    "STRATEGIES",
+    "EPS",
+    "score_candidates",
+    "worth_matrix",
+    "majority",
+    "baseline_scores",
+    "parse_strategy",
+    "strategy_scores",
+    "select",
+]
+
+METHODS = ("entropy", "diversity", "entropy+diversity")
+BASELINES = ("random", "least-confidence", "margin", "mean-entropy")
+# Base names accepted by ``parse_strategy``; the AIFT methods may carry "@ALPHA".
+STRATEGIES = ("random", "entropy", "diversity", "entropy+diversity", "aift",
+              "least-confidence", "margin", "mean-entropy")
+AIFT_ALIAS = ("entropy+diversity", 0.25)
+
+EPS = float(np.finfo(np.float64).eps)
+_LAMBDAS = {"entropy": (1.0, 0.0), "diversity": (0.0, 1.0), "entropy+diversity": (1.0, 1.0)}
+_RANGE_TOL = 1e-6  # probabilities may stray this far outside [0, 1] (float32 softmax)
+_SUM_TOL = 1e-3  # multi-class rows must sum to 1 within this
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _as_probs(probs, name: str = "probs") -> tuple[np.ndarray, bool]:
+    """Validate ``probs`` and return ``(P, binary)`` with P float64 ``(n, m, K)`` clipped to [0, 1].
+
+    ``binary`` is True when the input was ``(n, m)`` P(positive); it is then expanded to
+    ``[1 − p, p]`` so that both forms go through the same arithmetic.
+    """
+    try:
+        a = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AiftError(f"{name} must be a numeric array, got {type(probs).__name__} ({e})") from None
+    if a.ndim not in (2, 3):
+        raise AiftError(f"{name} must have shape (n, m) or (n, m, K), got shape {a.shape}")
+    if a.shape[1] < 1:
+        raise AiftError(f"{name} must have at least one patch per candidate, got shape {a.shape}")
+    if a.ndim == 3 and a.shape[2] < 2:
+        raise AiftError(f"{name} must have K >= 2 classes in shape (n, m, K), got shape {a.shape}")
+    if a.size:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise AiftError(f"{name} contain non-finite value {a[idx]} at index {idx}")
+        out = (a < -_RANGE_TOL) | (a > 1.0 + _RANGE_TOL)
+        if out.any():
+            idx = tuple(int(i) for i in np.argwhere(out)[0])
+            raise AiftError(f"{name} value {a[idx]:g} at index {idx} is outside [0, 1]")
+    a = np.clip(a, 0.0, 1.0)
+    if a.ndim == 3:
+        if a.size:
+            s = a.sum(axis=2)
+            off = np.abs(s - 1.0) > _SUM_TOL
+            if off.any():
+                idx = tuple(int(i) for i in np.argwhere(off)[0])
+                raise AiftError(f"{name} must sum to 1 over the {a.shape[2]} classes; "
+                                f"(candidate, patch) {idx} sums to {s[idx]:.6g}")
+        return a, False
+    return np.stack([1.0 - a, a], axis=-1), True
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise AiftError(f"alpha must be a number in (0, 1], got {alpha!r}")
+    a = float(alpha)
+    if not (math.isfinite(a) and 0.0 < a <= 1.0):
+        raise AiftError(f"alpha {alpha!r} is outside (0, 1]")
+    return a
+
+
+def _check_method(method) -> tuple[float, float]:
+    if method not in _LAMBDAS:
+        raise AiftError(f"unknown selection method {method!r}; valid methods: {', '.join(METHODS)}")
+    return _LAMBDAS[method]
+
+
+def _kept_count(m: int, alpha: float) -> int:
+    """round(alpha·m), half away from zero, at least 1.
+
+    A 1e-9 slack makes decimal alphas behave as written (0.15 · 10 = 1.4999999999999998 → 2).
+    """
+    return max(1, min(m, int(math.floor(alpha * m + 0.5 + 1e-9))))
+
+
+# ----------------------------------------------------------------------------- core
+
+
+def _majority(P: np.ndarray, alpha: float) -> np.ndarray:
+    """Kept patches ``(n, k, K)`` in majority order (see module docstring)."""
+    n, m, _ = P.shape
+    k = _kept_count(m, alpha)
+    if k == m and alpha == 1.0:
+        return P
+    dominant = np.argmax(P.mean(axis=1), axis=1)  # (n,), ties -> lower class
+    key = np.take_along_axis(P, dominant[:, None, None], axis=2)[:, :, 0]  # (n, m) P(ŷ)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(P, order[:, :, None], axis=1)
+
+
+def _worth(Pk: np.ndarray, lambda1: float, lambda2: float) -> np.ndarray:
+    """Sum of R for every candidate of kept patches ``Pk`` (n, k, K), without building R."""
+    n, k, _ = Pk.shape
+    L = np.log(Pk + EPS)
+    total = np.zeros(n, dtype=np.float64)
+    if lambda1:
+        total += lambda1 * -(Pk * L).sum(axis=(1, 2))
+    if lambda2 and k > 1:
+        pc = Pk - Pk.mean(axis=1, keepdims=True)
+        lc = L - L.mean(axis=1, keepdims=True)
+        div = 2.0 * k * (pc * lc).sum(axis=(1, 2))
+        total += lambda2 * np.maximum(div, 0.0)  # ≥ 0 mathematically; clip rounding noise
+    return total
+
+
+def score_candidates(probs, method: str = "entropy+diversity", alpha: float = 1.0) -> np.ndarray:
+    """Worth of every candidate (larger = more worth annotating).
+
+    Args:
+        probs: patch predictions, ``(n, m, K)`` softmax probabilities or ``(n, m)`` P(positive).
+        method: one of ``METHODS``: ``"entropy"`` (λ1=1, λ2=0), ``"diversity"`` (0, 1) or
+            ``"entropy+diversity"`` (1, 1).
+        alpha: majority-selection ratio in (0, 1]; ``round(alpha · m)`` patches are kept.
+            ``alpha=1`` and ``alpha=0.25`` give the paper's six methods.
+
+    Returns:
+        float64 array ``(n,)``.
+
+    Example:
+    >>> score_candidates([[0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6]]).round(2)
+    array([11.9])
+    """
+    lambda1, lambda2 = _check_method(method)
+    alpha = _check_alpha(alpha)
+    P, _ = _as_probs(probs)
+    if P.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    return _worth(_majority(P, alpha), lambda1, lambda2)
+
+
+def majority(probs, alpha: float = 1.0) -> np.ndarray:
+    """Patch probabilities kept by majority selection, in majority order.
+
+    Args:
+        probs: ``(n, m, K)`` or ``(n, m)`` (P(positive)).
+        alpha: ratio in (0, 1]; ``k = round(alpha · m)`` (half away from zero, at least 1).
+
+    Returns:
+        ``(n, k, K)`` for multi-class input, ``(n, k)`` P(positive) for binary input.
+
+    Example:
+    >>> majority([[0.9, 0.2, 0.8, 0.7]], alpha=0.5)   # mean 0.65 > 0.5: largest first
+    array([[0.9, 0.8]])
+    """
+    alpha = _check_alpha(alpha)
+    P, binary = _as_probs(probs)
+    kept = _majority(P, alpha)
+    return kept[:, :, 1].copy() if binary else kept.copy()
+
+
+def worth_matrix(p, lambda1: float = 1.0, lambda2: float = 1.0, alpha: float = 1.0) -> np.ndarray:
+    """The explicit matrix R (Eq. 3 of the paper) of ONE candidate after majority selection.
+
+    Args:
+        p: one candidate's predictions, ``(m,)`` P(positive) or ``(m, K)``.
+        lambda1: weight of the entropy (diagonal).
+        lambda2: weight of the diversity (off-diagonal).
+        alpha: majority-selection ratio in (0, 1].
+
+    Returns:
+        symmetric float64 ``(k, k)``; ``worth_matrix(p, ...).sum()`` is the candidate's worth.
+
+    Example:
+    >>> R = worth_matrix([0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.6, 0.7, 0.8, 1.0, 1.0], 1, 1, 0.25)
+    >>> R.shape, round(R.sum(), 2)
+    ((3, 3), 21.62)
+    """
+    for name, v in (("lambda1", lambda1), ("lambda2", lambda2)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise AiftError(f"{name} must be a finite number, got {v!r}")
+    alpha = _check_alpha(alpha)
+    try:
+        a = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AiftError(f"p must be a numeric array, got {type(p).__name__} ({e})") from None
+    if a.ndim not in (1, 2):
+        raise AiftError(f"p must have shape (m,) or (m, K) for one candidate, got shape {a.shape}")
+    P, _ = _as_probs(a[None], name="p")
+    Pk = _majority(P, alpha)[0]  # (k, K)
+    L = np.log(Pk + EPS)
+    # R_jl = Σ_c (p_jc − p_lc)(L_jc − L_lc) = Σ_c (p_jc − p_lc) log((p_jc+ε)/(p_lc+ε))
+    R = lambda2 * ((Pk[:, None, :] - Pk[None, :, :]) * (L[:, None, :] - L[None, :, :])).sum(axis=2)
+    np.fill_diagonal(R, lambda1 * -(Pk * L).sum(axis=1))
+    return R
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def baseline_scores(probs, method: str, seed: int | None = None) -> np.ndarray:
+    """Classic active-learning scores on the candidate's mean prediction (larger = query first).
+
+    Args:
+        probs: ``(n, m, K)`` or ``(n, m)`` (P(positive)); the candidate prediction is the mean
+            over its patches.
+        method: one of ``BASELINES``: ``"random"`` (uniform draws from
+            ``numpy.random.default_rng(seed)``), ``"least-confidence"`` (1 − max_k q_k),
+            ``"margin"`` (−(top1 − top2): a small margin scores high) or ``"mean-entropy"``
+            (−Σ_k q_k log q_k, natural log).
+        seed: int or None, used by ``"random"`` only.
+
+    Returns:
+        float64 array ``(n,)``.
+
+    Example:
+    >>> baseline_scores([[0.5, 0.7], [0.9, 1.0]], "least-confidence").round(2)
+    array([0.4 , 0.05])
+    """
+    if method not in BASELINES:
+        raise AiftError(f"unknown baseline {method!r}; valid baselines: {', '.join(BASELINES)}")
+    P, _ = _as_probs(probs)
+    n = P.shape[0]
+    if method == "random":
+        return np.random.default_rng(seed).random(n)
+    q = P.mean(axis=1)  # (n, K)
+    if method == "least-confidence":
+        return 1.0 - q.max(axis=1)
+    if method == "margin":
+        top2 = np.sort(q, axis=1)[:, -2:]
+        return -(top2[:, 1] - top2[:, 0])
+    safe = np.where(q > 0, q, 1.0)
+    return -(q * np.log(safe)).sum(axis=1)
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def parse_strategy(strategy: str) -> tuple[str, float | None]:
+    """Split a strategy string into ``(method, alpha)``.
+
+    ``"entropy"``, ``"diversity"`` and ``"entropy+diversity"`` may carry ``"@ALPHA"`` (a decimal
+    or a fraction: ``"entropy@0.25"``, ``"diversity@1/4"``); without it alpha is 1.
+    ``"aift"`` is ``"entropy+diversity@0.25"``. Baselines (``BASELINES``) return alpha ``None``.
+
+    Args:
+        strategy: the strategy string (case and surrounding spaces are ignored).
+
+    Returns:
+        ``(method, alpha)``.
+
+    Example:
+    >>> parse_strategy("entropy+diversity@1/4")
+    ('entropy+diversity', 0.25)
+    """
+    if not isinstance(strategy, str):
+        raise AiftError(f"strategy must be a string, got {strategy!r}")
+    s = strategy.strip().lower()
+    base, sep, alpha_text = s.partition("@")
+    base = base.strip()
+    valid = ", ".join(STRATEGIES)
+    if base not in STRATEGIES:
+        raise AiftError(f"unknown strategy {strategy!r}; valid strategies: {valid} "
+                        f"(entropy/diversity methods may add @ALPHA, e.g. entropy+diversity@0.25)")
+    if base == "aift":
+        if sep:
+            raise AiftError(f"strategy {strategy!r}: aift is entropy+diversity@0.25 and takes no @ALPHA; "
+                            f"write entropy+diversity@ALPHA instead")
+        return AIFT_ALIAS
+    if base in BASELINES:
+        if sep:
+            raise AiftError(f"strategy {strategy!r}: @ALPHA applies only to {', '.join(METHODS)}")
+        return base, None
+    if not sep:
+        return base, 1.0
+    try:
+        alpha = float(Fraction(alpha_text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise AiftError(f"strategy {strategy!r}: alpha {alpha_text!r} is not a number") from None
+    if not 0.0 < alpha <= 1.0:
+        raise AiftError(f"strategy {strategy!r}: alpha {alpha_text.strip()} is outside (0, 1]")
+    return base, alpha
+
+
+def strategy_scores(probs, strategy: str, seed: int | None = None) -> np.ndarray:
+    """Scores for a strategy string as used by the harness (see ``parse_strategy``).
+
+    Args:
+        probs: ``(n, m, K)`` or ``(n, m)``.
+        strategy: e.g. ``"aift"``, ``"entropy@0.25"``, ``"entropy+diversity"``, ``"margin"``.
+        seed: used by ``"random"``.
+
+    Returns:
+        float64 ``(n,)``, larger = more worth querying.
+
+    Example:
+    >>> strategy_scores([[0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6]], "aift").round(2)
+    array([2.02])
+    """
+    method, alpha = parse_strategy(strategy)
+    if alpha is None:
+        return baseline_scores(probs, method, seed=seed)
+    return score_candidates(probs, method, alpha)
+
+
+# ----------------------------------------------------------------------------- query
+
+
+def _check_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise AiftError(f"{name} must be an integer, got {v!r}")
+    return int(v)
+
+
+def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.ndarray:
+    """Indices of the ``b`` candidates to query.
+
+    ``omega = 1``: the top ``b`` by worth (stable: equal worth → lower index first).
+
+    ``omega > 1`` (journal randomisation): keep the top ``w = min(ceil(omega · b), n)``;
+    rescale their worth ``a' = (a − a_w) / (a_1 − a_w)`` (``a_1`` the largest, ``a_w`` the
+    smallest kept) and draw ``b`` of them without replacement with probability ∝ ``a'``
+    (``numpy.random.default_rng(seed)``). Degenerate cases: if all kept worths are equal the draw
+    is uniform; the smallest kept items have ``a' = 0`` and so are never drawn by the weighted
+    draw — when fewer than ``b`` kept items have ``a' > 0``, all of those are taken and the rest
+    are drawn uniformly from the remaining kept items.
+
+    Args:
+        scores: ``(n,)`` finite worth, larger = better.
+        b: budget, 1 ≤ b ≤ n.
+        omega: randomisation factor ≥ 1.
+        seed: int or None.
+
+    Returns:
+        int64 ``(b,)`` indices into ``scores``, ordered by decreasing worth.
+
+    Example:
+    >>> select([0.1, 0.9, 0.5, 0.9], 2)
+    array([1, 3])
+    """
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AiftError(f"scores must be a numeric array, got {type(scores).__name__}") from None
+    if s.ndim != 1:
+        raise AiftError(f"scores must have shape (n,), got shape {s.shape}")
+    n = s.shape[0]
+    bad = ~np.isfinite(s)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
+    b = _check_int("budget", b)
+    if b < 1:
+        raise AiftError(f"budget {b} must be at least 1")
+    if b > n:
+        raise AiftError(f"budget {b} is larger than the pool of {n} candidates")
+    if isinstance(omega, bool) or not isinstance(omega, numbers.Real) or not math.isfinite(omega):
+        raise AiftError(f"omega must be a finite number >= 1, got {omega!r}")
+    if omega < 1:
+        raise AiftError(f"omega {omega!r} must be >= 1")
+
+    order = np.argsort(-s, kind="stable")
+    w = min(n, math.ceil(float(omega) * b - 1e-9))
+    if w <= b:
+        return order[:b].astype(np.int64)
+
+    rng = np.random.default_rng(seed)
+    kept = order[:w]
+    a = s[kept]
+    a1, aw = a[0], a[-1]
+    if a1 == aw:
+        pos = rng.choice(w, size=b, replace=False)
+    else:
+        weight = (a - aw) / (a1 - aw)
+        nonzero = np.flatnonzero(weight > 0)
+        if nonzero.size >= b:
+            pos = rng.choice(w, size=b, replace=False, p=weight / weight.sum())
+        else:
+            rest = np.flatnonzero(weight <= 0)
+            fill = rng.choice(rest, size=b - nonzero.size, replace=False)
+            pos = np.concatenate([nonzero, fill])
+    return kept[np.sort(pos)].astype(np.int64)
