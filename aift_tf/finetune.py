@@ -1,0 +1,285 @@
+"""One fine-tuning routine for every learning strategy of the journal's Table 2.
+
+Learning strategies (Zhou et al., MedIA 2021, Table 2):
+
+| name      | queries | starts from | trains on                                             |
+|-----------|---------|-------------|-------------------------------------------------------|
+| `RFT`     | random  | M0          | all labeled candidates                                |
+| `AFT`     | active  | M0          | all labeled candidates                                |
+| `ACFT-Q`  | active  | M_{t-1}     | the new queries only                                  |
+| `ACFT-LQ` | active  | M_{t-1}     | all labeled candidates (the CVPR AIFT)                |
+| `ACFT-HQ` | active  | M_{t-1}     | the new queries + labeled candidates M_{t-1} gets wrong |
+
+:func:`learning_plan` turns a strategy into (training ids, restart-from-M0?); :func:`fine_tune` runs the
+training itself with `model.fit` (so it works unchanged inside a `tf.distribute` strategy scope).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+
+from aift_tf.errors import AiftError
+
+LEARNING_STRATEGIES = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def check_learning(name: str) -> str:
+    """Return the canonical learning-strategy name or raise a one-line error."""
+    canon = {s.lower(): s for s in LEARNING_STRATEGIES}
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in canon:
+        raise AiftError(f"unknown learning strategy {name!r}; valid: {', '.join(LEARNING_STRATEGIES)}")
+    return canon[key]
+
+
+@dataclasses.dataclass
+class FineTuneConfig:
+    """Hyper-parameters of one fine-tuning pass.
+
+    Args:
+        epochs: passes over the training candidates' patches per round.
+        batch_size: patches per gradient step.
+        learning_rate: optimizer learning rate.
+        optimizer: `"adam"`, `"sgd"` (with `momentum`) or `"rmsprop"`.
+        momentum: SGD momentum.
+        patience: early stopping on validation candidate AUC (epochs without improvement); `None`
+            disables it. The best epoch's weights are restored.
+        augment: on-the-fly augmentation of training patches.
+        balance: class-balanced sampling of training patches (PE has about 1 positive in 9).
+        mixed_precision: use `mixed_float16` (GPU only; applied when the model is built).
+        deterministic: enable TensorFlow op determinism (repeatable runs, some GPU cost).
+        seed: base seed; round `t` trains with seed `seed + 1000 * t`.
+
+    Example:
+    >>> cfg = FineTuneConfig(epochs=3, learning_rate=1e-3)
+    >>> FineTuneConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    patience: Optional[int] = None
+    augment: bool = False
+    balance: bool = True
+    mixed_precision: bool = False
+    deterministic: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if int(self.epochs) < 1:
+            raise AiftError(f"epochs must be >= 1, got {self.epochs!r}")
+        if int(self.batch_size) < 1:
+            raise AiftError(f"batch size must be >= 1, got {self.batch_size!r}")
+        lr = float(self.learning_rate)
+        if not np.isfinite(lr) or lr <= 0:
+            raise AiftError(f"learning rate must be a positive number, got {self.learning_rate!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise AiftError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.patience is not None and int(self.patience) < 1:
+            raise AiftError(f"patience must be >= 1 or None, got {self.patience!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FineTuneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise AiftError(f"unknown fine-tuning option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def learning_plan(strategy: str, new_ids, labeled_ids, misclassified_ids=None):
+    """Which candidates to train on this round, and whether to restart from M0.
+
+    Args:
+        strategy: one of `LEARNING_STRATEGIES`.
+        new_ids: candidates labeled this round.
+        labeled_ids: all labeled candidates (including `new_ids`).
+        misclassified_ids: labeled candidates (before this round) that M_{t-1} gets wrong; needed
+            by `ACFT-HQ` only.
+
+    Returns:
+        `(train_ids, restart)`: int64 array and bool (`True` = fine-tune from M0).
+
+    Example:
+    >>> ids, restart = learning_plan("ACFT-Q", [5, 6], [1, 2, 5, 6])
+    >>> ids.tolist(), restart
+    ([5, 6], False)
+    """
+    strategy = check_learning(strategy)
+    new_ids = np.asarray(new_ids, dtype=np.int64)
+    labeled_ids = np.asarray(labeled_ids, dtype=np.int64)
+    if strategy in ("RFT", "AFT"):
+        return labeled_ids, True
+    if strategy == "ACFT-Q":
+        return new_ids, False
+    if strategy == "ACFT-LQ":
+        return labeled_ids, False
+    if misclassified_ids is None:
+        raise AiftError("ACFT-HQ needs the labeled candidates the previous model misclassifies")
+    mis = np.asarray(misclassified_ids, dtype=np.int64)
+    ids = np.concatenate([new_ids, mis[~np.isin(mis, new_ids)]])
+    return ids, False
+
+
+def make_optimizer(config: FineTuneConfig):
+    import keras
+
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
+    return keras.optimizers.RMSprop(learning_rate=config.learning_rate)
+
+
+def compile_model(model, config: FineTuneConfig) -> None:
+    """Compile `model` once for all rounds (re-compiling retraces; rounds must not)."""
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+
+
+def reset_optimizer(model) -> None:
+    """Zero the optimizer's slots and step counter (a fresh start from M0 keeps the compiled graph)."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return
+    for v in opt.variables:
+        v.assign(np.zeros(v.shape, dtype=v.dtype))
+
+
+def set_seeds(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow; optionally enable op determinism."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed) % (2**31 - 1))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _candidate_auc_callback(store, val_ids, batch_size, patience):
+    import keras
+
+    from aift_tf.metrics import auc, candidate_probability
+    from aift_tf.pipelines import predict_candidates
+
+    val_ids = np.asarray(val_ids, dtype=np.int64)
+    val_labels = store.labels[val_ids]
+
+    class CandidateAUC(keras.callbacks.Callback):
+        """Validation candidate AUC each epoch; early stopping with best-weights restore."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = -np.inf
+            self.best_weights = None
+            self.wait = 0
+            self.history = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size)
+            value = auc(val_labels, candidate_probability(probs))
+            self.history.append(float(value))
+            if logs is not None:
+                logs["val_auc"] = float(value)
+            if patience is None or not np.isfinite(value):
+                return
+            if value > self.best:
+                self.best, self.wait = value, 0
+                self.best_weights = self.model.get_weights()
+            else:
+                self.wait += 1
+                if self.wait >= patience:
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if patience is not None and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return CandidateAUC()
+
+
+def fine_tune(
+    model,
+    store,
+    ids,
+    labels,
+    config: FineTuneConfig,
+    *,
+    round_index: int = 0,
+    val_ids=None,
+    callbacks=(),
+    verbose: int = 0,
+) -> dict:
+    """Fine-tune `model` in place on the patches of labeled candidates.
+
+    Every patch inherits its candidate's label. The model must already be compiled
+    (:func:`compile_model`) so that successive rounds reuse one traced training step. Runs with
+    `model.fit`, so a model built inside a `tf.distribute` strategy scope trains distributed.
+
+    Args:
+        model: a compiled Keras model returning softmax probabilities.
+        store: an open `CandidateStore`.
+        ids: candidate ids to train on.
+        labels: their labels (same length).
+        config: a `FineTuneConfig`.
+        round_index: the active-learning round; seeds the run (`config.seed + 1000 * round`).
+        val_ids: candidates with known labels for validation AUC / early stopping.
+        callbacks: extra Keras callbacks (e.g. TensorBoard).
+        verbose: Keras verbosity.
+
+    Returns:
+        A dict with per-epoch `loss`, `accuracy`, optional `val_auc`, `epochs`, `seconds`,
+        `patches`.
+
+    Example:
+    >>> compile_model(model, FineTuneConfig(epochs=2))
+    >>> fine_tune(model, store, [0, 3, 7], [1, 0, 0], FineTuneConfig(epochs=2))["epochs"]
+    2
+    """
+    from aift_tf.pipelines import training_dataset
+
+    ids = np.asarray(ids, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if ids.ndim != 1 or ids.shape != labels.shape:
+        raise AiftError(f"ids and labels must be 1-D of equal length, got {ids.shape} and {labels.shape}")
+    if ids.size == 0:
+        raise AiftError("nothing to fine-tune on: no labeled candidates given")
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
+        compile_model(model, config)
+    seed = int(config.seed) + 1000 * int(round_index)
+    set_seeds(seed, config.deterministic)
+    ds = training_dataset(
+        store, ids, labels, batch_size=config.batch_size, seed=seed,
+        augment=config.augment, balance=config.balance, shuffle=True,
+    )
+    cbs = list(callbacks)
+    auc_cb = None
+    if val_ids is not None and len(val_ids) > 0:
+        auc_cb = _candidate_auc_callback(store, val_ids, max(256, config.batch_size), config.patience)
+        cbs.append(auc_cb)
+    t0 = time.perf_counter()
+    hist = model.fit(ds, epochs=int(config.epochs), callbacks=cbs, verbose=verbose)
+    seconds = time.perf_counter() - t0
+    out = {k: [float(x) for x in v] for k, v in hist.history.items()}
+    out["epochs"] = len(out.get("loss", []))
+    out["seconds"] = seconds
+    out["patches"] = int(ids.size * store.m)
+    out["candidates"] = int(ids.size)
+    if auc_cb is not None and config.patience is not None and np.isfinite(auc_cb.best):
+        out["best_val_auc"] = float(auc_cb.best)
+    return out

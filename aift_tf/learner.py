@@ -1,0 +1,369 @@
+"""`ActiveLearner`: the state of an AIFT run and its two verbs, `query` and `teach`.
+
+A learner holds M0 (the pre-trained starting weights), the current model M_t, the candidate pool, the
+labeled set and the round number. `query(b)` scores the unlabeled pool with M_t and returns the b most
+worthy candidates; `teach(ids, labels)` records the oracle's labels and fine-tunes according to the
+learning strategy. `save`/`load` round-trip the whole state (labels, round, weights, optimizer slots,
+RNG) so that a loop resumes after a crash exactly where it stopped.
+
+Example:
+>>> from aift_tf.store import open_store
+>>> from aift_tf.learner import ActiveLearner
+>>> store = open_store("pe.h5")
+>>> learner = ActiveLearner(store, model_name="small_cnn", strategy="aift", seed=0)
+>>> for _ in range(3):
+...     ids, scores = learner.query(20)
+...     learner.teach(ids, store.labels[ids])          # the oracle
+>>> learner.evaluate("test")["auc"]
+>>> learner.save("run/state")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from aift_tf import __version__
+from aift_tf._io import atomic_dir, write_json_atomic
+from aift_tf.errors import AiftError
+from aift_tf.finetune import (
+    FineTuneConfig,
+    check_learning,
+    compile_model,
+    fine_tune,
+    learning_plan,
+    reset_optimizer,
+)
+from aift_tf.selection import parse_strategy, select, strategy_scores
+
+STATE_FORMAT = 1
+
+
+class ActiveLearner:
+    """Active, incremental fine-tuning over a candidate store.
+
+    Args:
+        store: an open `aift_tf.store.CandidateStore`.
+        model: an optional Keras model to start from (M0). When `None`, M0 is built with
+            `aift_tf.zoo.build_model(model_name, store.patch_shape, store.num_classes, weights, trainable)`.
+        model_name, weights, trainable: zoo options used when `model` is None.
+        strategy: selection strategy: `"random"`, `"entropy"`, `"diversity"`, `"entropy+diversity"`
+            (each optionally `@ALPHA`), `"aift"` (= `entropy+diversity@0.25`), or a baseline
+            (`"least-confidence"`, `"margin"`, `"mean-entropy"`).
+        learning: learning strategy, one of `aift_tf.finetune.LEARNING_STRATEGIES`.
+        omega: randomization extension ω ≥ 1 (1 = plain top-b).
+        finetune: a `FineTuneConfig` (or dict).
+        seed: seeds queries (RNG saved with the state) and fine-tuning.
+        pool_split: the store split to query from (default `"train"`).
+        val_split: the split used for validation AUC / early stopping, if it has labels.
+        predict_batch_size: patches per prediction batch.
+        progress: optional callable `(stage, done, total)` for progress bars.
+    """
+
+    def __init__(
+        self,
+        store,
+        model=None,
+        *,
+        model_name: str = "small_cnn",
+        weights=None,
+        trainable: str = "all",
+        strategy: str = "aift",
+        learning: str = "ACFT-LQ",
+        omega: float = 1.0,
+        finetune=None,
+        seed: int = 0,
+        pool_split: str = "train",
+        val_split: Optional[str] = "val",
+        predict_batch_size: int = 256,
+        progress: Optional[Callable] = None,
+    ):
+        self.store = store
+        parse_strategy(strategy)  # validates
+        self.strategy = strategy
+        self.learning = check_learning(learning)
+        if not np.isfinite(float(omega)) or float(omega) < 1:
+            raise AiftError(f"omega must be >= 1, got {omega!r}")
+        self.omega = float(omega)
+        if finetune is None:
+            finetune = FineTuneConfig(seed=seed)
+        elif isinstance(finetune, dict):
+            finetune = FineTuneConfig.from_dict(finetune)
+        self.config = finetune
+        self.seed = int(seed)
+        self.pool_split = pool_split
+        self.val_split = val_split
+        self.predict_batch_size = int(predict_batch_size)
+        self.progress = progress
+        self.model_name = model_name
+        self.weights = None if weights is None else str(weights)
+        self.trainable = trainable
+        self.rng = np.random.default_rng(self.seed)
+        self.round = 0
+        self.labeled_ids = np.zeros(0, dtype=np.int64)
+        self.labeled_labels = np.zeros(0, dtype=np.int64)
+        self.labeled_round = np.zeros(0, dtype=np.int64)
+        self.history: list = []
+        self.pool_ids = store.ids(pool_split)
+        if self.pool_ids.size == 0:
+            raise AiftError(f"{store.path}: the {pool_split!r} split has no candidates to query")
+        if model is None:
+            model = self._build_m0()
+        self.model = model
+        self.m0_weights = [np.array(w) for w in model.get_weights()]
+        compile_model(self.model, self.config)
+
+    # ------------------------------------------------------------------ building
+    def _build_m0(self):
+        from aift_tf.zoo import build_model
+
+        if self.config.mixed_precision:
+            import keras
+
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        return build_model(
+            self.model_name,
+            input_shape=tuple(self.store.patch_shape),
+            num_classes=self.store.num_classes,
+            weights=self.weights,
+            trainable=self.trainable,
+            seed=self.seed,
+        )
+
+    # ------------------------------------------------------------------ pool state
+    def unlabeled_ids(self) -> np.ndarray:
+        """Pool candidates not yet labeled, in id order."""
+        return self.pool_ids[~np.isin(self.pool_ids, self.labeled_ids)]
+
+    def _stage(self, stage):
+        if self.progress is None:
+            return None
+        return lambda done, total: self.progress(stage, done, total)
+
+    def predict(self, ids) -> np.ndarray:
+        """Patch probabilities (len(ids), m, K) of the current model."""
+        from aift_tf.pipelines import predict_candidates
+
+        return predict_candidates(
+            self.model, self.store, np.asarray(ids, dtype=np.int64),
+            batch_size=self.predict_batch_size, progress=self._stage("score"),
+        )
+
+    # ------------------------------------------------------------------ query
+    def query(self, b: int):
+        """Choose `b` unlabeled candidates to annotate.
+
+        Returns:
+            `(ids, scores)`: int64 candidate ids (most worthy first for top-b) and their worth
+            (float64; for `random`, the uniform draws that ranked them).
+        """
+        pool = self.unlabeled_ids()
+        b = int(b)
+        if b < 1:
+            raise AiftError(f"batch size must be >= 1, got {b}")
+        if b > pool.size:
+            raise AiftError(f"budget {b} is larger than the {pool.size} unlabeled candidates left in the pool")
+        qseed = int(self.rng.integers(2**31 - 1))
+        t0 = time.perf_counter()
+        if parse_strategy(self.strategy)[0] == "random":
+            scores = strategy_scores(np.zeros((pool.size, 1)), "random", seed=qseed)
+        else:
+            probs = self.predict(pool)
+            scores = strategy_scores(probs, self.strategy, seed=qseed)
+        picked = select(scores, b, omega=self.omega, seed=qseed)
+        self.last_query_seconds = time.perf_counter() - t0
+        return pool[picked], scores[picked]
+
+    # ------------------------------------------------------------------ teach
+    def _check_teach(self, ids, labels):
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        labels = np.asarray(labels).ravel()
+        if ids.shape != labels.shape:
+            raise AiftError(f"got {ids.size} ids but {labels.size} labels")
+        if ids.size == 0:
+            raise AiftError("teach needs at least one labeled candidate")
+        if len(np.unique(ids)) != ids.size:
+            dup = ids[np.argmax([np.sum(ids == i) > 1 for i in ids])]
+            raise AiftError(f"candidate id {int(dup)} appears twice")
+        bad = ids[~np.isin(ids, self.pool_ids)]
+        if bad.size:
+            raise AiftError(f"candidate id {int(bad[0])} is not in the {self.pool_split!r} pool")
+        again = ids[np.isin(ids, self.labeled_ids)]
+        if again.size:
+            raise AiftError(f"candidate id {int(again[0])} is already labeled")
+        if not np.issubdtype(labels.dtype, np.integer):
+            try:
+                as_int = labels.astype(np.float64)
+            except (TypeError, ValueError):
+                raise AiftError(f"labels must be integers, got {labels[0]!r}") from None
+            if not np.all(np.isfinite(as_int)) or np.any(as_int != np.round(as_int)):
+                raise AiftError(f"labels must be integers, got {labels[np.argmax(~np.isfinite(as_int) | (as_int != np.round(as_int)))]!r}")
+            labels = as_int.astype(np.int64)
+        labels = labels.astype(np.int64)
+        k = self.store.num_classes
+        out = labels[(labels < 0) | (labels >= k)]
+        if out.size:
+            raise AiftError(f"label {int(out[0])} is outside the classes 0..{k - 1}")
+        return ids, labels
+
+    def _misclassified(self) -> np.ndarray:
+        """Labeled candidates (so far) that the current model M_{t-1} gets wrong."""
+        if self.labeled_ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        probs = self.predict(self.labeled_ids)
+        pred = probs.mean(axis=1).argmax(axis=-1)
+        return self.labeled_ids[pred != self.labeled_labels]
+
+    def teach(self, ids, labels, callbacks=(), verbose: int = 0) -> dict:
+        """Record the oracle's labels for `ids` and fine-tune (round t → t+1).
+
+        Returns:
+            The round record: round, labels so far, training candidates, fine-tuning history.
+        """
+        ids, labels = self._check_teach(ids, labels)
+        mis = self._misclassified() if self.learning == "ACFT-HQ" else None
+        self.round += 1
+        self.labeled_ids = np.concatenate([self.labeled_ids, ids])
+        self.labeled_labels = np.concatenate([self.labeled_labels, labels])
+        self.labeled_round = np.concatenate([self.labeled_round, np.full(ids.size, self.round, np.int64)])
+        train_ids, restart = learning_plan(self.learning, ids, self.labeled_ids, mis)
+        if restart:
+            self.model.set_weights(self.m0_weights)
+            reset_optimizer(self.model)
+        lookup = dict(zip(self.labeled_ids.tolist(), self.labeled_labels.tolist()))
+        train_labels = np.array([lookup[i] for i in train_ids.tolist()], dtype=np.int64)
+        val_ids = self._val_ids()
+        hist = fine_tune(
+            self.model, self.store, train_ids, train_labels, self.config,
+            round_index=self.round, val_ids=val_ids, callbacks=callbacks, verbose=verbose,
+        )
+        record = {
+            "round": self.round,
+            "labels": int(self.labeled_ids.size),
+            "new": int(ids.size),
+            "positives": int(np.sum(self.labeled_labels > 0)),
+            "train_candidates": int(train_ids.size),
+            "restart_from_m0": bool(restart),
+            "finetune": hist,
+        }
+        self.history.append(record)
+        return record
+
+    def _val_ids(self):
+        if self.val_split is None:
+            return None
+        ids = self.store.ids(self.val_split)
+        ids = ids[self.store.labels[ids] >= 0]
+        if ids.size == 0 or len(np.unique(self.store.labels[ids])) < 2:
+            return None
+        return ids
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "test") -> dict:
+        """Candidate-level AUC (mean of patch probabilities) of the current model on a split."""
+        from aift_tf.metrics import auc, candidate_probability
+
+        ids = self.store.ids(split)
+        ids = ids[self.store.labels[ids] >= 0]
+        if ids.size == 0:
+            raise AiftError(f"{self.store.path}: the {split!r} split has no labeled candidates to evaluate on")
+        probs = self.predict(ids)
+        p = candidate_probability(probs)
+        return {"auc": float(auc(self.store.labels[ids], p)), "ids": ids, "probability": p}
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "aift_tf_version": __version__,
+            "store": str(self.store.path),
+            "store_sha256": self.store.sha256,
+            "model_name": self.model_name,
+            "weights": self.weights,
+            "trainable": self.trainable,
+            "strategy": self.strategy,
+            "learning": self.learning,
+            "omega": self.omega,
+            "seed": self.seed,
+            "pool_split": self.pool_split,
+            "val_split": self.val_split,
+            "predict_batch_size": self.predict_batch_size,
+            "finetune": self.config.to_dict(),
+            "round": self.round,
+            "labeled_ids": self.labeled_ids.tolist(),
+            "labeled_labels": self.labeled_labels.tolist(),
+            "labeled_round": self.labeled_round.tolist(),
+            "rng": self.rng.bit_generator.state,
+            "history": self.history,
+        }
+
+    def save(self, path) -> Path:
+        """Write the whole state to folder `path` atomically (replacing an older state there).
+
+        Contents: `state.json` (labels, round, RNG, settings), `model.keras` (current model with
+        optimizer slots), `m0.weights.h5` (the starting weights).
+        """
+        import keras
+
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            self.model.save(tmp / "model.keras")
+            m0 = keras.models.clone_model(self.model)
+            m0.set_weights(self.m0_weights)
+            m0.save_weights(tmp / "m0.weights.h5")
+            write_json_atomic(tmp / "state.json", self.state_dict())
+        return path
+
+    @classmethod
+    def load(cls, path, store, progress: Optional[Callable] = None) -> "ActiveLearner":
+        """Restore a learner saved with :meth:`save` over the same store."""
+        import keras
+
+        path = Path(path)
+        state_file = path / "state.json"
+        if not state_file.is_file():
+            raise AiftError(f"{path}: not a saved learner (no state.json)")
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError) as e:
+            raise AiftError(f"{state_file}: unreadable ({e})") from None
+        if state.get("format") != STATE_FORMAT:
+            raise AiftError(f"{state_file}: unsupported state format {state.get('format')!r}")
+        if state["store_sha256"] != store.sha256:
+            raise AiftError(f"{path}: was saved for another store (sha256 {state['store_sha256'][:12]}…, "
+                            f"{store.path} has {store.sha256[:12]}…)")
+        try:
+            model = keras.models.load_model(path / "model.keras", compile=True)
+        except Exception as e:  # corrupt or missing model file
+            raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
+        self = cls.__new__(cls)
+        self.store = store
+        self.strategy = state["strategy"]
+        self.learning = state["learning"]
+        self.omega = float(state["omega"])
+        self.config = FineTuneConfig.from_dict(state["finetune"])
+        self.seed = int(state["seed"])
+        self.pool_split = state["pool_split"]
+        self.val_split = state["val_split"]
+        self.predict_batch_size = int(state["predict_batch_size"])
+        self.progress = progress
+        self.model_name = state["model_name"]
+        self.weights = state["weights"]
+        self.trainable = state["trainable"]
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.round = int(state["round"])
+        self.labeled_ids = np.asarray(state["labeled_ids"], dtype=np.int64)
+        self.labeled_labels = np.asarray(state["labeled_labels"], dtype=np.int64)
+        self.labeled_round = np.asarray(state["labeled_round"], dtype=np.int64)
+        self.history = state["history"]
+        self.pool_ids = store.ids(self.pool_split)
+        self.model = model
+        m0 = keras.models.clone_model(model)
+        m0.load_weights(path / "m0.weights.h5")
+        self.m0_weights = [np.array(w) for w in m0.get_weights()]
+        return self

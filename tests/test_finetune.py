@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from aift_tf.errors import AiftError
+from aift_tf.finetune import FineTuneConfig, LEARNING_STRATEGIES, check_learning, learning_plan
+
+
+def test_learning_plan_covers_table2():
+    new, labeled, mis = [7, 8], [1, 2, 3, 7, 8], [2, 7]
+    ids, restart = learning_plan("RFT", new, labeled)
+    assert ids.tolist() == labeled and restart
+    ids, restart = learning_plan("AFT", new, labeled)
+    assert ids.tolist() == labeled and restart
+    ids, restart = learning_plan("ACFT-Q", new, labeled)
+    assert ids.tolist() == new and not restart
+    ids, restart = learning_plan("ACFT-LQ", new, labeled)
+    assert ids.tolist() == labeled and not restart
+    ids, restart = learning_plan("ACFT-HQ", new, labeled, mis)
+    assert sorted(ids.tolist()) == [2, 7, 8] and not restart
+
+
+def test_learning_names_and_errors():
+    assert check_learning("acft_lq") == "ACFT-LQ"
+    assert set(LEARNING_STRATEGIES) == {"RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ"}
+    with pytest.raises(AiftError, match="'BOGUS'"):
+        check_learning("BOGUS")
+    with pytest.raises(AiftError, match="misclassifies"):
+        learning_plan("ACFT-HQ", [1], [1])
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch size"),
+    ({"learning_rate": -1.0}, "learning rate"), ({"optimizer": "adagradx"}, "adagradx"),
+])
+def test_config_validation(kw, needle):
+    with pytest.raises(AiftError, match=needle):
+        FineTuneConfig(**kw)
+
+
+def test_config_round_trip():
+    cfg = FineTuneConfig(epochs=2, patience=3, optimizer="sgd")
+    assert FineTuneConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(AiftError, match="nonsense"):
+        FineTuneConfig.from_dict({"nonsense": 1})
+
+
+def test_fine_tune_reduces_loss_on_separable_set(tiny_store_path):
+    from aift_tf.finetune import compile_model, fine_tune
+    from aift_tf.store import open_store
+    from aift_tf.zoo import build_model
+
+    with open_store(tiny_store_path) as store:
+        ids = store.ids("train")
+        cfg = FineTuneConfig(epochs=4, batch_size=16, learning_rate=3e-3, balance=False)
+        model = build_model("small_cnn", input_shape=store.patch_shape, num_classes=2, seed=0)
+        compile_model(model, cfg)
+        hist = fine_tune(model, store, ids, store.labels[ids], cfg, val_ids=store.ids("val"))
+        assert hist["epochs"] == 4
+        assert hist["loss"][-1] < hist["loss"][0]
+        assert len(hist["val_auc"]) == 4
+
+
+def test_fine_tune_is_repeatable(tiny_store_path):
+    from aift_tf.finetune import compile_model, fine_tune
+    from aift_tf.store import open_store
+    from aift_tf.zoo import build_model
+
+    outs = []
+    with open_store(tiny_store_path) as store:
+        ids = store.ids("train")[:20]
+        for _ in range(2):
+            cfg = FineTuneConfig(epochs=1, batch_size=16, seed=3)
+            model = build_model("small_cnn", input_shape=store.patch_shape, num_classes=2, seed=0)
+            compile_model(model, cfg)
+            fine_tune(model, store, ids, store.labels[ids], cfg)
+            outs.append(np.concatenate([w.ravel() for w in model.get_weights()]))
+    np.testing.assert_array_equal(outs[0], outs[1])
