@@ -84,7 +84,7 @@ def encode_split(split, n: int | None = None, where: str = "split") -> np.ndarra
             codes[names == name] = code
         if (codes == 255).any():
             i = _first(codes == 255)
-            raise StoreError(f"{where}: unknown split {names[i]!r} at candidate {i} (expected one of {SPLITS})")
+            raise StoreError(f"{where}: unknown split {str(names[i])!r} at candidate {i} (expected one of {SPLITS})")
         return codes
     if arr.dtype.kind not in "iu":
         raise StoreError(f"{where}: split must be names or integer codes, got dtype {arr.dtype}")
