@@ -8,8 +8,10 @@ the multi-class form of the journal version (ACFT, Medical Image Analysis 2021):
 1. **Majority selection** (noisy-label handling, ratio ``alpha``): find the dominant class
    ``ŷ = argmax_k mean_j p_jk`` (ties → the lower class), sort the patches by ``p_jŷ`` descending
    (stable sort: ties keep patch order) and keep the first ``k = round(alpha · m)`` (half away from
-   zero, at least 1). For a binary task this is the paper's rule: if ``mean(p) > 0.5`` sort
-   P(positive) descending, otherwise ascending.
+   zero, at least 1). For K = 2 (and for ``(n, m)`` input) the paper's rule is applied literally:
+   if ``mean(P(1)) > 0.5`` sort P(1) descending, otherwise (including exactly 0.5) ascending —
+   the same order as the argmax rule, but immune to the rounding of ``1 − p``, so that ``(n, m)``
+   and ``(n, m, 2)`` inputs always keep the same patches.
 2. **Matrix R** over the kept patches: ``R_jj = λ1 · entropy_j`` with
    ``entropy_j = −Σ_k p_jk log(p_jk + ε)`` and, off the diagonal,
    ``R_jl = λ2 · Σ_k (p_jk − p_lk) log((p_jk + ε) / (p_lk + ε))`` (symmetric KL divergence),
@@ -17,7 +19,7 @@ the multi-class form of the journal version (ACFT, Medical Image Analysis 2021):
 3. **Worth** = sum of every entry of R (both triangles).
 
 ``score_candidates`` never builds R: for one class the pairwise sum
-``Σ_{j,l} (p_j − p_l)(L_j − L_l)`` with ``L = log(p + ε)`` equals ``2 k Σ_j (p_j − p̄)(L_j − L̄)``,
+``Σ_{j,l} (p_j − p_l)(L_j − L_l)`` with ``L = log(p + ε)`` equals ``2 [k Σ_j p_j L_j − Σ_j p_j Σ_j L_j]``,
 so the worth of every candidate is computed in O(m) with array operations. ``worth_matrix``
 builds R explicitly for one candidate (documentation, tests).
 
@@ -81,25 +83,28 @@ def _as_probs(probs, name: str = "probs") -> tuple[np.ndarray, bool]:
     if a.ndim == 3 and a.shape[2] < 2:
         raise AiftError(f"{name} must have K >= 2 classes in shape (n, m, K), got shape {a.shape}")
     if a.size:
-        bad = ~np.isfinite(a)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        # Two reductions check everything (NaN propagates through min/max); locate only on failure.
+        lo, hi = float(a.min()), float(a.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             raise AiftError(f"{name} contain non-finite value {a[idx]} at index {idx}")
-        out = (a < -_RANGE_TOL) | (a > 1.0 + _RANGE_TOL)
-        if out.any():
-            idx = tuple(int(i) for i in np.argwhere(out)[0])
+        if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+            idx = tuple(int(i) for i in np.argwhere((a < -_RANGE_TOL) | (a > 1.0 + _RANGE_TOL))[0])
             raise AiftError(f"{name} value {a[idx]:g} at index {idx} is outside [0, 1]")
-    a = np.clip(a, 0.0, 1.0)
+        if lo < 0.0 or hi > 1.0:
+            a = np.clip(a, 0.0, 1.0)
     if a.ndim == 3:
         if a.size:
             s = a.sum(axis=2)
-            off = np.abs(s - 1.0) > _SUM_TOL
-            if off.any():
-                idx = tuple(int(i) for i in np.argwhere(off)[0])
+            if float(np.abs(s - 1.0).max()) > _SUM_TOL:
+                idx = tuple(int(i) for i in np.argwhere(np.abs(s - 1.0) > _SUM_TOL)[0])
                 raise AiftError(f"{name} must sum to 1 over the {a.shape[2]} classes; "
                                 f"(candidate, patch) {idx} sums to {s[idx]:.6g}")
         return a, False
-    return np.stack([1.0 - a, a], axis=-1), True
+    out = np.empty(a.shape + (2,), dtype=np.float64)
+    out[..., 1] = a
+    np.subtract(1.0, a, out=out[..., 0])
+    return out, True
 
 
 def _check_alpha(alpha) -> float:
@@ -134,8 +139,14 @@ def _majority(P: np.ndarray, alpha: float) -> np.ndarray:
     k = _kept_count(m, alpha)
     if k == m and alpha == 1.0:
         return P
-    dominant = np.argmax(P.mean(axis=1), axis=1)  # (n,), ties -> lower class
-    key = np.take_along_axis(P, dominant[:, None, None], axis=2)[:, :, 0]  # (n, m) P(ŷ)
+    if P.shape[2] == 2:
+        # The paper's binary rule, exactly: mean P(1) > 0.5 -> P(1) descending, else ascending
+        # (≡ argmax with ties to class 0 -> P(0) descending, without the rounding of 1 − p).
+        p1 = P[:, :, 1]
+        key = np.where(p1.mean(axis=1, keepdims=True) > 0.5, p1, -p1)
+    else:
+        dominant = np.argmax(P.mean(axis=1), axis=1)  # (n,), ties -> lower class
+        key = np.take_along_axis(P, dominant[:, None, None], axis=2)[:, :, 0]  # (n, m) P(ŷ)
     order = np.argsort(-key, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(P, order[:, :, None], axis=1)
 
@@ -144,13 +155,14 @@ def _worth(Pk: np.ndarray, lambda1: float, lambda2: float) -> np.ndarray:
     """Sum of R for every candidate of kept patches ``Pk`` (n, k, K), without building R."""
     n, k, _ = Pk.shape
     L = np.log(Pk + EPS)
+    s_pl = np.einsum("nkc,nkc->n", Pk, L)  # Σ_j Σ_c p_jc L_jc
     total = np.zeros(n, dtype=np.float64)
     if lambda1:
-        total += lambda1 * -(Pk * L).sum(axis=(1, 2))
+        total -= lambda1 * s_pl
     if lambda2 and k > 1:
-        pc = Pk - Pk.mean(axis=1, keepdims=True)
-        lc = L - L.mean(axis=1, keepdims=True)
-        div = 2.0 * k * (pc * lc).sum(axis=(1, 2))
+        # Σ_{j,l} Σ_c (p_jc − p_lc)(L_jc − L_lc) = 2 Σ_c [k Σ_j p_jc L_jc − (Σ_j p_jc)(Σ_j L_jc)]
+        cross = np.einsum("nc,nc->n", np.einsum("nkc->nc", Pk), np.einsum("nkc->nc", L))
+        div = 2.0 * (k * s_pl - cross)
         total += lambda2 * np.maximum(div, 0.0)  # ≥ 0 mathematically; clip rounding noise
     return total
 
@@ -214,7 +226,7 @@ def worth_matrix(p, lambda1: float = 1.0, lambda2: float = 1.0, alpha: float = 1
 
     Example:
     >>> R = worth_matrix([0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.6, 0.7, 0.8, 1.0, 1.0], 1, 1, 0.25)
-    >>> R.shape, round(R.sum(), 2)
+    >>> R.shape, round(float(R.sum()), 2)
     ((3, 3), 21.62)
     """
     for name, v in (("lambda1", lambda1), ("lambda2", lambda2)):
