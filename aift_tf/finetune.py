@@ -171,6 +171,21 @@ def set_seeds(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def reseed_layers(model, seed: int) -> None:
+    """Reset the state of every Keras `SeedGenerator` in `model` (dropout, random augmentation).
+
+    Keras does not save seed-generator states in `.keras` files, so a model reloaded after a crash
+    would otherwise draw other dropout masks than the uninterrupted run. Re-seeding them from the
+    round's seed makes each round's training depend only on (weights, optimizer slots, seed).
+    """
+    k = 0
+    for v in model.non_trainable_variables:
+        if v.path.endswith("seed_generator_state"):
+            value = np.array([int(seed) % (2**31 - 1) + 7919 * k, 0], dtype=v.dtype)
+            v.assign(value.reshape(v.shape))
+            k += 1
+
+
 def _candidate_auc_callback(store, val_ids, batch_size, patience):
     import keras
 
@@ -263,6 +278,7 @@ def fine_tune(
         compile_model(model, config)
     seed = int(config.seed) + 1000 * int(round_index)
     set_seeds(seed, config.deterministic)
+    reseed_layers(model, seed)
     ds = training_dataset(
         store, ids, labels, batch_size=config.batch_size, seed=seed,
         augment=config.augment, balance=config.balance, shuffle=True,
