@@ -1,0 +1,32 @@
+"""Custom (weightless, serialisable) preprocessing layers of the zoo.
+
+Registered under the package name ``aift_tf`` so ``.keras`` files reload with
+``keras.models.load_model`` without ``custom_objects`` once ``aift_tf.zoo`` is imported.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# keras.applications "caffe" preprocessing: BGR order, ImageNet mean subtracted on a 0-255 scale.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="aift_tf")
+class CaffePreprocess(keras.layers.Layer):
+    """[0, 1] RGB → 0-255 BGR minus the ImageNet mean (VGG16 / ResNet50 "caffe" mode)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype) * 255.0
+        x = keras.ops.flip(x, axis=-1)
+        mean = keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+        return x - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config()
