@@ -117,7 +117,7 @@ def _check_alpha(alpha) -> float:
 
 
 def _check_method(method) -> tuple[float, float]:
-    if method not in _LAMBDAS:
+    if not isinstance(method, str) or method not in _LAMBDAS:
         raise AiftError(f"unknown selection method {method!r}; valid methods: {', '.join(METHODS)}")
     return _LAMBDAS[method]
 
@@ -270,7 +270,7 @@ def baseline_scores(probs, method: str, seed: int | None = None) -> np.ndarray:
     >>> baseline_scores([[0.5, 0.7], [0.9, 1.0]], "least-confidence").round(2)
     array([0.4 , 0.05])
     """
-    if method not in BASELINES:
+    if not isinstance(method, str) or method not in BASELINES:
         raise AiftError(f"unknown baseline {method!r}; valid baselines: {', '.join(BASELINES)}")
     P, _ = _as_probs(probs)
     n = P.shape[0]
