@@ -1,0 +1,366 @@
+"""Import image folders and CSV lists as candidate stores.
+
+* :func:`import_folder` — ``root/<class name>/…/<image>``: one sub-folder per class; class ids follow
+  the sorted folder names. Images are found recursively (hidden files and files without an image
+  extension are skipped). Groups: each image its own (``group_by="image"``), or the first folder
+  below the class folder (``group_by="subfolder"``, e.g. ``root/tumour/patient_07/slice_3.png``;
+  the same sub-folder name under two classes is the same group).
+* :func:`import_csv` — a CSV with a header and columns ``path,label[,group][,split]`` (any order,
+  names case-insensitive, extra columns ignored); relative paths are relative to the CSV's folder.
+  Labels that all parse as integers are class ids (names ``class_0`` …, or ``class_names``);
+  otherwise they are names mapped to ids in sorted order (or in the order of ``class_names``).
+  ``split`` values are ``train``/``val``/``test``.
+
+Both read every image with Pillow first (an unreadable image is an error naming the file, before
+anything is written), convert to one colour mode — ``color="auto"`` picks grayscale when every image
+is grayscale, else RGB (alpha dropped; 16-bit grayscale scaled by 1/257) — and resize to one size
+(``image_size``; default the most frequent size, ties → the smallest) with Pillow's antialiasing
+bilinear filter. Without a split column, the split is a seeded, label-stratified split by group
+(``val_fraction``, ``test_fraction``): a group never spans two splits. Each image becomes a candidate
+of ``m`` patches made by :mod:`aift_tf.importers.augment` (patch 0 = the plain resized image), stored
+in list order; candidate ``i`` is augmented with the child seed ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from aift_tf.errors import AiftError
+from aift_tf.importers._common import (
+    DEFAULT_CHUNK, SPLIT_NAMES, check_fractions, check_int, check_out, group_split, make_augmentation,
+    write_bags,
+)
+
+__all__ = ["import_folder", "import_csv", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pnm")
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+COLORS = ("auto", "gray", "rgb")
+
+
+# ------------------------------------------------------------------------------------------------
+# image reading
+# ------------------------------------------------------------------------------------------------
+
+
+def _probe(path: Path, where: str):
+    """(width, height, mode) of an image, verifying that Pillow can decode it."""
+    from PIL import Image
+
+    if not path.exists():
+        raise AiftError(f"{where}: image {path} does not exist")
+    if not path.is_file():
+        raise AiftError(f"{where}: image {path} is not a file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size[0], im.size[1], im.mode
+    except Exception as e:  # noqa: BLE001 - any decoder failure means an unreadable image
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AiftError(f"{where}: cannot read image {path} ({msg})") from None
+
+
+def _to_array(path: Path, size_hw: tuple, gray: bool) -> np.ndarray:
+    """Read, convert and resize one image → (H, W, C) uint8."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if gray:
+                if mode.startswith("I") or mode == "F":
+                    a = np.asarray(im, dtype=np.float64)
+                    if mode.startswith("I"):
+                        a = np.clip(a, 0, 65535) / 257.0
+                    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+                    im2 = Image.fromarray(a, mode="L")
+                else:
+                    im2 = im.convert("L")
+            else:
+                if mode.startswith("I") or mode == "F":
+                    a = np.asarray(im, dtype=np.float64)
+                    a = np.clip(np.rint(np.clip(a, 0, 65535) / 257.0), 0, 255).astype(np.uint8)
+                    im2 = Image.fromarray(a, mode="L").convert("RGB")
+                else:
+                    im2 = im.convert("RGB")
+            H, W = size_hw
+            if im2.size != (W, H):
+                im2 = im2.resize((W, H), resample=Image.Resampling.BILINEAR)
+            a = np.asarray(im2, dtype=np.uint8)
+    except AiftError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AiftError(f"cannot read image {path} ({msg})") from None
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def _size_arg(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        hw = (int(image_size), int(image_size))
+    else:
+        try:
+            hw = tuple(int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise AiftError(f"image_size must be an int or (height, width); got {image_size!r}") from None
+        if len(hw) != 2:
+            raise AiftError(f"image_size must be an int or (height, width); got {image_size!r}")
+    if min(hw) < 1:
+        raise AiftError(f"image_size must be positive; got {image_size!r}")
+    return hw
+
+
+def _import_records(paths, labels, groups, split, out, *, where, class_names, m, patch_size, seed,
+                    val_fraction, test_fraction, image_size, color, app, attrs, augmentation, progress):
+    """Probe every image, settle size/mode/split, then stream augmented bags into the store."""
+    n = len(paths)
+    if n == 0:
+        raise AiftError(f"{where}: no images found")
+    if color not in COLORS:
+        raise AiftError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
+    size_hw = _size_arg(image_size)
+    probes = [_probe(p, where) for p in paths]
+    if size_hw is None:
+        freq = collections.Counter((h, w) for (w, h, _) in probes)
+        size_hw = min(freq, key=lambda hw: (-freq[hw], hw[0] * hw[1], hw))
+    gray = color == "gray" or (color == "auto" and all(mode in _GRAY_MODES for (_, _, mode) in probes))
+    C = 1 if gray else 3
+    S = patch_size if patch_size is not None else min(size_hw)
+
+    labels = np.asarray(labels, np.int64)
+    groups = np.asarray(groups, np.int64)
+    if len(class_names) < 2:
+        raise AiftError(f"{where}: only one class found ({class_names}); a store needs >= 2 classes")
+    if split is None:
+        split = group_split(groups, labels, val_fraction, test_fraction, seed)
+        if not (split == 0).any():
+            raise AiftError(f"{where}: the split left no training images; lower val/test fractions")
+    split = np.asarray(split, np.uint8)
+
+    def batches():
+        for a in range(0, n, DEFAULT_CHUNK):
+            b = min(n, a + DEFAULT_CHUNK)
+            imgs = np.stack([_to_array(p, size_hw, gray) for p in paths[a:b]])
+            yield a, imgs, labels[a:b], groups[a:b], split[a:b]
+
+    attrs = dict(attrs)
+    attrs.update({"seed": int(seed) if seed is not None else -1, "image_shape": [size_hw[0], size_hw[1], C],
+                  "augmentation": augmentation.to_dict()})
+    write_bags(out, n, m, S, (size_hw[0], size_hw[1], C), np.uint8, batches(), app=app,
+               class_names=class_names, attrs=attrs, seed=seed, augmentation=augmentation, progress=progress)
+    counts = {name: int((split == i).sum()) for i, name in enumerate(SPLIT_NAMES)}
+    return {"out": out, "n": n, "m": m, "patch_shape": (S, S, C), "dtype": "uint8",
+            "class_names": list(class_names), "counts": counts}
+
+
+def _common_args(m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite):
+    m = check_int(m, "m (patches per candidate)", 1)
+    if patch_size is not None:
+        patch_size = check_int(patch_size, "patch_size", 1)
+    vf, tf = check_fractions(val_fraction, test_fraction)
+    aug = make_augmentation(augmentation, aug_options)
+    out = check_out(out_path, overwrite)
+    return m, patch_size, vf, tf, aug, out
+
+
+# ------------------------------------------------------------------------------------------------
+# image folder
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
+                  val_fraction: float = 0.1, test_fraction: float = 0.1, image_size=None,
+                  color: str = "auto", group_by: str = "image", app: str | None = None,
+                  overwrite: bool = False, augmentation=None, progress=None, **aug_options) -> dict:
+    """Import ``root/<class>/…/<image>`` as a candidate store (see the module docstring).
+
+    Args:
+        root: folder with one sub-folder per class (≥ 2 classes, each with ≥ 1 image).
+        out_path: the ``.h5`` store; refused if it exists unless ``overwrite``.
+        m, patch_size, seed: bag size, patch side (None → the smaller image side), seed.
+        val_fraction, test_fraction: fractions of groups sent to val / test.
+        image_size: int or (height, width) all images are resized to; None → most frequent size.
+        color: "auto" | "gray" | "rgb".
+        group_by: "image" (each image its own group) or "subfolder".
+        app: store ``app`` name; default ``"folder:<root name>"``.
+        augmentation / aug_options, progress: as :func:`aift_tf.importers.npz.import_npz`.
+
+    Returns:
+        summary dict (``out``, ``n``, ``m``, ``patch_shape``, ``dtype``, ``class_names``, ``counts``).
+    """
+    root = Path(root)
+    m, patch_size, vf, tf, aug, out = _common_args(m, patch_size, val_fraction, test_fraction, augmentation,
+                                                   aug_options, out_path, overwrite)
+    if group_by not in ("image", "subfolder"):
+        raise AiftError(f"group_by must be 'image' or 'subfolder'; got {group_by!r}")
+    if not root.exists():
+        raise AiftError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise AiftError(f"{root}: not a folder (expected one sub-folder per class)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise AiftError(f"{root}: found {len(class_dirs)} class sub-folder(s); need at least 2 (one per class)")
+    paths, labels, group_keys = [], [], []
+    for k, cdir in enumerate(class_dirs):
+        files = sorted(p for p in cdir.rglob("*") if _is_image(p)
+                       and not any(part.startswith(".") for part in p.relative_to(cdir).parts))
+        if not files:
+            raise AiftError(f"{cdir}: class folder has no images (extensions: {' '.join(IMAGE_EXTENSIONS)})")
+        for p in files:
+            rel = p.relative_to(cdir)
+            if group_by == "subfolder" and len(rel.parts) > 1:
+                key = "dir:" + rel.parts[0]
+            else:
+                key = "img:" + str(p.relative_to(root))
+            paths.append(p)
+            labels.append(k)
+            group_keys.append(key)
+    uniq = {g: i for i, g in enumerate(sorted(set(group_keys)))}
+    groups = [uniq[g] for g in group_keys]
+    attrs = {"importer": "folder", "source": root.name, "group_kind": group_by}
+    return _import_records(paths, labels, groups, None, out, where=str(root),
+                           class_names=[p.name for p in class_dirs], m=m, patch_size=patch_size, seed=seed,
+                           val_fraction=vf, test_fraction=tf, image_size=image_size, color=color,
+                           app=app or f"folder:{root.resolve().name}", attrs=attrs, augmentation=aug,
+                           progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------
+# CSV
+# ------------------------------------------------------------------------------------------------
+
+
+def _parse_int(s: str):
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
+               val_fraction: float = 0.1, test_fraction: float = 0.1, image_size=None, color: str = "auto",
+               class_names=None, app: str | None = None, overwrite: bool = False, augmentation=None,
+               progress=None, **aug_options) -> dict:
+    """Import a CSV list ``path,label[,group][,split]`` as a candidate store (see the module docstring).
+
+    Args:
+        csv_path: the CSV file (header row required).
+        class_names: optional list fixing the class order (string labels must be in it; integer
+            labels must be < its length).
+        other args: as :func:`import_folder`; ``val_fraction``/``test_fraction`` are used only
+            when there is no ``split`` column.
+
+    Errors name the CSV file and line (line 1 = the header).
+    """
+    csv_path = Path(csv_path)
+    m, patch_size, vf, tf, aug, out = _common_args(m, patch_size, val_fraction, test_fraction, augmentation,
+                                                   aug_options, out_path, overwrite)
+    if not csv_path.exists():
+        raise AiftError(f"{csv_path}: no such file")
+    if not csv_path.is_file():
+        raise AiftError(f"{csv_path}: not a file")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AiftError(f"{csv_path}: not a readable UTF-8 CSV file ({msg})") from None
+    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    if not rows:
+        raise AiftError(f"{csv_path}: empty CSV (expected a header with columns path,label[,group][,split])")
+    _, header = rows[0]
+    cols = [c.strip().lower() for c in header]
+    missing = [c for c in ("path", "label") if c not in cols]
+    if missing:
+        raise AiftError(f"{csv_path}: missing column(s) {', '.join(missing)} in header {header!r} "
+                        "(expected path,label[,group][,split])")
+    dup = sorted({c for c in cols if cols.count(c) > 1 and c in ("path", "label", "group", "split")})
+    if dup:
+        raise AiftError(f"{csv_path}: duplicate column(s) {', '.join(dup)} in header")
+    ix = {c: cols.index(c) for c in ("path", "label", "group", "split") if c in cols}
+    body = rows[1:]
+    if not body:
+        raise AiftError(f"{csv_path}: no data rows after the header")
+
+    paths, raw_labels, raw_groups, raw_split = [], [], [], []
+    for line, r in body:
+        if len(r) < len(header):
+            raise AiftError(f"{csv_path}: line {line} has {len(r)} field(s), the header has {len(header)}")
+        vals = {c: r[i].strip() for c, i in ix.items()}
+        for c, v in vals.items():
+            if not v:
+                raise AiftError(f"{csv_path}: line {line}: empty {c!r} value")
+        p = Path(vals["path"])
+        paths.append(p if p.is_absolute() else csv_path.parent / p)
+        raw_labels.append((line, vals["label"]))
+        raw_groups.append(vals.get("group"))
+        if "split" in vals:
+            s = vals["split"].lower()
+            if s not in SPLIT_NAMES:
+                raise AiftError(f"{csv_path}: line {line}: unknown split {vals['split']!r} (expected train, val or test)")
+            raw_split.append(SPLIT_NAMES.index(s))
+
+    # labels
+    ints = [_parse_int(v) for _, v in raw_labels]
+    if class_names is not None:
+        if isinstance(class_names, str) or len(class_names) < 2:
+            raise AiftError(f"class_names must be a list of at least 2 names; got {class_names!r}")
+        class_names = [str(c) for c in class_names]
+    if all(i is not None for i in ints):
+        for (line, v), i in zip(raw_labels, ints):
+            if i < 0:
+                raise AiftError(f"{csv_path}: line {line}: label {v!r} is negative")
+            if class_names is not None and i >= len(class_names):
+                raise AiftError(f"{csv_path}: line {line}: label {i} is out of range for {len(class_names)} class names")
+        labels = ints
+        if class_names is None:
+            class_names = [f"class_{k}" for k in range(max(ints) + 1)]
+    else:
+        if class_names is None:
+            class_names = sorted({v for _, v in raw_labels})
+        index = {c: k for k, c in enumerate(class_names)}
+        labels = []
+        for line, v in raw_labels:
+            if v not in index:
+                raise AiftError(f"{csv_path}: line {line}: label {v!r} is not one of the class names {class_names}")
+            labels.append(index[v])
+
+    # groups: each row its own, or the group column's distinct values in sorted order
+    if "group" in ix:
+        gints = [_parse_int(g) for g in raw_groups]
+        keys = gints if all(g is not None for g in gints) else raw_groups
+        uniq = {g: i for i, g in enumerate(sorted(set(keys)))}
+        groups = [uniq[g] for g in keys]
+    else:
+        groups = list(range(len(paths)))
+
+    split = None
+    if "split" in ix:
+        split = np.asarray(raw_split, np.uint8)
+        seen = {}
+        for j, ((line, _), g, s) in enumerate(zip(body, groups, raw_split)):
+            if seen.setdefault(g, (s, line))[0] != s:
+                first_s, first_line = seen[g]
+                raise AiftError(
+                    f"{csv_path}: line {line}: group {raw_groups[j]!r} is in split "
+                    f"{SPLIT_NAMES[s]} but line {first_line} puts it in {SPLIT_NAMES[first_s]} (data leakage)"
+                )
+        if not (split == 0).any():
+            raise AiftError(f"{csv_path}: no row has split 'train' (the active-learning pool would be empty)")
+
+    attrs = {"importer": "csv", "source": csv_path.name, "group_kind": "group" if "group" in ix else "image"}
+    return _import_records(paths, labels, groups, split, out, where=str(csv_path), class_names=class_names,
+                           m=m, patch_size=patch_size, seed=seed, val_fraction=vf, test_fraction=tf,
+                           image_size=image_size, color=color, app=app or f"csv:{csv_path.stem}", attrs=attrs,
+                           augmentation=aug, progress=progress)
