@@ -54,13 +54,12 @@ def check_dropout(dropout) -> float:
 
 def resize_if_smaller(x, input_shape, min_size: int):
     """Upsample (bilinear) so that height and width are at least ``min_size`` (layer ``pre_resize``)."""
-    import keras
+    from aift_tf.zoo.layers import ResizeTo
 
     h, w = input_shape[0], input_shape[1]
     if h >= min_size and w >= min_size:
         return x
-    return keras.layers.Resizing(max(h, min_size), max(w, min_size), interpolation="bilinear",
-                                 name="pre_resize")(x)
+    return ResizeTo(max(h, min_size), max(w, min_size), name="pre_resize")(x)
 
 
 def to_rgb(x, channels: int, *, allow_adapter: bool = True, seed=None):

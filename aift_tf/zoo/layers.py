@@ -30,3 +30,32 @@ class CaffePreprocess(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="aift_tf")
+class ResizeTo(keras.layers.Layer):
+    """Resize images to (height, width) (bilinear by default), deterministic and weightless.
+
+    Used instead of ``keras.layers.Resizing``: that layer's ``call(..., training=True)`` default leaks
+    ``training=True`` into the Keras call context, so a plain ``model(x)`` would run every later
+    BatchNormalization layer in training mode (batch statistics) — Keras 3.15 behaviour.
+    """
+
+    def __init__(self, height, width, interpolation="bilinear", **kwargs):
+        super().__init__(**kwargs)
+        self.height = int(height)
+        self.width = int(width)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        return keras.ops.image.resize(x, (self.height, self.width), interpolation=self.interpolation,
+                                      data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(height=self.height, width=self.width, interpolation=self.interpolation)
+        return config
