@@ -1,0 +1,146 @@
+"""`aift-sim`: simulate active, incremental fine-tuning on a simulated application or a store.
+
+Thin command-line layer over :mod:`simulate.experiment` (the loop) and :mod:`simulate.report`.
+TensorFlow is imported only once a run starts, so `--help` and argument errors answer instantly.
+
+On `--resume` the settings come from DIR/config.json; an explicitly given option that differs from
+the run's setting is rejected (exit 2) rather than silently ignored; --quiet may be given freely.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from aift_tf._cli import run_cli
+
+APPS = ("pulmonary-embolism", "colonoscopy-frames", "polyp-detection")  # = simulate.apps.APP_NAMES
+LEARNING = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")  # = aift_tf.finetune.LEARNING_STRATEGIES
+
+# CLI parameter name -> SimConfig field
+_SETTING = {
+    "app": "app", "data": "data", "scale": "scale", "app_seed": "app_seed", "strategies": "strategies",
+    "learning": "learning", "random_learning": "random_learning", "omega": "omega", "batch_size": "batch_size",
+    "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
+    "trainable": "trainable", "epochs": "epochs", "full_epochs": "full_epochs", "lr": "lr",
+    "train_batch_size": "train_batch_size", "initial": "initial", "export": "export",
+    "export_every_round": "export_every_round", "scratch": "scratch",
+}
+
+EPILOG = """\b
+Examples:
+  aift-sim                                   # PE, quick scale, aift vs random, 3 seeds
+  aift-sim --app colonoscopy-frames --strategies aift,random,entropy@0.5 --seeds 5
+  aift-sim --data pool.h5 --budget 200 --batch-size 20 --out runs/mine
+  aift-sim --out runs/mine --resume          # continue after a crash or Ctrl-C
+"""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=EPILOG)
+@click.option("--app", default="pulmonary-embolism", show_default=True, metavar="NAME",
+              help=f"Simulated application: {', '.join(APPS)}.")
+@click.option("--data", type=click.Path(dir_okay=False), metavar="STORE.h5",
+              help="Use this candidate store (documented HDF5 format) instead of --app.")
+@click.option("--scale", default="quick", show_default=True, metavar="quick|paper",
+              help="App data size: quick (CPU minutes) or paper (GPU hours).")
+@click.option("--app-seed", type=int, default=0, show_default=True, help="Seed of the app's data generation.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where generated app stores are cached (default $AIFT_CACHE or ~/.cache/aift-tf).")
+@click.option("--strategies", default="aift,random", show_default=True, metavar="LIST",
+              help="Comma-separated: random, entropy, diversity, entropy+diversity[@ALPHA], aift, "
+                   "least-confidence, margin, mean-entropy.")
+@click.option("--learning", default="ACFT-LQ", show_default=True, metavar="|".join(LEARNING),
+              help="Learning strategy: how each round fine-tunes (journal Table 2).")
+@click.option("--random-learning", default=None, metavar="NAME",
+              help="Learning strategy for 'random' (default: the same as --learning).")
+@click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
+              help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
+@click.option("--batch-size", type=int, default=None, metavar="B",
+              help="Candidates queried per round (quick default 10, paper 100).")
+@click.option("--rounds", type=int, default=None, metavar="R", help="Active-learning rounds (quick default 6).")
+@click.option("--budget", type=int, default=None, metavar="N",
+              help="Total labels instead of --rounds (rounds = ceil(N/B)).")
+@click.option("--seeds", type=int, default=3, show_default=True, metavar="S",
+              help="Repetitions with seeds 0..S-1 (M0 head, queries, fine-tuning).")
+@click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
+@click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
+              help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
+@click.option("--trainable", default="all", show_default=True, metavar="all|top|head",
+              help="Which layers fine-tuning updates.")
+@click.option("--epochs", type=int, default=None, metavar="E", help="Epochs per fine-tuning round (quick default 2).")
+@click.option("--full-epochs", type=int, default=None, metavar="E",
+              help="Epochs of full training / scratch on the whole pool (default 2 x --epochs).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--train-batch-size", type=int, default=64, show_default=True, metavar="P",
+              help="Patches per gradient step.")
+@click.option("--initial", type=int, default=0, show_default=True, metavar="N",
+              help="Random labels before round 1 (0 = round 1 chosen from M0's predictions).")
+@click.option("--out", type=click.Path(), default=None, metavar="DIR",
+              help="Run folder (default runs/<timestamp>-<app>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out DIR (settings from its config.json).")
+@click.option("--export/--no-export", default=True, show_default=True,
+              help="Export each strategy's final model (SavedModel + .keras + provenance).")
+@click.option("--export-every-round", is_flag=True, help="Also export the model after every round.")
+@click.option("--scratch", is_flag=True, help="Also train from scratch (no pre-training) on the whole pool.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.pass_context
+def cli(ctx, **opts):
+    """Simulate AIFT: compare selection strategies' annotation cost on a simulated application.
+
+    Writes config.json, rounds.csv, summary.json, report.md, figures, models/, tb/ and state/ to
+    the run folder; `--out DIR --resume` continues an interrupted run.
+    """
+    from click.core import ParameterSource
+
+    explicit = {
+        _SETTING[name]: value for name, value in opts.items()
+        if name in _SETTING and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    }
+    quiet = opts["quiet"]
+    argv = ["aift-sim"] + list(sys.argv[1:] if ctx.obj is None else ctx.obj)
+
+    from simulate.experiment import SimConfig, check_config, run_experiment
+
+    if opts["resume"]:
+        if opts["out"] is None:
+            raise click.UsageError("--resume needs --out DIR (the run to continue)")
+        config = None
+    else:
+        if "app" in explicit and "data" in explicit:
+            raise click.UsageError("give --app or --data, not both")
+        settings = {k: opts[c] for c, k in _SETTING.items()}
+        if opts["data"] is not None:
+            settings["app"] = None
+        config = check_config(SimConfig.from_dict(settings))
+    try:
+        run_experiment(config, out=opts["out"], resume=opts["resume"], quiet=quiet, argv=argv,
+                       cache_dir=opts["cache_dir"], explicit=explicit if opts["resume"] else None)
+    except KeyboardInterrupt:
+        if opts["out"] is not None or opts["resume"]:
+            click.echo(f"interrupted; continue with: aift-sim --out {opts['out']} --resume", err=True)
+        else:
+            click.echo("interrupted; continue with: aift-sim --out <the run folder printed above> --resume", err=True)
+        raise
+    return 0
+
+
+def main(argv=None):
+    """Console entry point (`aift-sim`)."""
+    if argv is not None:
+        # record the real arguments in config.json when called from Python
+        return run_cli(_with_obj(argv), argv, prog_name="aift-sim")
+    run_cli(cli, None, prog_name="aift-sim")
+
+
+def _with_obj(argv):
+    class _Wrapped:
+        def main(self, args=None, prog_name=None, standalone_mode=False):
+            return cli.main(args=args, prog_name=prog_name, standalone_mode=standalone_mode, obj=list(argv))
+
+    return _Wrapped()
+
+
+if __name__ == "__main__":
+    main()
