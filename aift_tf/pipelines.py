@@ -1,0 +1,354 @@
+"""tf.data pipelines over a candidate store.
+
+* :func:`scoring_dataset` streams the patches of some candidates from HDF5, candidate-major
+  (all ``m`` patches of ``ids[0]``, then of ``ids[1]``, …), as float32 batches.
+* :func:`predict_candidates` runs a model over that stream and regroups the patch predictions
+  into an ``(len(ids), m, K)`` array in the order of ``ids``.
+* :func:`training_dataset` serves the (small) labelled set: every patch of a labelled candidate
+  with the candidate's label, optionally shuffled, class-balanced and augmented, all seeded.
+
+Randomness: shuffling, balancing and augmentation are seeded by ``seed`` through tf.data's seeded
+ops, so two datasets built with the same ``seed`` yield the same batches and every new pass
+(epoch) reshuffles/re-augments in a repeatable way. tf.data combines op seeds with TensorFlow's
+global seed, so the sequence also depends on ``tf.random.set_seed`` (fixed unless you change it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from aift_tf.errors import AiftError
+
+__all__ = [
+    "scoring_dataset",
+    "predict_candidates",
+    "training_dataset",
+    "num_patches",
+    "steps_per_epoch",
+    "augment_batch",
+]
+
+AUTOTUNE = tf.data.AUTOTUNE
+# On-the-fly augmentation ranges (training_dataset(augment=True)).
+BRIGHTNESS_DELTA = 0.1  # additive, uniform in [-d, d]
+CONTRAST_RANGE = (0.9, 1.1)  # multiplicative around each patch's per-channel mean
+
+
+def _ids_array(store, ids) -> np.ndarray:
+    if ids is None:
+        return np.arange(store.n, dtype=np.int64)
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise AiftError(f"candidate ids must be 1-D, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise AiftError(f"candidate ids must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= store.n):
+        bad = arr[(arr < 0) | (arr >= store.n)][0]
+        raise AiftError(f"{store.path}: candidate id {int(bad)} is out of range [0, {store.n - 1}]")
+    return arr
+
+
+def _check_batch_size(batch_size) -> int:
+    try:
+        b = int(batch_size)
+    except (TypeError, ValueError):
+        raise AiftError(f"batch_size must be a positive integer, got {batch_size!r}") from None
+    if b < 1 or b != batch_size:
+        raise AiftError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return b
+
+
+def num_patches(store, ids) -> int:
+    """Number of patches (training examples) of the candidates ``ids``: ``len(ids) * m``."""
+    return int(len(_ids_array(store, ids))) * int(store.m)
+
+
+def steps_per_epoch(store, ids, batch_size: int) -> int:
+    """Batches in one pass over the patches of ``ids`` (the last batch may be smaller)."""
+    return math.ceil(num_patches(store, ids) / _check_batch_size(batch_size))
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+
+
+def scoring_dataset(store, ids, batch_size: int = 256) -> tf.data.Dataset:
+    """Float32 ``(b, H, W, C)`` patch batches of ``ids`` in candidate-major order.
+
+    Patches are read from the HDF5 file in blocks of whole candidates by a generator (one reader;
+    the store's lock makes this safe alongside other reads), regrouped into exactly
+    ``batch_size`` patches with vectorised numpy slicing (only the last batch is smaller),
+    converted to float32 in [0, 1] inside TensorFlow and prefetched. The dataset has a known
+    cardinality and can be iterated several times.
+
+    Args:
+        store: an open :class:`aift_tf.store.CandidateStore`.
+        ids: candidate ids (None = all candidates), in the order wanted.
+        batch_size: patches per batch.
+    """
+    ids = _ids_array(store, ids)
+    bs = _check_batch_size(batch_size)
+    m = int(store.m)
+    h, w, c = store.patch_shape
+    dtype = np.dtype(store.dtype)
+    per_batch = math.ceil(bs / m)  # candidates needed for one batch
+    chunk = max(per_batch, min(4 * per_batch, store.default_chunk()))
+
+    def generate():
+        pending = None
+        for _, block in store.iter_chunks(ids, chunk, as_float=False):
+            flat = block.reshape(-1, h, w, c)
+            if pending is not None and pending.shape[0]:
+                flat = np.concatenate([pending, flat])
+            full = flat.shape[0] // bs * bs
+            for i in range(0, full, bs):
+                yield flat[i:i + bs]
+            pending = flat[full:]
+        if pending is not None and pending.shape[0]:
+            yield pending
+
+    ds = tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec((None, h, w, c), tf.as_dtype(dtype))
+    )
+    if dtype == np.uint8:
+        ds = ds.map(lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(ids.shape[0] * m / bs)))
+    return ds.prefetch(AUTOTUNE)
+
+
+def _to_probs(y, model_name: str) -> np.ndarray:
+    if isinstance(y, dict):
+        if len(y) != 1:
+            raise AiftError(f"model {model_name} has {len(y)} outputs; predict_candidates needs one")
+        y = next(iter(y.values()))
+    if isinstance(y, (list, tuple)):
+        if len(y) != 1:
+            raise AiftError(f"model {model_name} has {len(y)} outputs; predict_candidates needs one")
+        y = y[0]
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise AiftError(f"model {model_name} outputs shape {y.shape}; expected (batch, K) probabilities")
+    if y.shape[1] == 1:  # sigmoid P(positive) -> [1 - p, p]
+        y = np.concatenate([1.0 - y, y], axis=1)
+    return y
+
+
+def _check_probs(y: np.ndarray, model_name: str) -> None:
+    if not np.isfinite(y).all():
+        raise AiftError(f"model {model_name} produced NaN or infinite outputs")
+    lo, hi = float(y.min()), float(y.max())
+    sums = y.sum(axis=1)
+    if lo < -1e-3 or hi > 1 + 1e-3 or np.abs(sums - 1).max() > 1e-2:
+        raise AiftError(
+            f"model {model_name} outputs do not look like probabilities (values in [{lo:.3g}, {hi:.3g}], "
+            f"row sums up to {float(np.abs(sums - 1).max() + 1):.3g}); end the model with a softmax"
+        )
+
+
+def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=None) -> np.ndarray:
+    """Patch probabilities of candidates, ``(len(ids), m, K)`` float32, in the order of ``ids``.
+
+    Args:
+        model: a Keras model mapping float32 ``(b, H, W, C)`` in [0, 1] to ``(b, K)`` softmax
+            probabilities, or ``(b, 1)`` sigmoid P(positive) (converted to ``[1 - p, p]``).
+        store: an open :class:`aift_tf.store.CandidateStore`.
+        ids: candidate ids (None = all ``0 … n-1``).
+        batch_size: patches per forward pass.
+        progress: optional ``callable(n_done_candidates, n_total)`` called after each batch.
+
+    The model runs through a compiled ``tf.function`` (``training=False``) with a batch-agnostic
+    input signature (traced once per model and patch shape). On a shared 2-core CPU this was as
+    fast as ``model.predict(dataset)`` and faster than ``model.predict_on_batch`` at batch 256;
+    patch reading overlaps with inference through the prefetching scoring stream.
+
+    Raises:
+        AiftError: if the outputs are not probabilities (e.g. logits).
+    """
+    ids = _ids_array(store, ids)
+    n, m = ids.shape[0], int(store.m)
+    name = getattr(model, "name", type(model).__name__)
+    h, w, c = store.patch_shape
+    if n == 0:
+        k = model.output_shape[-1] if hasattr(model, "output_shape") else 2
+        return np.empty((0, m, max(int(k), 2)), dtype=np.float32)
+
+    infer = _inference_fn(model, (h, w, c))
+    out = None
+    done = 0
+    total_patches = n * m
+    last_reported = -1
+    for x in scoring_dataset(store, ids, batch_size):
+        y = _to_probs(infer(x), name)
+        if out is None:
+            _check_probs(y, name)
+            out = np.empty((total_patches, y.shape[1]), dtype=np.float32)
+        b = y.shape[0]
+        out[done:done + b] = y
+        done += b
+        if progress is not None:
+            cand = done // m
+            if cand != last_reported:
+                progress(cand, n)
+                last_reported = cand
+    if done != total_patches:  # pragma: no cover - guards against a store changing under us
+        raise AiftError(f"{store.path}: expected {total_patches} patch predictions, got {done}")
+    return out.reshape(n, m, -1)
+
+
+def _inference_fn(model, patch_shape):
+    """A compiled ``model(x, training=False)`` for any batch size (cached on the model)."""
+    cache = getattr(model, "_aift_infer_cache", None)
+    if cache is not None and cache[0] == patch_shape:
+        return cache[1]
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(patch_shape), tf.float32)], reduce_retracing=True)
+    def infer(x):
+        return model(x, training=False)
+
+    try:
+        model._aift_infer_cache = (patch_shape, infer)
+    except AttributeError:  # pragma: no cover - objects that refuse new attributes
+        pass
+    return infer
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def augment_batch(x, seed):
+    """Randomly flip, transpose (square patches), and jitter brightness/contrast a batch.
+
+    Each patch of ``x`` (float32 ``(b, H, W, C)`` in [0, 1]) gets its own random dihedral
+    transform (flips + transpose cover all 8 rotations/reflections) and a small brightness and
+    contrast change; the result is clipped to [0, 1]. ``seed`` is a stateless seed (shape ``[2]``
+    int), so the same seed gives the same output.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+    b = tf.shape(x)[0]
+
+    def coin(s):
+        return (tf.random.stateless_uniform([b], seed=s) < 0.5)[:, None, None, None]
+
+    x = tf.where(coin(seeds[0]), tf.reverse(x, axis=[2]), x)
+    x = tf.where(coin(seeds[1]), tf.reverse(x, axis=[1]), x)
+    if x.shape[1] is not None and x.shape[1] == x.shape[2]:
+        x = tf.where(coin(seeds[2]), tf.transpose(x, [0, 2, 1, 3]), x)
+    delta = tf.random.stateless_uniform([b, 1, 1, 1], seed=seeds[3], minval=-BRIGHTNESS_DELTA, maxval=BRIGHTNESS_DELTA)
+    factor = tf.random.stateless_uniform([b, 1, 1, 1], seed=seeds[4], minval=CONTRAST_RANGE[0], maxval=CONTRAST_RANGE[1])
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    x = (x - mean) * factor + mean + delta
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def training_dataset(
+    store,
+    ids,
+    labels,
+    batch_size: int = 64,
+    seed: int = 0,
+    augment: bool = False,
+    balance: bool = False,
+    shuffle: bool = True,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """``(x, y)`` batches of every patch of the labelled candidates ``ids``.
+
+    Args:
+        store: an open :class:`aift_tf.store.CandidateStore`.
+        ids: labelled candidate ids (their patches are read into memory once, in the stored
+            dtype; the labelled set is small).
+        labels: ``(len(ids),)`` class indices in ``[0, K-1]``; every patch inherits its
+            candidate's label.
+        batch_size: patches per batch (the last batch of a pass may be smaller).
+        seed: seeds shuffling, balancing and augmentation (repeatable; a new order every pass).
+        augment: random flips/transposes and brightness/contrast jitter (see :func:`augment_batch`).
+        balance: sample patches so that every class present is equally likely (each class is
+            drawn with replacement, shuffled); one pass has the original number of patches.
+            Balanced sampling is random, so ``shuffle`` is ignored when it is on.
+        shuffle: reshuffle all patches every pass (ignored with ``balance``).
+        repeat: repeat forever (use ``steps_per_epoch(store, ids, batch_size)`` steps per epoch);
+            otherwise one pass with a known cardinality.
+
+    Returns:
+        tf.data.Dataset of ``(x float32 (b, H, W, C) in [0, 1], y int32 (b,))``.
+    """
+    ids = _ids_array(store, ids)
+    bs = _check_batch_size(batch_size)
+    y_c = np.asarray(labels)
+    if y_c.shape != ids.shape:
+        raise AiftError(f"labels has shape {y_c.shape}, expected ({ids.shape[0]},) (one per candidate id)")
+    if ids.shape[0] == 0:
+        raise AiftError("training_dataset needs at least one labelled candidate")
+    if y_c.dtype.kind not in "iu" and not (y_c.dtype.kind == "f" and np.all(y_c == np.round(y_c))):
+        raise AiftError(f"labels must be integer class indices, got dtype {y_c.dtype}")
+    y_c = y_c.astype(np.int64)
+    bad = (y_c < 0) | (y_c >= store.num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise AiftError(
+            f"label {int(y_c[i])} of candidate {int(ids[i])} is not a class index in [0, {store.num_classes - 1}]"
+            + (" (-1 = unknown cannot be trained on)" if y_c[i] == -1 else "")
+        )
+    try:
+        seed = int(seed) if seed is not None else 0
+    except (TypeError, ValueError):
+        raise AiftError(f"seed must be an integer, got {seed!r}") from None
+
+    m = int(store.m)
+    h, w, c = store.patch_shape
+    # Kept in the stored dtype (uint8 is 4x smaller than float32); converted per batch.
+    x = store.read(ids).reshape(-1, h, w, c)
+    y = np.repeat(y_c, m).astype(np.int32)
+    n_p = x.shape[0]
+    x_t = tf.constant(x)
+    y_t = tf.constant(y)
+    is_uint8 = x.dtype == np.uint8
+
+    def gather(i):
+        xb = tf.gather(x_t, i)
+        xb = tf.cast(xb, tf.float32) / 255.0 if is_uint8 else xb
+        return xb, tf.gather(y_t, i)
+
+    classes = np.unique(y)
+    if balance and classes.shape[0] > 1:
+        per_class = []
+        for k in classes:
+            idx = np.flatnonzero(y == k).astype(np.int64)
+            per_class.append(
+                tf.data.Dataset.from_tensor_slices(idx)
+                .shuffle(idx.shape[0], seed=seed + 1 + int(k), reshuffle_each_iteration=True)
+                .repeat()
+            )
+        weights = [1.0 / len(per_class)] * len(per_class)
+        index = tf.data.Dataset.sample_from_datasets(
+            per_class, weights=weights, seed=seed, rerandomize_each_iteration=True
+        ).take(n_p)
+    elif shuffle:
+        index = tf.data.Dataset.range(n_p).shuffle(n_p, seed=seed, reshuffle_each_iteration=True)
+    else:
+        index = tf.data.Dataset.range(n_p)
+
+    ds = index.batch(bs).map(gather, num_parallel_calls=AUTOTUNE)
+    if augment:
+        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        seed_t = tf.constant(seed, tf.int64)
+        ds = tf.data.Dataset.zip((ds, rand)).map(
+            lambda xy, r: (augment_batch(xy[0], tf.stack([r, seed_t])), xy[1]),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    steps = math.ceil(n_p / bs)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    if repeat:
+        ds = ds.repeat()
+    return ds.prefetch(AUTOTUNE)
