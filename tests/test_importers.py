@@ -355,3 +355,16 @@ def test_import_csv_errors(tmp_path, body, words):
         import_csv(tmp_path / "l.csv", out, m=2)
     assert words in str(e.value) and "\n" not in str(e.value)
     assert not out.exists()
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path):
+    rng = np.random.default_rng(5)
+    d = _medmnist(rng, n=(300, 4, 4), hw=(8, 8))
+    np.savez(tmp_path / "big.npz", **d)
+
+    def boom(done, total):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_npz(tmp_path / "big.npz", tmp_path / "o.h5", m=2, progress=boom)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["big.npz"]

@@ -210,7 +210,8 @@ def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, see
         raise AiftError(f"{root}: not a folder (expected one sub-folder per class)")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(class_dirs) < 2:
-        raise AiftError(f"{root}: found {len(class_dirs)} class sub-folder(s); need at least 2 (one per class)")
+        raise AiftError(f"{root}: found {len(class_dirs)} class sub-folder(s); need at least 2 (one "
+            f"per class)")
     paths, labels, group_keys = [], [], []
     for k, cdir in enumerate(class_dirs):
         files = sorted(p for p in cdir.rglob("*") if _is_image(p)
@@ -308,7 +309,8 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
         if "split" in vals:
             s = vals["split"].lower()
             if s not in SPLIT_NAMES:
-                raise AiftError(f"{csv_path}: line {line}: unknown split {vals['split']!r} (expected train, val or test)")
+                raise AiftError(f"{csv_path}: line {line}: unknown split {vals['split']!r} "
+                    f"(expected train, val or test)")
             raw_split.append(SPLIT_NAMES.index(s))
 
     # labels
@@ -322,7 +324,8 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
             if i < 0:
                 raise AiftError(f"{csv_path}: line {line}: label {v!r} is negative")
             if class_names is not None and i >= len(class_names):
-                raise AiftError(f"{csv_path}: line {line}: label {i} is out of range for {len(class_names)} class names")
+                raise AiftError(f"{csv_path}: line {line}: label {i} is out of range for "
+                    f"{len(class_names)} class names")
         labels = ints
         if class_names is None:
             class_names = [f"class_{k}" for k in range(max(ints) + 1)]
@@ -333,7 +336,8 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
         labels = []
         for line, v in raw_labels:
             if v not in index:
-                raise AiftError(f"{csv_path}: line {line}: label {v!r} is not one of the class names {class_names}")
+                raise AiftError(f"{csv_path}: line {line}: label {v!r} is not one of the class "
+                    f"names {class_names}")
             labels.append(index[v])
 
     # groups: each row its own, or the group column's distinct values in sorted order

@@ -43,7 +43,8 @@ def _load(npz: Path):
     try:
         f = np.load(npz, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad input file
-        raise AiftError(f"{npz}: not a readable .npz archive ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise AiftError(f"{npz}: not a readable .npz archive ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(f, np.lib.npyio.NpzFile):
         raise AiftError(f"{npz}: not an .npz archive")
     return f
@@ -136,7 +137,8 @@ def read_npz(npz_path) -> dict:
             if any(have) and not all(have):
                 missing.append(f"{s}_labels" if have[0] else f"{s}_images")
         if missing:
-            raise AiftError(f"{npz}: missing key(s) {', '.join(missing)} (found: {', '.join(sorted(keys)) or 'none'})")
+            raise AiftError(f"{npz}: missing key(s) {', '.join(missing)} (found: "
+                f"{', '.join(sorted(keys)) or 'none'})")
         images, labels, groups = {}, {}, {}
         hw = None
         for s in SPLIT_NAMES:
@@ -155,12 +157,14 @@ def read_npz(npz_path) -> dict:
             groups[s] = _check_ints(npz, gk, _get(f, npz, gk), x.shape[0], "groups") if gk in keys else None
         dtypes = {x.dtype for x in images.values()}
         if len(dtypes) > 1:  # mixed uint8/float: store everything as float32 in [0, 1]
-            images = {s: (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x) for s, x in images.items()}
+            images = {s: (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x)
+                      for s, x in images.items()}
         class_names = None
         if "class_names" in keys:
             cn = _get(f, npz, "class_names")
             if cn.ndim != 1 or cn.dtype.kind not in "US":
-                raise AiftError(f"{npz}: class_names must be a 1-D array of strings; got shape {cn.shape}, dtype {cn.dtype}")
+                raise AiftError(f"{npz}: class_names must be a 1-D array of strings; got shape "
+                    f"{cn.shape}, dtype {cn.dtype}")
             class_names = [str(c) for c in cn.tolist()]
             if any(not c for c in class_names) or len(set(class_names)) != len(class_names):
                 raise AiftError(f"{npz}: class_names must be distinct non-empty strings; got {class_names}")
@@ -220,7 +224,8 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         K = int(all_labels.max()) + 1
         class_names = [f"class_{k}" for k in range(K)]
     if K < 2:
-        raise AiftError(f"{npz}: only one class found (labels all {int(all_labels.max())}); a store needs >= 2 classes")
+        raise AiftError(f"{npz}: only one class found (labels all {int(all_labels.max())}); a store "
+            f"needs >= 2 classes")
 
     # Groups: given ids, else a fresh group per image; never shared by two splits.
     given = {s: d["groups"][s] for s in present if d["groups"][s] is not None}
@@ -236,7 +241,8 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         for b in present[i + 1:]:
             common = np.intersect1d(groups[a], groups[b])
             if common.size:
-                raise AiftError(f"{npz}: group {int(common[0])} appears in both {a}_groups and {b}_groups (data leakage)")
+                raise AiftError(f"{npz}: group {int(common[0])} appears in both {a}_groups and "
+                    f"{b}_groups (data leakage)")
 
     split = {s: np.full(len(d["labels"][s]), SPLIT_NAMES.index(s), np.uint8) for s in present}
     carve_val = "val" not in present and val_fraction > 0

@@ -1,0 +1,411 @@
+"""``aift-data``: make, import and inspect candidate stores.
+
+Commands::
+
+    aift-data generate --app NAME [--scale quick|paper] [--seed K] --out STORE.h5 [--overwrite]
+    aift-data inspect STORE.h5 [--montage PNG | --no-montage] [--candidates N] [--seed K]
+    aift-data import-npz FILE.npz --out STORE.h5 [--patches M] [--patch-size S] [--seed K] ...
+    aift-data import-folder DIR --out STORE.h5 [--patches M] [--image-size S|HxW] [--color auto|gray|rgb] ...
+    aift-data import-csv FILE.csv --out STORE.h5 [--patches M] [--class-names a,b,...] ...
+    aift-data pretrain [--model NAME] [--input-shape H,W,C] [--out W.weights.h5] ...   (TensorFlow)
+
+Every malformed input ends with one line ``error: ...`` on stderr and exit code 2 (no traceback,
+no output file). An existing ``--out`` is refused unless ``--overwrite`` is given; outputs are
+written atomically. ``inspect`` writes its montage to ``--montage`` (default: ``STORE.montage.png``
+beside the store, replaced if present; ``--no-montage`` skips it).
+
+Nothing here imports TensorFlow except ``pretrain`` (lazily): ``aift-data --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from aift_tf._cli import run_cli
+from aift_tf.errors import AiftError
+
+MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pixels in the montage
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """tqdm bar driven by ``progress(done, total)`` callbacks (also tolerates ``progress(done)``)."""
+
+    def __init__(self, desc: str, quiet: bool = False):
+        self.desc = desc
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, done=None, total=None, *args, **kwargs):
+        if self.quiet or not isinstance(done, (int, float)):
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit="it", leave=False, dynamic_ncols=True)
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(max(0, int(done) - self.bar.n))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _check_out(out: str, overwrite: bool) -> Path:
+    p = Path(out)
+    if p.is_dir():
+        raise AiftError(f"{p}: --out is a folder, expected a file path")
+    if p.exists() and not overwrite:
+        raise AiftError(f"{p}: output already exists; pass --overwrite to replace it")
+    if not p.parent.exists():
+        raise AiftError(f"{p}: parent folder {p.parent} does not exist")
+    return p
+
+
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    text = value.lower().replace(",", "x")
+    try:
+        parts = [int(v) for v in text.split("x")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} must look like 28 or 28x32 (height x width)") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise click.BadParameter(f"{value!r} must look like 28 or 28x32 with positive sizes")
+    return tuple(parts)
+
+
+def _augment_options(f):
+    """Shared options of the importers: bag size and augmentation."""
+    opts = [
+        click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+                     help="Candidate store to write (.h5)."),
+        click.option("--patches", "-m", "patches", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Patches per candidate (m)."),
+        click.option("--patch-size", type=click.IntRange(min=1), default=None,
+                     help="Patch side S in pixels [default: the smaller image side]."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of augmentation and splits."),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                     help="Fraction of groups sent to val when the input has no val split."),
+        click.option("--test-fraction", type=float, default=0.1, show_default=True,
+                     help="Fraction of groups sent to test when the input has no test split."),
+        click.option("--scale-min", type=float, default=0.7, show_default=True,
+                     help="Smallest crop side as a fraction of the image side (largest: 1)."),
+        click.option("--rotate-degrees", type=float, default=0.0, show_default=True,
+                     help="Maximum small-angle rotation (0: off)."),
+        click.option("--no-flips", is_flag=True, help="No random horizontal flips."),
+        click.option("--no-rot90", is_flag=True, help="No random 90-degree rotations."),
+        click.option("--no-full", is_flag=True, help="Patch 0 is a random crop too (not the whole image)."),
+        click.option("--app", default=None, help="App name recorded in the store [default: importer:<name>]."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing --out."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full):
+    from aift_tf.importers.augment import Augmentation
+
+    return Augmentation(scale_range=(scale_min, 1.0), rotate_degrees=rotate_degrees, flips=not no_flips,
+                        rot90=not no_rot90, include_full=not no_full)
+
+
+def _print_summary(store_path) -> None:
+    from aift_tf.store import open_store
+
+    with open_store(store_path) as s:
+        for line in _describe(s):
+            click.echo(line)
+
+
+def _describe(s) -> list[str]:
+    import numpy as np
+
+    from aift_tf.store import SPLITS
+
+    H, W, C = s.patch_shape
+    lines = [
+        f"store: {s.path}",
+        f"app: {s.app}",
+        f"candidates (n): {s.n}",
+        f"patches per candidate (m): {s.m}",
+        f"patch shape: {H}x{W}x{C}",
+        f"dtype: {np.dtype(s.dtype).name}",
+        f"classes ({s.num_classes}): {', '.join(s.class_names)}",
+    ]
+    unknown = bool((s.labels < 0).any())
+    cols = list(s.class_names) + (["unknown"] if unknown else []) + ["total"]
+    width = max(8, *(len(c) for c in cols))
+    lines.append("counts (split x class):")
+    lines.append("  " + "split".ljust(7) + "".join(c.rjust(width + 2) for c in cols))
+    totals = np.zeros(len(cols), np.int64)
+    for code, name in enumerate(SPLITS):
+        sel = s.split == code
+        row = [int(((s.labels == k) & sel).sum()) for k in range(s.num_classes)]
+        if unknown:
+            row.append(int(((s.labels < 0) & sel).sum()))
+        row.append(int(sel.sum()))
+        totals += row
+        lines.append("  " + name.ljust(7) + "".join(str(v).rjust(width + 2) for v in row))
+    lines.append("  " + "total".ljust(7) + "".join(str(int(v)).rjust(width + 2) for v in totals))
+    groups = [f"{name} {np.unique(s.groups[s.split == code]).size}" for code, name in enumerate(SPLITS)]
+    lines.append(f"groups per split: {', '.join(groups)} (total {np.unique(s.groups).size})")
+    return lines
+
+
+def _montage(s, out: Path, per_class: int, seed: int) -> int:
+    """Write a PNG grid: rows = candidates (``per_class`` from each class, then unknown), cols = patches."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from aift_tf._io import atomic_path
+
+    rng = np.random.default_rng(seed)
+    rows, names = [], []
+    row_classes = list(range(s.num_classes)) + ([-1] if (s.labels < 0).any() else [])
+    for k in row_classes:
+        ids = np.flatnonzero(s.labels == k)
+        if ids.size == 0:
+            continue
+        pick = np.sort(rng.choice(ids, size=min(per_class, ids.size), replace=False))
+        rows.extend(int(i) for i in pick)
+        names.extend(f"{s.class_names[k] if k >= 0 else 'unknown'} #{int(i)}" for i in pick)
+    if not rows:
+        raise AiftError(f"{s.path}: no candidates to show")
+    H, W, C = s.patch_shape
+    scale = max(1, math.ceil(MONTAGE_MIN_TILE / max(1, min(H, W))))
+    th, tw, pad = H * scale, W * scale, 2
+    label_w = 8 + 6 * max(len(n) for n in names)
+    size = (label_w + s.m * (tw + pad) + pad, len(rows) * (th + pad) + pad)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    patches = s.read(np.asarray(rows))  # (r, m, H, W, C) in row order
+    if patches.dtype != np.uint8:
+        patches = np.clip(np.rint(patches * 255.0), 0, 255).astype(np.uint8)
+    if C == 1:
+        patches = np.repeat(patches, 3, axis=-1)
+    elif C != 3:
+        patches = np.repeat(patches[..., :1], 3, axis=-1)
+    for r, (bag, name) in enumerate(zip(patches, names)):
+        y = pad + r * (th + pad)
+        draw.text((4, y + th // 2 - 5), name, fill=(0, 0, 0))
+        for j, p in enumerate(bag):
+            tile = np.repeat(np.repeat(p, scale, axis=0), scale, axis=1)
+            canvas.paste(Image.fromarray(tile, "RGB"), (label_w + pad + j * (tw + pad), y))
+    with atomic_path(out, suffix=".png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return len(rows)
+
+
+def _finish_import(summary, quiet) -> None:
+    counts = summary["counts"]
+    click.echo(f"wrote {summary['out']}: {summary['n']} candidates x {summary['m']} patches "
+               f"{'x'.join(map(str, summary['patch_shape']))} {summary['dtype']}; "
+               + ", ".join(f"{k} {v}" for k, v in counts.items())
+               + f"; classes: {', '.join(summary['class_names'])}")
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """Make, import and inspect AIFT candidate stores (HDF5)."""
+
+
+@cli.command()
+@click.option("--app", "app", required=True, help="Simulated application (see simulate.apps.APP_NAMES).")
+@click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Candidate store to write (.h5).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def generate(app, scale, seed, out, overwrite, quiet):
+    """Generate a simulated application as a candidate store."""
+    from simulate import apps
+
+    try:
+        apps.get_app(app)  # unknown name → AiftError listing the valid ones
+    except ImportError as e:
+        raise AiftError(f"app {app!r} is not available in this installation ({e})") from None
+    out = _check_out(out, overwrite)
+    with _Progress(f"generate {app}", quiet) as bar:
+        apps.generate_store(app, out, scale=scale, seed=seed, progress=bar)
+    _print_summary(out)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(dir_okay=False))
+@click.option("--montage", type=click.Path(dir_okay=False), default=None,
+              help="PNG of a few candidates' patches [default: STORE.montage.png beside the store].")
+@click.option("--no-montage", is_flag=True, help="Do not write a montage.")
+@click.option("--candidates", "-n", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Candidates shown per class in the montage.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the montage's candidate choice.")
+def inspect(store, montage, no_montage, candidates, seed):
+    """Print a store's summary and write a montage of its patches.
+
+    The montage has one row per candidate (CANDIDATES from each class, then unlabelled ones) and one
+    column per patch (patch 0 first); it replaces an existing file of the same name.
+    """
+    from aift_tf.store import open_store
+
+    with open_store(store) as s:
+        for line in _describe(s):
+            click.echo(line)
+        if not no_montage:
+            path = Path(montage) if montage else Path(store).with_suffix(".montage.png")
+            if path.is_dir():
+                raise AiftError(f"{path}: --montage is a folder, expected a .png path")
+            shown = _montage(s, path, candidates, seed)
+            click.echo(f"montage: {path} ({shown} candidates x {s.m} patches)")
+
+
+@cli.command("import-npz")
+@click.argument("npz", type=click.Path(dir_okay=False))
+@_augment_options
+def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fraction, scale_min, rotate_degrees,
+                   no_flips, no_rot90, no_full, app, overwrite, quiet):
+    """Import a MedMNIST-layout .npz (train_/val_/test_ images and labels)."""
+    from aift_tf.importers import import_npz
+
+    aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
+    _check_out(out, overwrite)
+    with _Progress("import", quiet) as bar:
+        summary = import_npz(npz, out, m=patches, patch_size=patch_size, seed=seed, val_fraction=val_fraction,
+                             test_fraction=test_fraction, app=app, overwrite=overwrite, augmentation=aug,
+                             progress=bar)
+    _finish_import(summary, quiet)
+
+
+_image_options = [
+    click.option("--image-size", callback=_parse_size, default=None,
+                 help="Resize every image to S or HxW [default: the most frequent size]."),
+    click.option("--color", type=click.Choice(["auto", "gray", "rgb"]), default="auto", show_default=True,
+                 help="auto: grayscale if every image is grayscale, else RGB."),
+]
+
+
+def _image_opts(f):
+    for o in reversed(_image_options):
+        f = o(f)
+    return f
+
+
+@cli.command("import-folder")
+@click.argument("root", type=click.Path(file_okay=False))
+@_augment_options
+@_image_opts
+@click.option("--group-by", type=click.Choice(["image", "subfolder"]), default="image", show_default=True,
+              help="Group (patient) = each image, or the first folder below the class folder.")
+def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_fraction, scale_min,
+                      rotate_degrees, no_flips, no_rot90, no_full, app, overwrite, quiet, image_size, color,
+                      group_by):
+    """Import ROOT/<class>/.../<image> (one sub-folder per class, sorted names = class ids)."""
+    from aift_tf.importers import import_folder
+
+    aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
+    _check_out(out, overwrite)
+    with _Progress("import", quiet) as bar:
+        summary = import_folder(root, out, m=patches, patch_size=patch_size, seed=seed,
+                                val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
+                                color=color, group_by=group_by, app=app, overwrite=overwrite, augmentation=aug,
+                                progress=bar)
+    _finish_import(summary, quiet)
+
+
+@cli.command("import-csv")
+@click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False))
+@_augment_options
+@_image_opts
+@click.option("--class-names", default=None, help="Comma-separated class names fixing the class order.")
+def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_fraction, scale_min,
+                   rotate_degrees, no_flips, no_rot90, no_full, app, overwrite, quiet, image_size, color,
+                   class_names):
+    """Import a CSV with columns path,label[,group][,split] (paths relative to the CSV)."""
+    from aift_tf.importers import import_csv
+
+    names = [c.strip() for c in class_names.split(",")] if class_names else None
+    aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
+    _check_out(out, overwrite)
+    with _Progress("import", quiet) as bar:
+        summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
+                             val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
+                             color=color, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
+                             progress=bar)
+    _finish_import(summary, quiet)
+
+
+def _parse_shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} must look like 32,32,3") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise click.BadParameter(f"{value!r} must look like 32,32,3")
+    return shape
+
+
+@cli.command()
+@click.option("--model", default=None, help="Zoo model [default: simulate.pretrain.DEFAULT_MODEL, small_cnn].")
+@click.option("--input-shape", callback=_parse_shape, default=None, metavar="H,W,C",
+              help="Patch shape M0 will see [default: 32,32,3].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Weights file (*.weights.h5) [default: simulate/weights/<model>_HxWxC.weights.h5].")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Source training images.")
+@click.option("--val-samples", type=click.IntRange(min=1), default=None)
+@click.option("--probe-samples", type=click.IntRange(min=0), default=None, help="0 skips the linear probe.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--overwrite", is_flag=True, help="Replace existing weights.")
+@click.option("--quiet", "-q", is_flag=True)
+def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_samples, batch_size, lr,
+             overwrite, quiet):
+    """Pre-train M0 offline on the procedural source task (simulate.pretrain; needs TensorFlow)."""
+    import json
+
+    from simulate import pretrain as pt
+
+    kwargs = {k: v for k, v in dict(model=model, input_shape=input_shape, seed=seed, epochs=epochs,
+                                    samples=samples, val_samples=val_samples, probe_samples=probe_samples,
+                                    batch_size=batch_size, lr=lr).items() if v is not None}
+    target = Path(out) if out else pt.WEIGHTS_DIR / pt.weights_filename(
+        kwargs.get("model", pt.DEFAULT_MODEL), kwargs.get("input_shape", pt.DEFAULT_INPUT_SHAPE))
+    _check_out(str(target), overwrite)
+    card = pt.pretrain(out=target, progress=not quiet, **kwargs)
+    click.echo(json.dumps({k: card.get(k) for k in ("weights_file", "sha256", "source_val_accuracy")}))
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``aift-data`` console script."""
+    run_cli(cli, argv, prog_name="aift-data")
+
+
+if __name__ == "__main__":
+    main()
