@@ -124,7 +124,7 @@ class SimConfig:
         if unknown:
             raise AiftError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         d = dict(d)
-        if "strategies" in d and d["strategies"] is not None:
+        if isinstance(d.get("strategies"), list):
             d["strategies"] = tuple(d["strategies"])
         return cls(**d)
 
@@ -780,6 +780,11 @@ class Experiment:
         return self.cfg.seeds * (len(self.cfg.strategies) * per + 1 + (1 if self.cfg.scratch else 0))
 
     def run(self):
+        import warnings
+
+        # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
+        # dataset is shuffled by aift_tf.pipelines); it is noise for every round
+        warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
         for seed in self.seeds:
             for strategy in self.cfg.strategies:
                 self.run_active(strategy, seed)

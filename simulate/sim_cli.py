@@ -128,6 +128,10 @@ def cli(ctx, **opts):
 
 def main(argv=None):
     """Console entry point (`aift-sim`)."""
+    import os
+
+    # TensorFlow's C++ start-up chatter (incl. harmless ERROR-level graph notices) would drown the bars
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if argv is not None:
         # record the real arguments in config.json when called from Python
         return run_cli(_with_obj(argv), argv, prog_name="aift-sim")
