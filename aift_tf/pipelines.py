@@ -164,7 +164,7 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
         progress: optional ``callable(n_done_candidates, n_total)`` called after each batch.
 
     The model runs through a compiled ``tf.function`` (``training=False``) with a batch-agnostic
-    input signature (traced once per model and patch shape). On a shared 2-core CPU this was as
+    input signature (traced once per call). On a shared 2-core CPU this was as
     fast as ``model.predict(dataset)`` and faster than ``model.predict_on_batch`` at batch 256;
     patch reading overlaps with inference through the prefetching scoring stream.
 
@@ -203,19 +203,17 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
 
 
 def _inference_fn(model, patch_shape):
-    """A compiled ``model(x, training=False)`` for any batch size (cached on the model)."""
-    cache = getattr(model, "_aift_infer_cache", None)
-    if cache is not None and cache[0] == patch_shape:
-        return cache[1]
+    """A compiled ``model(x, training=False)`` for any batch size.
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(patch_shape), tf.float32)], reduce_retracing=True)
+    Built per call (one trace per :func:`predict_candidates` call) rather than cached on the model,
+    so no tf.function gets attached to the model (it would be picked up by SavedModel export and
+    keep the model alive).
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(patch_shape), tf.float32)])
     def infer(x):
         return model(x, training=False)
 
-    try:
-        model._aift_infer_cache = (patch_shape, infer)
-    except AttributeError:  # pragma: no cover - objects that refuse new attributes
-        pass
     return infer
 
 

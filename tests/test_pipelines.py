@@ -229,3 +229,11 @@ def test_float32_store(tmp_path):
         xt, yt = _collect(P.training_dataset(s, [3, 0], [1, 0], batch_size=3, shuffle=False))
         np.testing.assert_array_equal(xt, x[[3, 0]].reshape(-1, 8, 8, 3))
         assert yt.tolist() == [1, 1, 0, 0]
+
+
+def test_predict_twice_and_save(store, tmp_path):
+    model = _identity_model()
+    a = P.predict_candidates(model, store, [3, 1], batch_size=4)
+    b = P.predict_candidates(model, store, [3, 1], batch_size=2)
+    np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "m.keras")  # predicting leaves nothing on the model that breaks saving
