@@ -16,6 +16,7 @@ global seed, so the sequence also depends on ``tf.random.set_seed`` (fixed unles
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +30,9 @@ __all__ = [
     "num_patches",
     "steps_per_epoch",
     "augment_batch",
+    "examples_dataset",
+    "inference_step",
+    "run_batches",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -152,7 +156,7 @@ def _check_probs(y: np.ndarray, model_name: str) -> None:
         )
 
 
-def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=None) -> np.ndarray:
+def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=None, strategy=None) -> np.ndarray:
     """Patch probabilities of candidates, ``(len(ids), m, K)`` float32, in the order of ``ids``.
 
     Args:
@@ -160,13 +164,19 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
             probabilities, or ``(b, 1)`` sigmoid P(positive) (converted to ``[1 - p, p]``).
         store: an open :class:`aift_tf.store.CandidateStore`.
         ids: candidate ids (None = all ``0 … n-1``).
-        batch_size: patches per forward pass.
+        batch_size: patches per forward pass (the global batch under a distribution strategy).
         progress: optional ``callable(n_done_candidates, n_total)`` called after each batch.
+        strategy: optional ``tf.distribute.Strategy`` the model was built under; every batch is
+            split over its local replicas (see :mod:`aift_tf.distribute`).
 
-    The model runs through a compiled ``tf.function`` (``training=False``) with a batch-agnostic
-    input signature (traced once per call). On a shared 2-core CPU this was as
-    fast as ``model.predict(dataset)`` and faster than ``model.predict_on_batch`` at batch 256;
-    patch reading overlaps with inference through the prefetching scoring stream.
+    How it runs (profiled on a shared 2-core CPU, see ``benchmarks/``): candidates are read from
+    HDF5 in large blocks (~32 MB, a whole number of batches) by a background thread one block
+    ahead of the model, so reading overlaps inference; batches are numpy views of a block in the
+    *stored* dtype (uint8 → float32 happens inside the compiled step, not in numpy); the step is a
+    ``tf.function`` (``training=False``) cached per model and input signature (held weakly, never
+    attached to the model), so repeated calls – every round, every validation epoch – do not
+    retrace; predictions are written straight into the preallocated ``(n·m, K)`` result, the only
+    O(n) array.
 
     Raises:
         AiftError: if the outputs are not probabilities (e.g. logits).
@@ -174,21 +184,24 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
     ids = _ids_array(store, ids)
     n, m = ids.shape[0], int(store.m)
     name = getattr(model, "name", type(model).__name__)
-    h, w, c = store.patch_shape
+    bs = _check_batch_size(batch_size)
     if n == 0:
         k = model.output_shape[-1] if hasattr(model, "output_shape") else 2
         return np.empty((0, m, max(int(k), 2)), dtype=np.float32)
-
-    infer = _inference_fn(model, (h, w, c))
+    h, w, c = store.patch_shape
+    shape = (h, w, c)
+    step = inference_step(model, shape, np.dtype(store.dtype), strategy=strategy)
+    chunk = _aligned_chunk(bs, m, store.default_chunk())
+    blocks = (block.reshape((-1,) + shape) for _, block in store.iter_chunks(ids, chunk, as_float=False))
     out = None
+    total = n * m
     done = 0
-    total_patches = n * m
     last_reported = -1
-    for x in scoring_dataset(store, ids, batch_size):
-        y = _to_probs(infer(x), name)
+    for y in run_batches(step, blocks, bs):
+        y = _to_probs(y, name)
         if out is None:
             _check_probs(y, name)
-            out = np.empty((total_patches, y.shape[1]), dtype=np.float32)
+            out = np.empty((total, y.shape[1]), dtype=np.float32)
         b = y.shape[0]
         out[done:done + b] = y
         done += b
@@ -197,24 +210,159 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
             if cand != last_reported:
                 progress(cand, n)
                 last_reported = cand
-    if done != total_patches:  # pragma: no cover - guards against a store changing under us
-        raise AiftError(f"{store.path}: expected {total_patches} patch predictions, got {done}")
+    if done != total:  # pragma: no cover - guards against a store changing under us
+        raise AiftError(f"{store.path}: expected {total} patch predictions, got {done}")
     return out.reshape(n, m, -1)
 
 
-def _inference_fn(model, patch_shape):
-    """A compiled ``model(x, training=False)`` for any batch size.
+def _aligned_chunk(batch_size: int, m: int, target: int) -> int:
+    """Candidates per block: about ``target`` and a whole number of batches (``chunk·m % bs == 0``)."""
+    unit = batch_size // math.gcd(batch_size, m)  # candidates in lcm(bs, m) patches
+    return max(unit, (max(int(target), 1) // unit) * unit)
 
-    Built per call (one trace per :func:`predict_candidates` call) rather than cached on the model,
-    so no tf.function gets attached to the model (it would be picked up by SavedModel export and
-    keep the model alive).
+
+def run_batches(step, blocks, batch_size: int):
+    """Yield ``step(batch)`` as numpy for consecutive ``batch_size`` slices of ``blocks``.
+
+    ``blocks`` yields arrays whose first axis is the example axis. The next block is produced by a
+    background thread while the current one is being computed (one block of read-ahead: HDF5
+    reads overlap model compute, memory stays bounded by two blocks). Blocks whose length is not a
+    multiple of ``batch_size`` are carried over into the next block, so every batch but the last
+    is full.
     """
+    import queue
+    import threading
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(patch_shape), tf.float32)])
-    def infer(x):
-        return model(x, training=False)
+    q: "queue.Queue" = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    _END = object()
 
-    return infer
+    def produce():
+        try:
+            for blk in blocks:
+                while not stop.is_set():
+                    try:
+                        q.put(blk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    t = threading.Thread(target=produce, name="aift-read-ahead", daemon=True)
+    t.start()
+    pending = None
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            flat = item
+            if pending is not None and pending.shape[0]:
+                flat = np.concatenate([pending, flat])
+            full = flat.shape[0] // batch_size * batch_size
+            for i in range(0, full, batch_size):
+                yield _numpy(step(flat[i:i + batch_size]))
+            pending = flat[full:]
+        if pending is not None and pending.shape[0]:
+            yield _numpy(step(pending))
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def _numpy(y):
+    if isinstance(y, dict):
+        return {k: _numpy(v) for k, v in y.items()}
+    if isinstance(y, (list, tuple)):
+        return type(y)(_numpy(v) for v in y)
+    return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+
+
+# Compiled inference steps, per model (held weakly: an entry dies with its model) and per
+# (input shape, dtype, strategy). The steps reference the model only through a weak reference, so
+# the cache never keeps a model alive and nothing is attached to the model (SavedModel export).
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def inference_step(model, input_shape, dtype=np.float32, strategy=None):
+    """A compiled ``model(x, training=False)`` for any batch size, cached per model.
+
+    ``dtype`` is the dtype batches arrive in: uint8 batches are converted to float32 in [0, 1]
+    inside the step (``x / 255``, exactly as :meth:`CandidateStore.read_float`). With a
+    multi-replica ``strategy`` the batch is split in contiguous parts over the local replicas and
+    the results are concatenated in order. Returns a callable ``step(numpy_batch) -> tensor``.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(v) for v in input_shape)
+    replicas = _local_replicas(strategy)
+    key = (shape, dtype.str, id(strategy) if replicas > 1 else None)
+    try:
+        per_model = _STEPS.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: build per call
+        per_model = {}
+    step = per_model.get(key)
+    if step is None:
+        step = _build_step(weakref.ref(model) if _weakrefable(model) else (lambda: model),
+                           shape, dtype, strategy if replicas > 1 else None, replicas)
+        per_model[key] = step
+    return step
+
+
+def _weakrefable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def _local_replicas(strategy) -> int:
+    if strategy is None or int(strategy.num_replicas_in_sync) <= 1:
+        return 1
+    try:
+        return max(1, len(strategy.extended.worker_devices))
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return int(strategy.num_replicas_in_sync)
+
+
+def _build_step(model_ref, shape, dtype, strategy, replicas):
+    is_uint8 = dtype == np.uint8
+    tf_dtype = tf.as_dtype(dtype)
+
+    def forward(x):
+        if is_uint8:
+            x = tf.cast(x, tf.float32) / 255.0
+        return model_ref()(x, training=False)
+
+    if strategy is None:
+        fn = tf.function(forward, input_signature=[tf.TensorSpec((None,) + shape, tf_dtype)])
+        return fn
+
+    run = tf.function(lambda x: strategy.run(forward, args=(x,)), reduce_retracing=True)
+
+    def step(x):
+        x = np.asarray(x)
+        parts = np.array_split(x, replicas)
+        dist = strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group % replicas]))
+        y = run(dist)
+        local = strategy.experimental_local_results(y)
+        if isinstance(local[0], dict) or isinstance(local[0], (list, tuple)):
+            raise AiftError("distributed scoring needs a single-output model")
+        return tf.concat([tf.convert_to_tensor(v) for v in local], axis=0)
+
+    return step
+
+
+def _inference_fn(model, patch_shape):
+    """Backwards-compatible alias: a compiled float32 ``model(x, training=False)``."""
+    return inference_step(model, patch_shape, np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,14 +455,30 @@ def training_dataset(
     # Kept in the stored dtype (uint8 is 4x smaller than float32); converted per batch.
     x = store.read(ids).reshape(-1, h, w, c)
     y = np.repeat(y_c, m).astype(np.int32)
-    n_p = x.shape[0]
+    return examples_dataset(x, y, bs, seed=seed, augment=augment, balance=balance, shuffle=shuffle,
+                            repeat=repeat)
+
+
+def examples_dataset(x, y, batch_size: int, seed: int = 0, augment: bool = False, balance: bool = False,
+                     shuffle: bool = True, repeat: bool = False) -> tf.data.Dataset:
+    """``(x, y)`` batches over in-memory examples, with :func:`training_dataset`'s seeded order.
+
+    ``x`` is ``(N, ...)`` (uint8 is converted to float32 / 255 per batch; other dtypes are served as
+    float32 as they are), ``y`` is ``(N,)`` int32. Two calls with the same ``len(y)``, labels, batch
+    size and seed visit the examples in the same order, whatever ``x`` holds — so training on cached
+    trunk features (:mod:`aift_tf.trunk_cache`) sees the same batches as training on the patches.
+    ``augment`` needs image batches ``(b, H, W, C)``.
+    """
+    bs = _check_batch_size(batch_size)
+    y = np.asarray(y, dtype=np.int32)
+    n_p = int(y.shape[0])
     x_t = tf.constant(x)
     y_t = tf.constant(y)
     is_uint8 = x.dtype == np.uint8
 
     def gather(i):
         xb = tf.gather(x_t, i)
-        xb = tf.cast(xb, tf.float32) / 255.0 if is_uint8 else xb
+        xb = tf.cast(xb, tf.float32) / 255.0 if is_uint8 else tf.cast(xb, tf.float32)
         return xb, tf.gather(y_t, i)
 
     classes = np.unique(y)
