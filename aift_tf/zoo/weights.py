@@ -131,7 +131,8 @@ def load_weights_file(model, path) -> list[str]:
     """Load a ``.weights.h5`` file into ``model``; returns the names of skipped layers.
 
     Layers whose variables do not match (e.g. a head with another class count) are skipped with a
-    warning; if no weighted layer loads, or the file is missing/corrupt, raises AiftError.
+    warning; if (almost) nothing loads — more than half of the weighted layers mismatch, i.e. the file
+    is for another architecture — or the file is missing/corrupt, raises AiftError naming the path.
     """
     path = Path(path)
     _check_file(path, "h5")
@@ -158,9 +159,10 @@ def load_weights_file(model, path) -> list[str]:
                 n_failed = int(msg.split("A total of ", 1)[1].split()[0])
             except (IndexError, ValueError):
                 n_failed = len(failed)
-            if n_failed >= len(weighted):
-                raise AiftError(f"{path}: no layer of {model.name!r} matches the weights in the file "
-                                f"(different architecture or input channels?)")
+            if 2 * n_failed > len(weighted):
+                raise AiftError(f"{path}: {n_failed} of {len(weighted)} weighted layers of {model.name!r} do "
+                                f"not match the file: no layer (or too few) loaded; another architecture, "
+                                f"width or channel count?")
             warnings.warn(f"{path}: {n_failed} layer(s) of {model.name!r} skipped (shape mismatch): "
                           f"{', '.join(failed) or 'see Keras warning'}", stacklevel=3)
     return failed
