@@ -785,6 +785,8 @@ class Experiment:
         # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
         # dataset is shuffled by aift_tf.pipelines); it is noise for every round
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+        if self.progress.quiet:
+            warnings.simplefilter("ignore")
         for seed in self.seeds:
             for strategy in self.cfg.strategies:
                 self.run_active(strategy, seed)
@@ -879,12 +881,12 @@ class Experiment:
             row = self._row(strategy, seed, rnd, rec["labels"], rec["positives"], ev,
                             rec["finetune"].get("seconds", 0.0), scoring)
             rows = rows + [row]
+            if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
+                self._export(learner, strategy, seed, self._final_export_dir(strategy, seed) / f"round{rnd}", rnd)
+            self._tb_eval(strategy, seed, row)
             _save_round(sdir, rnd, rows, learner, ev)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
-            self._tb_eval(strategy, seed, row)
-            if cfg.export_every_round:
-                self._export(learner, strategy, seed, self._final_export_dir(strategy, seed) / f"round{rnd}", rnd)
             self.progress.advance()
             self.progress.line(f"{strategy:>24} seed {seed} round {rnd}: {row['labels']:5d} labels  "
                                f"AUC {row['test_auc']:.4f}  positives {row['positives_found']}")
@@ -961,6 +963,12 @@ def _quote(a: str) -> str:
     return shlex.quote(str(a))
 
 
+def default_out_dir(cfg: SimConfig) -> Path:
+    """`runs/<YYYYmmdd-HHMMSS>-<app or store name>` under the current folder."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{cfg.app or Path(cfg.data).stem}"
+
+
 def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = False, quiet: bool = True,
                    argv=None, cache_dir=None, explicit: Optional[dict] = None) -> dict:
     """Run (or resume) a simulation and write the run folder; returns the summary dict.
@@ -1001,8 +1009,7 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
     else:
         cfg = check_config(config if config is not None else SimConfig())
         if out is None:
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = Path("runs") / f"{stamp}-{cfg.app or Path(cfg.data).stem}"
+            out = default_out_dir(cfg)
         out = check_new_out_dir(out)
         gen_bar = None
         if cfg.data is None and not quiet:

@@ -10,6 +10,7 @@ the run's setting is rejected (exit 2) rather than silently ignored; --quiet may
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -101,7 +102,7 @@ def cli(ctx, **opts):
     quiet = opts["quiet"]
     argv = ["aift-sim"] + list(sys.argv[1:] if ctx.obj is None else ctx.obj)
 
-    from simulate.experiment import SimConfig, check_config, run_experiment
+    from simulate.experiment import SimConfig, check_config, default_out_dir, run_experiment
 
     if opts["resume"]:
         if opts["out"] is None:
@@ -114,14 +115,15 @@ def cli(ctx, **opts):
         if opts["data"] is not None:
             settings["app"] = None
         config = check_config(SimConfig.from_dict(settings))
+    out = opts["out"] if opts["out"] is not None else default_out_dir(config)
     try:
-        run_experiment(config, out=opts["out"], resume=opts["resume"], quiet=quiet, argv=argv,
+        run_experiment(config, out=out, resume=opts["resume"], quiet=quiet, argv=argv,
                        cache_dir=opts["cache_dir"], explicit=explicit if opts["resume"] else None)
     except KeyboardInterrupt:
-        if opts["out"] is not None or opts["resume"]:
-            click.echo(f"interrupted; continue with: aift-sim --out {opts['out']} --resume", err=True)
-        else:
-            click.echo("interrupted; continue with: aift-sim --out <the run folder printed above> --resume", err=True)
+        import shlex
+
+        if (Path(out) / "config.json").is_file():
+            click.echo(f"interrupted; continue with: aift-sim --out {shlex.quote(str(out))} --resume", err=True)
         raise
     return 0
 
