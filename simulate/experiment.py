@@ -73,6 +73,10 @@ SCALE_DEFAULTS = {
 #: (override with `full_epochs`). See docs in `plan_run`.
 FULL_EPOCHS_FACTOR = 2
 
+#: No per-epoch validation AUC during fine-tuning: without early stopping it would only be logged,
+#: and scoring the val split every epoch costs more than the fine-tuning itself on a CPU.
+VAL_SPLIT = None
+
 #: settings that may be given again with --resume without conflicting (they do not change results)
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
 
@@ -856,6 +860,7 @@ class Experiment:
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
                 strategy=strategy, learning=self._learning_for(strategy), omega=cfg.omega,
                 finetune=self._finetune_config(seed, self.plan["epochs"]), seed=seed, progress=cb,
+                val_split=VAL_SPLIT,
             )
             ev = self._evaluate(learner)
             rows = [self._row(strategy, seed, 0, 0, 0, ev, 0.0, 0.0)]
@@ -908,7 +913,7 @@ class Experiment:
         trainable = cfg.trainable if name == FULL else "all"
         learner = ActiveLearner(
             self.store, model_name=cfg.model, weights=weights, trainable=trainable, strategy="random",
-            learning="RFT", finetune=self._finetune_config(seed, self.plan["full_epochs"]), seed=seed,
+            learning="RFT", finetune=self._finetune_config(seed, self.plan["full_epochs"]), seed=seed, val_split=VAL_SPLIT,
             progress=self.progress.stage(label),
         )
         pool = self.store.ids("train")
