@@ -186,7 +186,7 @@ def reseed_layers(model, seed: int) -> None:
             k += 1
 
 
-def _candidate_auc_callback(store, val_ids, batch_size, patience):
+def _candidate_auc_callback(store, val_ids, batch_size, patience, features=None, strategy=None):
     import keras
 
     from aift_tf.metrics import auc, candidate_probability
@@ -206,7 +206,10 @@ def _candidate_auc_callback(store, val_ids, batch_size, patience):
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size)
+            if features is not None:
+                probs = features.predict(self.model, val_ids, batch_size=batch_size)
+            else:
+                probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size, strategy=strategy)
             value = auc(val_labels, candidate_probability(probs))
             self.history.append(float(value))
             if logs is not None:
@@ -239,6 +242,8 @@ def fine_tune(
     val_ids=None,
     callbacks=(),
     verbose: int = 0,
+    features=None,
+    strategy=None,
 ) -> dict:
     """Fine-tune `model` in place on the patches of labeled candidates.
 
@@ -256,6 +261,10 @@ def fine_tune(
         val_ids: candidates with known labels for validation AUC / early stopping.
         callbacks: extra Keras callbacks (e.g. TensorBoard).
         verbose: Keras verbosity.
+        features: an `aift_tf.trunk_cache.TrunkCache`; then `model` is the trainable `rest` of
+            `aift_tf.zoo.split_frozen` and is trained on the cached trunk activations (same seeded
+            batches as on patches; `config.augment` must be off).
+        strategy: the `tf.distribute.Strategy` the model was built under (validation scoring).
 
     Returns:
         A dict with per-epoch `loss`, `accuracy`, optional `val_auc`, `epochs`, `seconds`,
@@ -279,14 +288,22 @@ def fine_tune(
     seed = int(config.seed) + 1000 * int(round_index)
     set_seeds(seed, config.deterministic)
     reseed_layers(model, seed)
-    ds = training_dataset(
-        store, ids, labels, batch_size=config.batch_size, seed=seed,
-        augment=config.augment, balance=config.balance, shuffle=True,
-    )
+    if features is not None:
+        from aift_tf.trunk_cache import check_cacheable
+
+        check_cacheable("head", config.augment)
+        ds = features.training_dataset(ids, labels, batch_size=config.batch_size, seed=seed,
+                                       balance=config.balance, shuffle=True)
+    else:
+        ds = training_dataset(
+            store, ids, labels, batch_size=config.batch_size, seed=seed,
+            augment=config.augment, balance=config.balance, shuffle=True,
+        )
     cbs = list(callbacks)
     auc_cb = None
     if val_ids is not None and len(val_ids) > 0:
-        auc_cb = _candidate_auc_callback(store, val_ids, max(256, config.batch_size), config.patience)
+        auc_cb = _candidate_auc_callback(store, val_ids, max(256, config.batch_size), config.patience,
+                                         features=features, strategy=strategy)
         cbs.append(auc_cb)
     t0 = time.perf_counter()
     hist = model.fit(ds, epochs=int(config.epochs), callbacks=cbs, verbose=verbose)

@@ -62,6 +62,14 @@ class ActiveLearner:
         val_split: the split used for validation AUC / early stopping, if it has labels.
         predict_batch_size: patches per prediction batch.
         progress: optional callable `(stage, done, total)` for progress bars.
+        cache_trunk: `False` (default), `True` (trunk activations in memory) or a directory (an
+            HDF5 side file there, keyed by store sha256 + trunk architecture + trunk weights, reused
+            across runs). Valid only when the model's trainable policy is `"head"` or `"top"` and
+            `finetune.augment` is off: the frozen trunk runs once per patch for the whole run, and
+            rounds score and fine-tune only the trainable rest (see `aift_tf.trunk_cache`).
+        distribute: `None`/`"none"`, `"mirrored"`, `"multi-worker"` or a `tf.distribute.Strategy`;
+            the model is built (or cloned) and compiled under its scope, fine-tuning and scoring
+            run through it (see `aift_tf.distribute`, docs/distributed.md).
     """
 
     def __init__(
@@ -81,6 +89,8 @@ class ActiveLearner:
         val_split: Optional[str] = "val",
         predict_batch_size: int = 256,
         progress: Optional[Callable] = None,
+        cache_trunk=False,
+        distribute=None,
     ):
         self.store = store
         parse_strategy(strategy)  # validates
@@ -111,11 +121,59 @@ class ActiveLearner:
         self.pool_ids = store.ids(pool_split)
         if self.pool_ids.size == 0:
             raise AiftError(f"{store.path}: the {pool_split!r} split has no candidates to query")
-        if model is None:
-            model = self._build_m0()
-        self.model = model
-        self.m0_weights = [np.array(w) for w in model.get_weights()]
-        compile_model(self.model, self.config)
+        self._set_distribute(distribute)
+        with self._scope():
+            if model is None:
+                model = self._build_m0()
+            elif self.distribute is not None:
+                model = _clone_in_scope(model)
+            self.model = model
+            self.m0_weights = [np.array(w) for w in model.get_weights()]
+            compile_model(self.model, self.config)
+            self._setup_cache(cache_trunk)
+
+    # ------------------------------------------------------------------ distribution / trunk cache
+    def _set_distribute(self, distribute):
+        if distribute is None or (isinstance(distribute, str) and distribute.strip().lower() in ("none", "")):
+            self.distribute = None
+            self.distribute_name = "none"
+            return
+        from aift_tf.distribute import get_strategy, strategy_name
+
+        self.distribute = get_strategy(distribute)
+        self.distribute_name = strategy_name(self.distribute)
+
+    def _scope(self):
+        import contextlib
+
+        return self.distribute.scope() if self.distribute is not None else contextlib.nullcontext()
+
+    def _setup_cache(self, cache_trunk):
+        """Split off the frozen trunk and cache its activations (see `aift_tf.trunk_cache`)."""
+        self.cache_trunk = cache_trunk if isinstance(cache_trunk, bool) or cache_trunk is None else str(cache_trunk)
+        self._cache = None
+        self._rest = None
+        if not cache_trunk:
+            self.cache_trunk = False
+            return
+        from aift_tf.finetune import make_optimizer  # noqa: F401  (same optimizer object is shared)
+        from aift_tf.trunk_cache import TrunkCache, check_cacheable
+        from aift_tf.zoo import model_config, split_frozen
+
+        policy = model_config(self.model).get("trainable")
+        check_cacheable(policy, self.config.augment)
+        trunk, rest = split_frozen(self.model)
+        if rest is self.model:
+            raise AiftError(f"cache_trunk: model {self.model.name!r} has no frozen trunk to cache")
+        directory = None if cache_trunk is True else cache_trunk
+        self._cache = TrunkCache(self.store, trunk, directory=directory, batch_size=self.predict_batch_size,
+                                 strategy=self.distribute, progress=self._stage("trunk"))
+        opt = self.model.optimizer
+        if not opt.built:  # slots in the full model's variable order, so model.keras saves them right
+            opt.build(self.model.trainable_variables)
+        rest.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                     jit_compile=False)
+        self._rest = rest
 
     # ------------------------------------------------------------------ building
     def _build_m0(self):
@@ -148,9 +206,13 @@ class ActiveLearner:
         """Patch probabilities (len(ids), m, K) of the current model."""
         from aift_tf.pipelines import predict_candidates
 
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._cache is not None:
+            return self._cache.predict(self._rest, ids, batch_size=self.predict_batch_size,
+                                       progress=self._stage("score"))
         return predict_candidates(
-            self.model, self.store, np.asarray(ids, dtype=np.int64),
-            batch_size=self.predict_batch_size, progress=self._stage("score"),
+            self.model, self.store, ids,
+            batch_size=self.predict_batch_size, progress=self._stage("score"), strategy=self.distribute,
         )
 
     # ------------------------------------------------------------------ query
@@ -238,8 +300,9 @@ class ActiveLearner:
         train_labels = np.array([lookup[i] for i in train_ids.tolist()], dtype=np.int64)
         val_ids = self._val_ids()
         hist = fine_tune(
-            self.model, self.store, train_ids, train_labels, self.config,
-            round_index=self.round, val_ids=val_ids, callbacks=callbacks, verbose=verbose,
+            self._rest if self._cache is not None else self.model, self.store, train_ids, train_labels,
+            self.config, round_index=self.round, val_ids=val_ids, callbacks=callbacks, verbose=verbose,
+            features=self._cache, strategy=self.distribute,
         )
         record = {
             "round": self.round,
@@ -292,6 +355,8 @@ class ActiveLearner:
             "pool_split": self.pool_split,
             "val_split": self.val_split,
             "predict_batch_size": self.predict_batch_size,
+            "cache_trunk": self.cache_trunk,
+            "distribute": self.distribute_name,
             "finetune": self.config.to_dict(),
             "round": self.round,
             "labeled_ids": self.labeled_ids.tolist(),
@@ -319,8 +384,13 @@ class ActiveLearner:
         return path
 
     @classmethod
-    def load(cls, path, store, progress: Optional[Callable] = None) -> "ActiveLearner":
-        """Restore a learner saved with :meth:`save` over the same store."""
+    def load(cls, path, store, progress: Optional[Callable] = None, *, cache_trunk=None,
+             distribute=None) -> "ActiveLearner":
+        """Restore a learner saved with :meth:`save` over the same store.
+
+        ``cache_trunk`` / ``distribute``: ``None`` = as saved (``distribute`` as saved only when it
+        was ``"none"``; pass a strategy to resume distributed).
+        """
         import keras
 
         path = Path(path)
@@ -336,11 +406,13 @@ class ActiveLearner:
         if state["store_sha256"] != store.sha256:
             raise AiftError(f"{path}: was saved for another store (sha256 {state['store_sha256'][:12]}…, "
                             f"{store.path} has {store.sha256[:12]}…)")
+        self = cls.__new__(cls)
+        self._set_distribute(distribute)
         try:
-            model = keras.models.load_model(path / "model.keras", compile=True)
+            with self._scope():
+                model = keras.models.load_model(path / "model.keras", compile=True)
         except Exception as e:  # corrupt or missing model file
             raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
-        self = cls.__new__(cls)
         self.store = store
         self.strategy = state["strategy"]
         self.learning = state["learning"]
@@ -366,4 +438,20 @@ class ActiveLearner:
         m0 = keras.models.clone_model(model)
         m0.load_weights(path / "m0.weights.h5")
         self.m0_weights = [np.array(w) for w in m0.get_weights()]
+        with self._scope():
+            self._setup_cache(state.get("cache_trunk", False) if cache_trunk is None else cache_trunk)
         return self
+
+
+def _clone_in_scope(model):
+    """A copy of ``model`` (same weights, trainable flags and zoo config) built in the current scope."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for a, b in zip(model.layers, clone.layers):
+        b.trainable = a.trainable
+    cfg = getattr(model, "_aift_config", None)
+    if cfg is not None:
+        clone._aift_config = dict(cfg)
+    return clone
