@@ -536,6 +536,22 @@ class Progress:
 # TensorBoard
 
 
+def _quiet_tf_python_logs() -> None:
+    """TensorFlow's Python logger warns about tf.function retracing when a new model is fitted for
+    every (strategy, seed): expected here, and it would break the progress bars."""
+    import logging
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
 def _have_tensorboard() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -789,6 +805,7 @@ class Experiment:
         # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
         # dataset is shuffled by aift_tf.pipelines); it is noise for every round
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+        _quiet_tf_python_logs()
         if self.progress.quiet:
             warnings.simplefilter("ignore")
         for seed in self.seeds:
