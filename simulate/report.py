@@ -233,7 +233,8 @@ def verdict_lines(summary) -> list:
                 lines.append(f"{name} does NOT beat random: its mean curve never reaches random's final AUC "
                              f"{rf:.4f} within {s['labels'][-1]} labels.")
             else:
-                lines.append(f"{name}: savings undefined (random's target is reached with 0 labels).")
+                lines.append(f"{name}: savings vs random are undefined: random's final AUC {rf:.4f} is no better "
+                             f"than M0's (reached with 0 labels), i.e. random labels did not improve the model.")
             continue
         if sav <= 0:
             lines.append(f"{name} does NOT beat random: it needs {s['labels_to_random_final']:.0f} labels to reach "
@@ -379,7 +380,7 @@ def render_markdown(summary, config, figures) -> str:
     L += ["## Answer", ""]
     L += [f"- {line}" for line in s["verdict"]]
     full = s["full_training"]
-    L += [f"- Full training (all {s['pool_size']} pool labels, {full['epochs']} epochs): AUC "
+    L += [f"- Full training (all {s['pool_size']} pool labels, {full['epochs']} epoch(s)): AUC "
           f"{_f(full['auc_mean'])} ± {_f(full['auc_std'])}."]
     if s.get("scratch"):
         L += [f"- Learning from scratch (no pre-training, whole pool): AUC {_f(s['scratch']['auc_mean'])} ± "
