@@ -729,6 +729,7 @@ class Experiment:
         self.froc = bool(saved["data"]["froc"])
         self.seeds = list(range(self.cfg.seeds))
         self.rows = {}  # (strategy, seed) -> rows
+        self._m0_eval = {}  # seed -> evaluation of M0 (shared by the strategies)
 
     # -------------------------------------------------------------- helpers
     def _finetune_config(self, seed, epochs):
@@ -879,7 +880,10 @@ class Experiment:
                 finetune=self._finetune_config(seed, self.plan["epochs"]), seed=seed, progress=cb,
                 val_split=VAL_SPLIT,
             )
-            ev = self._evaluate(learner)
+            # every strategy of a seed starts from the same M0: evaluate it once per seed
+            ev = self._m0_eval.get(seed)
+            if ev is None:
+                ev = self._m0_eval[seed] = self._evaluate(learner)
             rows = [self._row(strategy, seed, 0, 0, 0, ev, 0.0, 0.0)]
             _save_round(sdir, 0, rows, learner, ev)
             self.rows[(strategy, seed)] = rows

@@ -85,10 +85,19 @@ def _bad_cases(tiny, tmp):
 
 
 def test_bad_inputs_exit_2_one_line_nothing_written(tiny, tmp_path):
-    for name, args, needle in _bad_cases(tiny, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = _bad_cases(tiny, tmp_path)
+
+    def run(case):
+        name, args, _ = case
+        run_args = list(args) if "--out" in args else list(args) + ["--out", tmp_path / f"run-{name.replace(' ', '_')}"]
+        return _sim(*run_args, "--quiet", timeout=120, cwd=tmp_path)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # subprocess start-up dominates; overlap it
+        results = list(pool.map(run, cases))
+    for (name, args, needle), r in zip(cases, results):
         out_given = "--out" in args
-        run_args = list(args) if out_given else list(args) + ["--out", tmp_path / f"run-{name.replace(' ', '_')}"]
-        r = _sim(*run_args, "--quiet", timeout=120, cwd=tmp_path)
         err = r.stderr.strip()
         assert r.returncode == 2, (name, r.returncode, r.stderr[-2000:])
         assert "Traceback" not in r.stderr, (name, r.stderr)
