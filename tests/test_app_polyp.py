@@ -6,7 +6,7 @@ import pytest
 from simulate.apps import polyp_detection as PD
 
 TINY = dict(patients=[("train", True), ("train", False), ("test", True)], frames=14, frame=96, scene=256,
-            patch=16, transforms=(0, 4), k_max=4, p_random=0.3)
+            patch=16, transforms=(0, 4), k_max=6, p_random=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +47,14 @@ def test_generator_sensitivity(tiny):
     s = tiny["attrs"]["generator_sensitivity"]
     assert s["n_polyps"] >= 2
     assert s["polyps"] >= 0.5
-    assert 0.3 <= s["polyp_frames"] <= 1.0
+    assert 0.4 <= s["polyp_frames"] <= 1.0
 
 
 def test_generator_fires_without_truth():
     """The generator sees frames only and fires on non-polyp structures too."""
     ss = np.random.SeedSequence(2).spawn(1)[0]
     v = PD.render_patient(ss, dict(TINY), has_polyp=False)
-    cand = PD.candidate_generator(v["frames"], np.random.default_rng(0), k_max=4, p_random=0.0)
+    cand = PD.candidate_generator(v["frames"], np.random.default_rng(0), k_max=6, p_random=0.0)
     assert len(cand["t"]) >= 2 * len(v["frames"])
     assert v["mask"].max() == 0
 
@@ -67,3 +67,37 @@ def test_patch_scales_and_translation():
     p = PD.candidate_patches(rng, frames, cand, 16, (0,))
     area = (p[0].mean(-1) > 0.5).mean((1, 2))          # bright fraction shrinks with box scale
     assert area[0] > area[1] > area[2] > 0
+
+
+def test_quick_config_and_val_has_polyps():
+    for scale, m in (("quick", 12), ("paper", 24)):
+        cfg = PD.CONFIGS[scale]
+        assert 3 * len(cfg["transforms"]) == m
+        assert sum(has for sp, has in cfg["patients"] if sp == "val") >= 2     # enough val positives
+        assert {sp for sp, _ in cfg["patients"]} == {"train", "val", "test"}
+    paper = PD.CONFIGS["paper"]["patients"]
+    assert sum(sp == "train" for sp, _ in paper) == 21 and sum(h for sp, h in paper if sp == "train") == 11
+    assert sum(sp == "test" for sp, _ in paper) == 17 and sum(h for sp, h in paper if sp == "test") == 8
+
+
+def test_polyp_is_raised_same_tissue():
+    """A polyp is a bump of the mucosa: raised, and its albedo near the mucosa colour (not dark)."""
+    from simulate.apps import _mucosa as M
+    for kind in PD.POLYP_KINDS:
+        rng = np.random.default_rng(3)
+        scene = M.make_scene(rng, 128)
+        h0, a0 = scene["height"].copy(), scene["albedo"].copy()
+        PD.add_polyp(scene, rng, 64.0, 64.0, 12.0, kind=kind, contrast=0.5, mask_value=1)
+        inside = scene["mask"] == 1
+        assert 100 < inside.sum() < 128 * 128 // 4
+        assert (scene["height"] - h0)[inside].mean() > 0.5
+        ratio = scene["albedo"][inside].mean(0) / a0[inside].mean(0)
+        assert np.all(ratio > 0.85) and np.all(ratio < 1.4), (kind, ratio)
+
+
+def test_label_tolerance():
+    mask = np.zeros((1, 40, 40), np.int64)
+    mask[0, 15:25, 15:25] = 2
+    cand = {"t": np.array([0, 0, 0]), "cy": np.array([20.0, 20.0, 20.0]), "cx": np.array([20.0, 27.0, 35.0]),
+            "side": np.array([24.0, 24.0, 24.0])}
+    assert PD.label_candidates(mask, cand).tolist() == [2, 2, 0]     # inside, 3 px off (<= 0.125*24), far

@@ -5,24 +5,28 @@ patients with one video each (21 train, 11 of them with polyps; 17 test, 8 with 
 candidate generator yields ~16,300 train / ~11,950 test candidates, about 1 true polyp in 10; 24
 patches per candidate = 3 box scales {1.0, 1.2, 1.5} x 8 flips/rotations, with +-10 % translations.
 
-Generative model, per patient (:mod:`._mucosa` does the surface and camera):
+Generative model, per patient (:mod:`._mucosa` does the surface, camera and shading):
 
 * one rendered mucosal scene per patient and a smooth camera drift over it (frames are temporally
   correlated; the same polyp moves smoothly through consecutive frames and leaves the view);
-* patients "with polyps" get 1 (or, with probability 0.25, 2) polyps: protruding rounded blobs with
-  an irregular outline (radius 6-15 px at the 96-px frame), a colour tint (contrast drawn in
-  [0.25, 1] * 0.4 / (0.5 + 0.5 * difficulty)) and a fine pit-pattern texture; being raised they are shaded by the
-  scope light (highlight on one side, shadow on the other, a specular glint on top);
-* every patient gets benign mucosal bumps (same colour as the mucosa, little texture; their number
-  grows with ``difficulty``) and temporal runs of bubbles / glare / motion blur / defocus, so the
-  candidate generator also fires on folds, bumps, glints, glare and bubbles;
-* the **candidate generator** sees frames only (never the truth): multi-scale Difference-of-Gaussian
-  peaks of the frame intensity (bright and dark blobs) and redness (4 scales, non-maximum suppression, at most
-  ``k_max`` per frame above a threshold) plus a few random proposals. Box side = 2*sqrt(2)*2*sigma.
-  A candidate is a polyp iff its box centre lies inside a polyp (rendered polyp mask);
+* patients "with polyps" get 1 + Binomial(3, 0.5) polyps (:func:`add_polyp`): height fields of the
+  same tissue (sessile dome, pedunculated head on a stalk, or flat), radius 6-15 px at the 96-px
+  frame, lobulated surface, albedo = the local mucosa tinted slightly paler/pinker (70 %) or redder
+  with contrast in [0.35, 1] * 0.6 / (0.5 + 0.5 * difficulty), plus a fine capillary network. They
+  are shaded by the scene's scope light like the folds (Lambert + specular glint on the lit side,
+  darker far side, crease at the base), and, being closer to the scope, get an inverse-square
+  proximity gain 1 + 2 dh / D (also applied to the benign bumps);
+* every patient gets Poisson(6 * difficulty) benign mucosal bumps and temporal runs (mean 6 frames,
+  ~30 % of frames, none elsewhere) of bubbles / glare / motion blur / defocus;
+* the **candidate generator** sees frames only (never the truth): at 4 scales, the scale-normalised
+  Hessian-determinant blob response of the illumination-flattened log brightness (curvature/shading
+  of a bump, bright or dark) plus a DoG blob response of its edge energy (closed outlines);
+  3-D local maxima, non-maximum suppression, at most ``k_max`` = 6 per frame, plus a few random
+  proposals. A candidate is a polyp iff its box centre lies inside a polyp footprint or within
+  1/8 of the box side of it;
 * patches: box scales {1.0, 1.2, 1.5} x a subset of the 8 dihedral transforms (quick: 4 = identity,
   rot90, flip, flip+rot180 -> m = 12; paper: all 8 -> m = 24), each with an independent random
-  translation of up to +-10 % of the box side (so a few patches lose a small polyp).
+  translation of up to +-10 % of the box side.
 
 ``groups`` = patient id; the split is by patient. ``attrs["generator_sensitivity"]`` reports the
 fraction of polyp frames (polyp centre in view) and of polyps with >= 1 true candidate.
@@ -55,13 +59,21 @@ def _patients(n_train, n_train_pos, n_val, n_val_pos, n_test, n_test_pos):
 
 # patients: list of (split, has_polyp). The val patients are an addition to the paper's 38.
 CONFIGS = {
-    "quick": dict(patients=_patients(6, 4, 2, 1, 4, 3), frames=30, frame=96, scene=320, patch=32,
-                  transforms=(0, 1, 4, 6), k_max=4, p_random=0.3),
-    "paper": dict(patients=_patients(21, 11, 2, 1, 17, 8), frames=120, frame=96, scene=320, patch=32,
-                  transforms=(0, 1, 2, 3, 4, 5, 6, 7), k_max=4, p_random=0.3),
+    "quick": dict(patients=_patients(6, 3, 3, 2, 4, 2), frames=30, frame=96, scene=320, patch=32,
+                  transforms=(0, 1, 4, 6), k_max=6, p_random=0.2),
+    "paper": dict(patients=_patients(21, 11, 3, 2, 17, 8), frames=120, frame=96, scene=320, patch=32,
+                  transforms=(0, 1, 2, 3, 4, 5, 6, 7), k_max=6, p_random=0.2),
 }
-DOG_SIGMAS = (2.0, 3.0, 4.5, 6.75)    # at the 96-px frame
-DOG_THRESHOLD = 0.02
+DOG_SIGMAS = (4.5, 6.75, 10.0, 14.0)   # px at the 96-px frame
+DOG_THRESHOLD = 0.5
+HIT_TOLERANCE = 0.125           # x box side: a candidate centred this close to a polyp is a polyp
+POLYP_RADIUS = (6.0, 15.0)      # px at the 96-px frame
+POLYP_CONTRAST = 0.6            # max colour contrast at difficulty 0.5
+P_EXTRA_POLYP = 0.5             # polyp patients have 1 + Binomial(3, p) polyps
+BUMPS_PER_SCENE = 6.0           # x difficulty, per 320^2 scene px
+P_DISTRACTOR = 0.3              # fraction of frames inside a distractor run
+MEAN_DISTRACTOR_RUN = 6.0       # frames
+SCOPE_DISTANCE = 50.0           # px at the 96-px frame: scope tip to mucosa (proximity gain of bumps)
 
 
 def _difficulty(d):
@@ -71,70 +83,167 @@ def _difficulty(d):
     return d
 
 
+POLYP_KINDS = ("sessile", "pedunculated", "flat")
+POLYP_KIND_P = (0.55, 0.25, 0.20)
+DISTRACTORS = ("blur", "motion", "bubbles", "glare")
+DISTRACTOR_P = (0.25, 0.2, 0.3, 0.25)
+DISTRACTOR_SEVERITY = {"blur": 1.0, "motion": 1.0, "bubbles": 0.5, "glare": 1.0}
+
+
+def _smoothstep(e0, e1, x):
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def add_polyp(scene, rng, cy, cx, r, *, kind="sessile", contrast=0.5, mask_value=1):
+    """Add a polyp to ``scene`` in place: a protruding growth *of the same tissue* as the mucosa.
+
+    The polyp is a height field (rendered by the scene's light like any fold: Lambert + specular
+    glint on the lit side, darker far side, crease at the base) with an irregular outline of radius
+    ``r`` around (``cy``, ``cx``) (the head), a lobulated surface with fine pits, and an albedo that
+    is the local mucosa colour (its large submucosal vessels blurred out) tinted slightly paler/pinker
+    or redder by ``contrast``, overlaid with a fine reticular capillary pattern. ``kind``:
+    ``sessile`` (dome, height 0.35-0.55 r), ``pedunculated`` (rounder head, height 0.55-0.75 r, on
+    a stalk running 1.1-1.7 r to one side) or ``flat`` (height 0.1-0.18 r, colour/texture mostly).
+    ``scene["mask"]`` is set to ``mask_value`` on the footprint (head and stalk).
+    """
+    S = scene["height"].shape[0]
+    ped = kind == "pedunculated"
+    stalk_len = rng.uniform(1.1, 1.7) * r if ped else 0.0
+    pad = int(np.ceil(1.5 * r + stalk_len)) + 4
+    y0, y1 = max(0, int(cy) - pad), min(S, int(cy) + pad + 1)
+    x0, x1 = max(0, int(cx) - pad), min(S, int(cx) + pad + 1)
+    if y1 - y0 < 4 or x1 - x0 < 4:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    rot = rng.uniform(0, 2 * np.pi)
+    el = rng.uniform(0.78, 1.0)
+    du = dx * np.cos(rot) + dy * np.sin(rot)
+    dv = (-dx * np.sin(rot) + dy * np.cos(rot)) / el
+    ang = np.arctan2(dv, du)
+    irr = rng.uniform(0.04, 0.14)
+    R = r * (1 + sum(irr * rng.uniform(0.3, 1.0) / k * np.cos(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 5)))
+    rho = np.sqrt(du ** 2 + dv ** 2) / R
+    shp = yy.shape
+    if kind == "flat":
+        H, p = rng.uniform(0.10, 0.18) * r, 1.5
+    elif ped:
+        H, p = rng.uniform(0.55, 0.75) * r, 0.75
+    else:
+        H, p = rng.uniform(0.35, 0.55) * r, 1.0
+    h = H * np.clip(1 - rho ** 2, 0, None) ** p
+    foot = _smoothstep(1.12, 0.85, rho)
+    if ped:
+        # stalk: a tapering ridge from under the head to its base on the mucosa (direction -rot)
+        s = np.clip(-du / stalk_len, 0, 1)                     # 0 at head centre, 1 at the base
+        d = np.sqrt(dv ** 2 * el ** 2 + np.clip(-du - stalk_len, 0, None) ** 2)
+        w = r * (0.32 + 0.12 * s)
+        prof = np.exp(-0.5 * (d / w) ** 2) * (s > 0) * (0.55 - 0.3 * s) * H
+        h = np.maximum(h, prof)
+        foot = np.maximum(foot, _smoothstep(1.6, 1.0, d / w) * (s > 0))
+    lob = 1 + 0.12 * M.smooth_noise(rng, shp, max(1.0, 0.3 * r))
+    h = h * lob + 0.025 * r * M.smooth_noise(rng, shp, 0.8) * foot
+    scene["height"][y0:y1, x0:x1] += h.astype(np.float32)
+    # albedo: the local mucosa colour without its large vessels, tinted, with a capillary network
+    a = scene["albedo"][y0:y1, x0:x1]
+    base = ndi.gaussian_filter(a, (2.0, 2.0, 0))
+    if rng.random() < 0.7:
+        tint = 1 + contrast * np.array([0.04, 0.30, 0.26], np.float32)      # paler / pinker
+    else:
+        tint = 1 + contrast * np.array([0.04, -0.10, -0.06], np.float32)    # slightly redder
+    band = M.smooth_noise(rng, shp, 1.0) - 0.8 * M.smooth_noise(rng, shp, 2.5)
+    net = np.exp(-(band / (0.35 * band.std() + 1e-6)) ** 2)                   # thin reticular lines
+    va = rng.uniform(0.10, 0.25)
+    pol = base * tint * (1 - va * net[..., None] * np.array([0.2, 0.5, 0.45], np.float32))
+    f3 = foot[..., None]
+    scene["albedo"][y0:y1, x0:x1] = np.clip(a * (1 - f3) + pol * f3, 0.02, 1.0).astype(np.float32)
+    if "mask" not in scene:
+        scene["mask"] = np.zeros_like(scene["height"])
+    m = scene["mask"][y0:y1, x0:x1]
+    scene["mask"][y0:y1, x0:x1] = np.where(foot > 0.5, mask_value, m)
+
+
 def render_patient(seed_seq, cfg, has_polyp, difficulty=1.0):
     """Render one patient's video; returns frames (T, F, F, 3), mask (T, F, F) polyp id (0 = none),
-    polyp specs and the camera path."""
+    polyp specs, per-frame visibility of each polyp centre, distractor episodes and the camera path."""
     rng = np.random.default_rng(seed_seq)
     F, S, T = int(cfg["frame"]), int(cfg["scene"]), int(cfg["frames"])
     u = F / 96.0
     scene = M.make_scene(rng, S)
     scene["mask"] = np.zeros_like(scene["height"])
     path = M.camera_path(rng, T, S, F)
-    # benign bumps (hard negatives), uniformly over the scene
-    n_bumps = rng.poisson(6.0 * difficulty * (S / 320.0) ** 2)
+    # benign mucosal bumps (hard negatives), uniformly over the scene
+    h_base = scene["height"].copy()
+    n_bumps = rng.poisson(BUMPS_PER_SCENE * difficulty * (S / 320.0) ** 2)
     for _ in range(n_bumps):
         r = rng.uniform(3.0, 8.0) * u
-        M.add_bump(scene, rng, rng.uniform(0, S), rng.uniform(0, S), r, height=rng.uniform(0.25, 0.45) * r,
+        M.add_bump(scene, rng, rng.uniform(0, S), rng.uniform(0, S), r, height=rng.uniform(0.2, 0.4) * r,
                    color=1 + rng.uniform(-0.04, 0.04, 3), texture=0.03, irregular=0.1)
     polyps = []
     if has_polyp:
-        n_pol = 1 + int(rng.random() < 0.25)
-        cmax = 0.4 / (0.5 + 0.5 * difficulty)
-        for j in range(n_pol):
-            t0 = int(rng.integers(int(0.15 * T), int(0.85 * T) + 1))
+        n_pol = 1 + int(rng.binomial(3, P_EXTRA_POLYP))
+        cmax = POLYP_CONTRAST / (0.5 + 0.5 * difficulty)
+        t0s = np.sort(rng.choice(np.arange(int(0.1 * T), int(0.9 * T) + 1), n_pol, replace=False))
+        for j, t0 in enumerate(t0s):
             off = rng.uniform(-0.25, 0.25, 2) * F
-            y, x = M.frame_to_scene(path, F, t0, F / 2 + off[0], F / 2 + off[1])
-            r = rng.uniform(6.0, 15.0) * u
-            c = rng.uniform(0.25 * cmax, cmax)
-            # redder/darker or paler tint
-            tint = np.array([1 + 0.3 * c, 1 - c, 1 - c]) if rng.random() < 0.6 else np.array([1 + 0.1 * c, 1 + 0.6 * c, 1 + 0.6 * c])
-            M.add_bump(scene, rng, y, x, r, height=rng.uniform(0.5, 0.8) * r, color=tint,
-                       texture=rng.uniform(0.06, 0.2), irregular=rng.uniform(0.08, 0.25), mask_value=j + 1)
-            polyps.append({"y": float(y), "x": float(x), "radius": float(r), "contrast": float(c)})
+            y, x = M.frame_to_scene(path, F, int(t0), F / 2 + off[0], F / 2 + off[1])
+            kind = str(rng.choice(POLYP_KINDS, p=POLYP_KIND_P))
+            r = rng.uniform(*POLYP_RADIUS) * u * (1.2 if kind == "flat" else 1.0)
+            c = rng.uniform(0.35, 1.0) * cmax
+            add_polyp(scene, rng, y, x, r, kind=kind, contrast=c, mask_value=j + 1)
+            polyps.append({"y": float(y), "x": float(x), "radius": float(r), "kind": kind, "contrast": float(c)})
+    # protrusions are closer to the scope's light: inverse-square gain (D / (D - dh))^2 ~ 1 + 2 dh / D
+    dh = np.clip(scene["height"] - h_base, 0, None)
+    scene["albedo"] *= np.clip(1 + 2 * dh / (SCOPE_DISTANCE * u), 1.0, 1.6)[..., None]
+    np.clip(scene["albedo"], 0.02, 1.0, out=scene["albedo"])
     out = M.render_frames(scene, path, F, rng, specular=0.4)
     frames, mask = out["frames"], np.rint(out["mask"]).astype(np.int64)
-    ep = M.episodes(rng, T, 0.3, mean_bad=6.0, kinds=("blur", "motion", "bubbles", "glare"),
-                    sev_bad=(0.15, 0.5), sev_clean=(0.0, 0.2), p_nuisance=0.5)
-    M.degrade(frames, ep["kind"], ep["severity"], rng, kinds=("blur", "motion", "bubbles", "glare"))
+    ep = M.episodes(rng, T, P_DISTRACTOR, mean_bad=MEAN_DISTRACTOR_RUN, kinds=DISTRACTORS, kind_p=DISTRACTOR_P,
+                    sev_bad=(0.1, 0.6), sev_clean=(0.0, 0.0), p_nuisance=0.0)
+    sev = ep["severity"] * np.array([DISTRACTOR_SEVERITY[k] for k in DISTRACTORS])[np.maximum(ep["kind"], 0)]
+    M.degrade(frames, ep["kind"], sev, rng, kinds=DISTRACTORS)
     # polyp centre visibility per frame
     vis = np.zeros((T, len(polyps)), bool)
     for j, p in enumerate(polyps):
         fy, fx = M.scene_to_frame(path, F, np.arange(T), p["y"], p["x"])
         vis[:, j] = (fy >= 0) & (fy <= F - 1) & (fx >= 0) & (fx <= F - 1)
     return {"frames": frames, "mask": mask, "polyps": polyps, "visible": vis, "path": path,
-            "n_bumps": int(n_bumps)}
+            "n_bumps": int(n_bumps), "distractor": ep["kind"]}
 
 
-def candidate_generator(frames, rng, *, k_max=5, p_random=0.4, threshold=DOG_THRESHOLD):
+def _cue_maps(frames, sigmas):
+    """Scale-normalised blob responses (T, K, F, F) of the frames: Hessian-determinant blobs of the
+    illumination-flattened log brightness (bright or dark, i.e. shading/curvature of a bump) plus
+    DoG blobs of its edge energy (closed outlines: creases, rims), each divided by a fixed scale."""
+    L = np.log(frames.mean(-1) + 0.04)
+    L = L - ndi.gaussian_filter(L, (0, 16 * sigmas[0] / DOG_SIGMAS[0], 16 * sigmas[0] / DOG_SIGMAS[0]))
+    gy = ndi.gaussian_filter(L, (0, 1.2, 1.2), order=(0, 1, 0))
+    gx = ndi.gaussian_filter(L, (0, 1.2, 1.2), order=(0, 0, 1))
+    edge = np.sqrt(gy ** 2 + gx ** 2)
+    out = np.empty((frames.shape[0], len(sigmas)) + frames.shape[1:3], np.float32)
+    for k, s in enumerate(sigmas):
+        gyy = ndi.gaussian_filter(L, (0, s, s), order=(0, 2, 0))
+        gxx = ndi.gaussian_filter(L, (0, s, s), order=(0, 0, 2))
+        gxy = ndi.gaussian_filter(L, (0, s, s), order=(0, 1, 1))
+        det = np.sqrt(np.clip(s ** 4 * (gxx * gyy - gxy ** 2), 0, None)) / 0.05
+        e = (ndi.gaussian_filter(edge, (0, s, s)) - ndi.gaussian_filter(edge, (0, 1.6 * s, 1.6 * s))) / 0.01
+        out[:, k] = det + e
+    return out
+
+
+def candidate_generator(frames, rng, *, k_max=6, p_random=0.2, threshold=DOG_THRESHOLD):
     """Truth-free candidate generator on frames (T, F, F, 3) in [0, 1].
 
-    Multi-scale DoG of intensity (bright and dark blobs) and of redness (R - G); 3-D (scale, y, x) local maxima; scale-normalised response above
+    Cue map (:func:`_cue_maps`) at scales ``DOG_SIGMAS``; 3-D (scale, y, x) local maxima above
     ``threshold``; greedy non-maximum suppression (centres closer than half the larger box are
     merged); at most ``k_max`` per frame; plus Poisson(``p_random``) random proposals per frame.
-    Returns arrays t, cy, cx, side, score, random (bool).
+    Box side = 2*sqrt(2)*2*sigma. Returns arrays t, cy, cx, side, score, random (bool).
     """
     T, F = frames.shape[:2]
     u = F / 96.0
-    I = frames.mean(-1)
-    red = frames[..., 0] - frames[..., 1]
     sig = np.array(DOG_SIGMAS) * u
-
-    def dog(img):
-        return np.stack([ndi.gaussian_filter(img, (0, s, s)) - ndi.gaussian_filter(img, (0, 1.6 * s, 1.6 * s))
-                         for s in sig], 1)                                  # (T, K, F, F)
-
-    DI = dog(I)
-    D = np.maximum(np.abs(DI), dog(red))      # bright or dark blobs of intensity, or redder blobs
+    D = _cue_maps(frames, sig)
     mx = ndi.maximum_filter(D, size=(1, 3, 5, 5), mode="nearest")
     b = int(round(3 * u))
     peak = (D == mx) & (D > threshold)
@@ -144,7 +253,7 @@ def candidate_generator(frames, rng, *, k_max=5, p_random=0.4, threshold=DOG_THR
     peak[..., :, -b:] = False
     tt, kk, yy, xx = np.nonzero(peak)
     score = D[tt, kk, yy, xx]
-    side = np.maximum(2 * np.sqrt(2) * 2 * sig[kk], 12 * u)
+    side = 2 * np.sqrt(2) * 2 * sig[kk]
     out_t, out_y, out_x, out_s, out_sc, out_r = [], [], [], [], [], []
     order = np.lexsort((-score, tt))
     tt, yy, xx, side, score = tt[order], yy[order], xx[order], side[order], score[order]
@@ -155,23 +264,36 @@ def candidate_generator(frames, rng, *, k_max=5, p_random=0.4, threshold=DOG_THR
         for i in range(a, e):
             if len(keep) >= k_max:
                 break
-            ok = True
-            for j in keep:
-                if np.hypot(yy[i] - yy[j], xx[i] - xx[j]) < 0.5 * max(side[i], side[j]):
-                    ok = False
-                    break
-            if ok:
+            if all(np.hypot(yy[i] - yy[j], xx[i] - xx[j]) >= 0.5 * max(side[i], side[j]) for j in keep):
                 keep.append(i)
         for i in keep:
             out_t.append(t); out_y.append(yy[i]); out_x.append(xx[i]); out_s.append(side[i])
             out_sc.append(score[i]); out_r.append(False)
         for _ in range(rng.poisson(p_random)):
-            s = rng.uniform(12, 40) * u
+            s = rng.uniform(20, 50) * u
             out_t.append(t); out_y.append(rng.uniform(s / 2, F - s / 2)); out_x.append(rng.uniform(s / 2, F - s / 2))
             out_s.append(s); out_sc.append(0.0); out_r.append(True)
     return {"t": np.array(out_t, np.int64), "cy": np.array(out_y, np.float64), "cx": np.array(out_x, np.float64),
             "side": np.array(out_s, np.float64), "score": np.array(out_sc, np.float64),
             "random": np.array(out_r, bool)}
+
+
+def label_candidates(mask, cand, tol=HIT_TOLERANCE):
+    """Polyp id (0 = background) of each candidate: the polyp whose footprint contains the box
+    centre or lies within ``tol`` x box side of it (a box centred on a polyp's rim is a hit)."""
+    F = mask.shape[1]
+    iy = np.clip(np.rint(cand["cy"]).astype(int), 0, F - 1)
+    ix = np.clip(np.rint(cand["cx"]).astype(int), 0, F - 1)
+    hit = np.zeros(len(cand["t"]), np.int64)
+    for t in np.unique(cand["t"]):
+        m = mask[t]
+        if not m.any():
+            continue
+        d, (ny, nx) = ndi.distance_transform_edt(m == 0, return_indices=True)
+        sel = np.nonzero(cand["t"] == t)[0]
+        ok = d[iy[sel], ix[sel]] <= tol * cand["side"][sel]
+        hit[sel] = np.where(ok, m[ny[iy[sel], ix[sel]], nx[iy[sel], ix[sel]]], 0)
+    return hit
 
 
 def candidate_patches(rng, frames, cand, patch, transforms):
@@ -210,10 +332,7 @@ def generate(scale="quick", seed=0, progress=None, *, difficulty=1.0, config=Non
         vid = render_patient(ss, cfg, has, difficulty)
         crng = np.random.default_rng(ss.spawn(1)[0])
         cand = candidate_generator(vid["frames"], crng, k_max=cfg["k_max"], p_random=cfg["p_random"])
-        F = vid["frames"].shape[1]
-        iy = np.clip(np.rint(cand["cy"]).astype(int), 0, F - 1)
-        ix = np.clip(np.rint(cand["cx"]).astype(int), 0, F - 1)
-        hit_id = vid["mask"][cand["t"], iy, ix]
+        hit_id = label_candidates(vid["mask"], cand)
         lab = (hit_id > 0).astype(np.int64)
         for j in range(len(vid["polyps"])):
             frames_vis = np.nonzero(vid["visible"][:, j])[0]
@@ -251,9 +370,9 @@ def generate(scale="quick", seed=0, progress=None, *, difficulty=1.0, config=Non
         "generator_sensitivity": {
             "polyp_frames": float(n_pf_hit / max(n_pf, 1)), "n_polyp_frames": int(n_pf),
             "polyps": float(n_pol_hit / max(n_pol, 1)), "n_polyps": int(n_pol),
-            "definition": "fraction of frames with a polyp centre in view (resp. of polyps) with >= 1 candidate centre inside the polyp",
+            "definition": "fraction of frames with a polyp centre in view (resp. of polyps) with >= 1 candidate labelled as that polyp",
         },
-        "generator": {"dog_sigmas": list(DOG_SIGMAS), "threshold": DOG_THRESHOLD, "k_max": int(cfg["k_max"]),
+        "generator": {"sigmas": list(DOG_SIGMAS), "threshold": DOG_THRESHOLD, "hit_tolerance": HIT_TOLERANCE, "k_max": int(cfg["k_max"]),
                       "p_random": float(cfg["p_random"])},
         "box_scales": list(BOX_SCALES), "transforms": [M.DIHEDRAL[i] for i in tr], "translation": 0.1,
         "difficulty": difficulty, "benign_bumps": int(n_bumps),
@@ -278,9 +397,7 @@ def render_examples(path, seed=0, *, n_per_class=3):
     vid = render_patient(seeds[g], cfg, True)
     crng = np.random.default_rng(seeds[g].spawn(1)[0])
     cand = candidate_generator(vid["frames"], crng, k_max=cfg["k_max"], p_random=cfg["p_random"])
-    F = vid["frames"].shape[1]
-    lab = vid["mask"][cand["t"], np.clip(np.rint(cand["cy"]).astype(int), 0, F - 1),
-                      np.clip(np.rint(cand["cx"]).astype(int), 0, F - 1)] > 0
+    lab = label_candidates(vid["mask"], cand) > 0
     pt = candidate_patches(crng, vid["frames"], cand, cfg["patch"], cfg["transforms"])
     rng = np.random.default_rng(seed)
     pos_frames = np.unique(cand["t"][lab])
@@ -302,7 +419,7 @@ def render_examples(path, seed=0, *, n_per_class=3):
             s = cand["side"][i]
             col = "lime" if lab[i] else ("cyan" if cand["random"][i] else "yellow")
             ax.add_patch(Rectangle((cand["cx"][i] - s / 2, cand["cy"][i] - s / 2), s, s, fill=False, ec=col, lw=1.2))
-        ax.set_title(f"frame {t}: green = polyp, yellow = DoG, cyan = random", fontsize=8)
+        ax.set_title(f"frame {t}: green = polyp, yellow = detector, cyan = random", fontsize=8)
         ax.axis("off")
     combos = [(s, M.DIHEDRAL[d]) for s in BOX_SCALES for d in cfg["transforms"]]
     for r, (cls, i) in enumerate(rows):
