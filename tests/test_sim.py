@@ -21,8 +21,10 @@ from conftest import make_separable_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+# --weights none: the reference and the resumed run must start from the same M0 even if the committed
+# default M0 changes while the tests run (test_default_m0_is_resolved covers the default)
 TINY = ["--rounds", "2", "--batch-size", "4", "--seeds", "1", "--epochs", "1", "--full-epochs", "1",
-        "--lr", "0.003", "--strategies", "aift,random"]
+        "--lr", "0.003", "--strategies", "aift,random", "--weights", "none"]
 
 
 def _sim(*args, timeout=900, cwd=None):
@@ -133,6 +135,22 @@ def test_plan_and_config_without_tensorflow(tiny):
         check_config(SimConfig(data=None, rounds=2, budget=5))
 
 
+def test_default_m0_is_resolved():
+    from simulate import pretrain
+    from simulate.experiment import SimConfig, check_config, resolve_m0
+
+    m0 = resolve_m0(check_config(SimConfig()), (32, 32, 3))
+    committed = pretrain.default_m0("small_cnn", (32, 32, 3))
+    if committed is None:
+        assert m0["source"] == "none" and m0["weights"] is None and "no offline pre-trained M0" in m0["note"]
+    else:
+        assert m0["source"] == "default-m0" and m0["path"] == str(Path(committed).resolve())
+        assert len(m0["sha256"]) == 64 and isinstance(m0["card"], dict)
+    assert resolve_m0(check_config(SimConfig(weights="none")), (32, 32, 3))["weights"] is None
+    none_shape = resolve_m0(check_config(SimConfig()), (17, 17, 1))
+    assert none_shape["source"] == "none"
+
+
 def _fake_run(tmp_path, curves, full_aucs, sizes=(10, 10, 10)):
     """A run folder with a hand-made rounds.csv (no training) for report maths."""
     from aift_tf._io import write_json_atomic
@@ -234,7 +252,7 @@ def test_end_to_end_every_output(reference_run, tiny):
     assert cfg["data"]["path"] == str(Path(tiny).resolve()) and len(cfg["data"]["sha256"]) == 64
     assert cfg["settings"]["strategies"] == ["aift", "random"] and cfg["settings"]["seeds"] == 1
     assert cfg["plan"]["sizes"] == [4, 4] and "--batch-size" in cfg["command"]
-    assert cfg["m0"]["source"] in ("none", "default-m0")
+    assert cfg["m0"]["source"] == "none" and cfg["m0"]["weights"] is None
 
     rows = _rows(out)
     assert list(rows[0]) == ["strategy", "seed", "round", "labels", "positives_found", "test_auc", "sens_fp1",
