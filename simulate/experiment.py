@@ -281,7 +281,15 @@ def resolve_m0(cfg: SimConfig, patch_shape) -> dict:
     if w == "none":
         return {"weights": None, "source": "none", "note": "random initialisation (--weights none)"}
     if w == "imagenet":
-        return {"weights": "imagenet", "source": "imagenet"}
+        # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
+        from aift_tf.zoo import weights as zoo_weights
+
+        zoo_weights.check_imagenet_supported(cfg.model, shape)
+        cached = zoo_weights.keras_cache_dir() / zoo_weights.imagenet_filename(cfg.model, shape)
+        if not cached.exists():
+            raise AiftError(f"--weights imagenet: {cached} is not in the Keras cache (offline); "
+                            f"use --weights m0, none or a weights file")
+        return {"weights": "imagenet", "source": "imagenet", "path": str(cached)}
     path = Path(w)
     card = None
     try:

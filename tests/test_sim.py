@@ -83,6 +83,8 @@ def _bad_cases(tiny, tmp):
         ("resume missing", ["--out", tmp / "nothere", "--resume"], "nothere"),
         ("unwritable dir", ["--data", tiny, "--out", tmp / "afile" / "run"], "afile"),
         ("app and data", ["--app", "colonoscopy-frames", "--data", tiny], "not both"),
+        ("imagenet small_cnn", ["--data", tiny, "--weights", "imagenet"], "ImageNet"),
+        ("missing weights file", ["--data", tiny, "--weights", tmp / "nope.weights.h5"], "nope.weights.h5"),
     ]
 
 
