@@ -193,6 +193,13 @@ def summarize(rows: list, config: dict, runtime=None) -> dict:
                        "ci95 = Student-t interval of per-seed savings",
     }
     summary["verdict"] = verdict_lines(summary)
+    best = max((st["final_auc_mean"] for st in out_strats.values()), default=None)
+    if _finite(full["auc_mean"]) and best is not None and full["auc_mean"] < best:
+        summary["verdict"].append(
+            f"Caution: full training (AUC {full['auc_mean']:.4f} with all {plan['pool_size']} labels, "
+            f"{plan['full_epochs']} epochs) scores below the best strategy ({best:.4f}), so it is no ceiling here; "
+            f"the fine-tuning budget is too small or unstable for this data (try more --epochs/--full-epochs "
+            f"or seeds).")
     if runtime is not None:
         summary["runtime"] = runtime
     return summary
