@@ -137,7 +137,10 @@ def load_weights_file(model, path) -> list[str]:
     path = Path(path)
     _check_file(path, "h5")
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings():
+            # Keras 3.15 warns about its own internal containers on every functional model; noise.
+            warnings.filterwarnings("ignore", message="Skipping nested container")
+            model.load_weights(str(path))
         return []
     except Exception:
         pass
