@@ -125,3 +125,31 @@ def test_store_roundtrip(tiny, tmp_path):
         assert s.n == len(d["labels"]) and s.m == 2 and s.patch_shape == (16, 16, 3)
         assert np.array_equal(s.read([0, 5]), d["patches"][[0, 5]])
         assert s.attrs["group_kind"] == "volume"
+
+
+def test_patches_outside_block_are_air_not_mirrored():
+    # a block of soft tissue: everything the sampling grid reads outside it must be air (0 after
+    # windowing), not replicated / mirrored tissue
+    img = np.full((10, 10, 10), 40.0, np.float32)
+    ang = np.zeros((1, 1))
+    pt = V.extract_patches(img, [[5.0, 5.0, 5.0]], ang, np.ones((1, 1)), np.zeros((1, 1, 3)), 16, 40.0,
+                           (-100.0, 500.0), cval=-1000.0)
+    assert pt[0, 0, 0, 0].max() == 0 and pt[0, 0, 8, 8].min() > 0
+
+
+def test_truth_rules():
+    cl = np.zeros((9, 9, 9), np.int32)
+    cl[4, 4, 1:8] = 1                   # a 7-voxel cluster, centroid (4, 4, 4)
+    emb = np.zeros_like(cl, dtype=np.int16)
+    emb[4, 4, 5:8] = 1                  # the clot covers its right end only
+    lab_cluster, hit, _ = V.label_candidates(cl, emb, rule="cluster")   # 4/7 voxels in the dilated clot
+    lab_centre, _, _ = V.label_candidates(cl, emb, rule="centre")       # centre x=4 touches the dilation
+    assert lab_cluster.tolist() == [1] and hit.tolist() == [True] and lab_centre.tolist() == [1]
+    emb[:] = 0
+    emb[4, 4, 8] = 1                    # just past the tip: 1/7 < 25 %, centre 4 voxels away
+    assert V.label_candidates(cl, emb, rule="cluster")[0].tolist() == [0]
+    assert V.label_candidates(cl, emb, rule="centre")[0].tolist() == [0]
+    with pytest.raises(ValueError):
+        V.label_candidates(cl, emb, rule="nearest")
+    with pytest.raises(AiftError):
+        PE.generate(scale="tiny", volume_overrides={"truth_rule": "nearest"})

@@ -95,11 +95,16 @@ def volume_params(difficulty: float = 0.5, **overrides) -> dict:
         "det_toboggan_smooth": 0.5,
         "det_min_voxels": 3,
         "det_merge_dist": 2.5,
+        # truth (applied after detection): see label_candidates
+        "truth_rule": "cluster",
+        "truth_min_fraction": 0.25,
     }
     for k, v in overrides.items():
         if k not in p:
             raise ValueError(f"unknown volume parameter {k!r}")
         p[k] = v
+    if p["truth_rule"] not in TRUTH_RULES:
+        raise ValueError(f"unknown truth rule {p['truth_rule']!r}; valid: {', '.join(TRUTH_RULES)}")
     return p
 
 
@@ -597,14 +602,32 @@ def detect_candidates(image, p, return_mask=False):
     return (cents, final, cand) if return_mask else (cents, final)
 
 
-def label_candidates(clusters, emboli, nodes=None, lowflow=None, min_fraction=0.25):
-    """Truth for candidates from the embolus label map.
+TRUTH_RULES = ("cluster", "centre")
 
-    A candidate is positive when at least ``min_fraction`` of its cluster voxels lie in an
-    embolus mask dilated by one voxel. An embolus is *hit* when a positive candidate's cluster
-    overlaps it (dilated). Also returns a coarse ``source`` per candidate for reporting:
-    0 embolus, 1 lymph node, 2 low-enhancement stretch, 3 other (bifurcation / wall / noise).
+
+def label_candidates(clusters, emboli, nodes=None, lowflow=None, min_fraction=0.25, rule="cluster",
+                     centres=None):
+    """Truth for candidates from the embolus label map ("a candidate is true when it lies in an
+    embolus"), applied only after detection.
+
+    The embolus masks are dilated by one voxel (3x3x3: the PSF, sigma 0.5, and the soft edge
+    spread a clot's dark footprint about one voxel beyond its hard mask). Then, with
+
+    * ``rule="cluster"`` (default): a candidate is positive when at least ``min_fraction`` of its
+      tobogganing cluster's voxels lie in the dilated mask -- a fragment of a clot that sits on
+      the clot is positive, a cluster that only brushes the clot with a few voxels is not;
+    * ``rule="centre"``: a candidate is positive when its centre (``centres``, rounded to the
+      nearest voxel; the point the patches are centred on) lies in the dilated mask.
+
+    Measured on the 30 quick volumes (seed 0, d = 0.5; see the data sheet) the two rules agree
+    on all but ~30 of 1,265 candidates; the union of both adds one positive to "cluster".
+
+    An embolus is *hit* when a positive candidate's cluster overlaps it (dilated). Also returns a
+    coarse ``source`` per candidate for reporting: 0 embolus, 1 lymph node, 2 low-enhancement
+    stretch, 3 other (bifurcation / wall / noise).
     """
+    if rule not in TRUTH_RULES:
+        raise ValueError(f"unknown truth rule {rule!r}; valid: {', '.join(TRUTH_RULES)}")
     n = int(clusters.max())
     ids = np.arange(1, n + 1)
     n_emb = int(emboli.max())
@@ -612,8 +635,15 @@ def label_candidates(clusters, emboli, nodes=None, lowflow=None, min_fraction=0.
         return np.zeros(0, np.int64), np.zeros(n_emb, bool), np.zeros(0, np.int64)
     emb_dil = ndi.grey_dilation(emboli, size=(3, 3, 3))
     sizes = np.asarray(ndi.sum_labels(np.ones_like(clusters), clusters, ids), dtype=np.float64)
-    in_emb = np.asarray(ndi.sum_labels((emb_dil > 0).astype(np.float64), clusters, ids))
-    labels = (in_emb >= min_fraction * sizes).astype(np.int64)
+    if rule == "cluster":
+        in_emb = np.asarray(ndi.sum_labels((emb_dil > 0).astype(np.float64), clusters, ids))
+        labels = (in_emb >= min_fraction * sizes).astype(np.int64)
+    else:
+        if centres is None:
+            centres = _centroids(clusters, n)
+        q = np.round(np.asarray(centres, dtype=np.float64)).astype(int)
+        q = np.clip(q, 0, np.asarray(emboli.shape) - 1)
+        labels = (emb_dil[tuple(q.T)] > 0).astype(np.int64)
     hit = np.zeros(n_emb, bool)
     if n_emb:
         pos_ids = ids[labels == 1]
@@ -645,13 +675,19 @@ def augmentation_params(rng, n, m, scales, max_shift):
     return angle, scale, shift
 
 
-def extract_patches(image, centres, angle, scale, shift, size, fov, window):
+def extract_patches(image, centres, angle, scale, shift, size, fov, window, cval=-1000.0):
     """2.5-D patches (n, m, size, size, 3) uint8.
 
     For each candidate and augmentation, the three orthogonal planes through ``centre +
     shift * fov * scale`` are sampled on a ``size``x``size`` grid spanning ``fov * scale``
     voxels, rotated in plane by ``angle`` (trilinear interpolation), then HU-windowed to uint8
     (``window`` = [lo, hi] -> [0, 255]). Channel order: axial, coronal, sagittal.
+
+    Sample points outside the block read the constant ``cval`` (air, -1000 HU by default): no
+    edge replication (which drew streaks) and no mirroring (which drew reflected anatomy). With
+    the [-100, 500] HU window air and lung both map to 0, so where the block ends in lung the
+    border is invisible; where it ends in soft tissue it shows as a straight edge, like the body
+    outline of a real scan.
     """
     centres = np.asarray(centres, dtype=np.float64)
     n, m = angle.shape
@@ -673,6 +709,6 @@ def extract_patches(image, centres, angle, scale, shift, size, fov, window):
         coords[:, :, ra] += r_row
         coords[:, :, cb] += r_col
         vals = ndi.map_coordinates(image, np.moveaxis(coords, 2, 0).reshape(3, -1), order=1,
-                                   mode="mirror").reshape(n, m, size, size)
+                                   mode="constant", cval=float(cval)).reshape(n, m, size, size)
         out[..., ch] = np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
     return out

@@ -43,6 +43,10 @@ PATCH_DEFAULTS = dict(
     hu_window=(-100.0, 500.0),  # HU -> [0, 255]
 )
 SOURCES = ("embolus", "lymph-node", "low-enhancement", "other")
+# Bumped whenever the generated data change for the same (scale, seed): stores cached under the
+# old version are stale (simulate.app_check regenerates them). 2: constant (air) fill outside the
+# block instead of mirroring; explicit truth rule.
+GENERATOR_VERSION = 2
 
 
 def _config(scale, difficulty, volume_overrides, patch_overrides):
@@ -72,11 +76,13 @@ def simulate_volume(index, seed, vp, cfg, keep_volume=False):
     vol_seed, aug_seed = ss.spawn(2)
     vol = V.synthesize_volume(vol_seed, vp)
     centres, clusters = V.detect_candidates(vol["image"], vp)
-    labels, hit, sources = V.label_candidates(clusters, vol["emboli"], vol["nodes"], vol["lowflow"])
+    labels, hit, sources = V.label_candidates(clusters, vol["emboli"], vol["nodes"], vol["lowflow"],
+                                              min_fraction=vp["truth_min_fraction"], rule=vp["truth_rule"],
+                                              centres=centres)
     rng = np.random.default_rng(aug_seed)
     angle, scale, shift = V.augmentation_params(rng, len(centres), cfg["m"], cfg["scales"], cfg["max_shift"])
     patches = V.extract_patches(vol["image"], centres, angle, scale, shift, cfg["patch_size"], cfg["fov"],
-                                cfg["hu_window"])
+                                cfg["hu_window"], cval=vp["air_hu"])
     out = dict(patches=patches, labels=labels, centres=centres, sources=sources, hit=hit, info=vol["info"])
     if keep_volume:
         out["volume"] = vol
@@ -136,6 +142,8 @@ def generate(scale="quick", seed=0, progress=None, difficulty=0.5, volume_overri
     hit_all = sum(s["emboli_hit"] for s in per_split.values())
     attrs = dict(
         group_kind="volume",
+        generator_version=GENERATOR_VERSION,
+        truth_rule=dict(rule=vp["truth_rule"], min_fraction=vp["truth_min_fraction"], dilation_voxels=1),
         num_volumes=n_vol,
         num_emboli=emb_all,
         num_emboli_per_split={k: v["emboli"] for k, v in per_split.items()},
