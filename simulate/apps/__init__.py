@@ -38,6 +38,12 @@ def get_app(name: str):
     return importlib.import_module(_MODULES[name])
 
 
+def generator_version(name: str) -> int:
+    """The app module's GENERATOR_VERSION (1 if it declares none); part of the cache key, so a
+    changed generator never reuses a stale cached store."""
+    return int(getattr(get_app(name), "GENERATOR_VERSION", 1))
+
+
 def _check_scale(scale: str) -> None:
     if scale not in SCALES:
         raise AiftError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
@@ -51,7 +57,8 @@ def generate_store(name: str, out, scale: str = "quick", seed: int = 0, progress
     app = get_app(name)
     d = app.generate(scale=scale, seed=seed, progress=progress)
     attrs = dict(d.get("attrs", {}))
-    attrs.update({"scale": scale, "seed": int(seed), "generator": _MODULES[name]})
+    attrs.update({"scale": scale, "seed": int(seed), "generator": _MODULES[name],
+                  "generator_version": generator_version(name)})
     write_store(
         out, d["patches"], d["labels"], d["groups"], d["split"],
         app=name, class_names=list(d["class_names"]), attrs=attrs,
@@ -64,12 +71,15 @@ def default_cache_dir() -> Path:
 
 
 def cached_store(name: str, scale: str = "quick", seed: int = 0, cache_dir=None, progress=None) -> Path:
-    """Path of the generated store for (name, scale, seed), generating it once if missing."""
+    """Path of the generated store for (name, scale, seed, generator version), generated once if missing."""
     _check_scale(scale)
-    get_app(name)
+    version = generator_version(name)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{name}-{scale}-seed{seed}.h5"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AiftError(f"cannot create the data cache folder {cache}: {e.strerror}") from None
+    path = cache / f"{name}-{scale}-seed{seed}-v{version}.h5"
     if not path.exists():
         generate_store(name, path, scale=scale, seed=seed, progress=progress)
     return path
