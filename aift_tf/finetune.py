@@ -158,6 +158,9 @@ def reset_optimizer(model) -> None:
     if opt is None:
         return
     for v in opt.variables:
+        # the learning rate is an optimizer variable too: zeroing it would silently stop training
+        if v.path.split("/")[-1] == "learning_rate":
+            continue
         v.assign(np.zeros(v.shape, dtype=v.dtype))
 
 

@@ -75,3 +75,36 @@ def test_fine_tune_is_repeatable(tiny_store_path):
             fine_tune(model, store, ids, store.labels[ids], cfg)
             outs.append(np.concatenate([w.ravel() for w in model.get_weights()]))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_reset_optimizer_keeps_learning_rate():
+    """Regression: Keras 3 keeps the learning rate in optimizer.variables; a restart from M0 must
+    zero the slots and the step counter only, or RFT/AFT rounds silently stop learning."""
+    import keras
+
+    from aift_tf.finetune import compile_model, reset_optimizer
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, FineTuneConfig(learning_rate=3e-3))
+    model.fit(np.ones((8, 3), "float32"), np.array([0, 1] * 4), epochs=2, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) > 0
+    reset_optimizer(model)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(3e-3)
+    slots = [v for v in model.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
+    assert slots and all(not np.any(v.numpy()) for v in slots)
+
+
+def test_restart_from_m0_still_learns(tiny_store_path):
+    from aift_tf.learner import ActiveLearner
+    from aift_tf.store import open_store
+
+    with open_store(tiny_store_path) as store:
+        pool = store.ids("train")
+        lr = ActiveLearner(store, strategy="random", learning="RFT", seed=0, val_split=None,
+                           finetune=FineTuneConfig(epochs=3, batch_size=16, learning_rate=3e-3))
+        rec = lr.teach(pool[:10], store.labels[pool[:10]])
+        rec = lr.teach(pool[10:], store.labels[pool[10:]])  # second round restarts from M0
+        assert rec["restart_from_m0"]
+        loss = rec["finetune"]["loss"]
+        assert loss[-1] < 0.8 * loss[0]
