@@ -24,14 +24,15 @@ import os
 
 from aift_tf.errors import AiftError
 
-__all__ = ["STRATEGIES", "get_strategy", "strategy_name", "set_logical_cpus", "replicas"]
+__all__ = ["STRATEGIES", "canonical_name", "get_strategy", "strategy_name", "set_logical_cpus", "replicas"]
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 _ALIASES = {"none": "none", "default": "none", "single": "none", "mirrored": "mirrored", "mirror": "mirrored",
             "multi-worker": "multi-worker", "multiworker": "multi-worker", "multi_worker": "multi-worker"}
 
 
-def _canonical(name) -> str:
+def canonical_name(name) -> str:
+    """The canonical strategy name for ``name`` (aliases allowed); raises a one-line AiftError."""
     key = str(name).strip().lower() if name is not None else "none"
     if key not in _ALIASES:
         raise AiftError(f"unknown distribution strategy {name!r}; valid: {', '.join(STRATEGIES)}")
@@ -48,7 +49,7 @@ def get_strategy(name="none"):
 
     if isinstance(name, tf.distribute.Strategy):
         return name
-    kind = _canonical(name)
+    kind = canonical_name(name)
     if kind == "none":
         return tf.distribute.get_strategy()
     if kind == "mirrored":
@@ -74,7 +75,7 @@ def strategy_name(strategy) -> str:
     import tensorflow as tf
 
     if strategy is None or isinstance(strategy, str):
-        return _canonical(strategy)
+        return canonical_name(strategy)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "multi-worker"
     if isinstance(strategy, tf.distribute.MirroredStrategy):

@@ -106,7 +106,7 @@ class SimConfig:
     seeds: int = 3
     model: str = "small_cnn"
     weights: Optional[str] = None  # None = default M0 if one exists, else none
-    trainable: str = "all"
+    trainable: str = "top"
     epochs: Optional[int] = None
     full_epochs: Optional[int] = None
     lr: float = 1e-3
@@ -115,6 +115,8 @@ class SimConfig:
     export: bool = True
     export_every_round: bool = False
     scratch: bool = False
+    cache_trunk: Optional[bool] = None  # None = on whenever trainable is top/head
+    distribute: str = "none"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -243,6 +245,15 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.export = bool(c.export)
     c.export_every_round = bool(c.export_every_round)
     c.scratch = bool(c.scratch)
+    from aift_tf.distribute import canonical_name
+    from aift_tf.trunk_cache import check_cacheable
+
+    c.distribute = canonical_name(c.distribute)
+    if c.cache_trunk is None:
+        c.cache_trunk = c.trainable != "all"
+    c.cache_trunk = bool(c.cache_trunk)
+    if c.cache_trunk:
+        check_cacheable(c.trainable, augment=False)
     return c
 
 
@@ -726,7 +737,7 @@ def read_rounds_csv(path: Path) -> list:
 class Experiment:
     """One run folder: the jobs (strategy x seed, full training, scratch) and their state."""
 
-    def __init__(self, out: Path, saved: dict, store, progress: Progress):
+    def __init__(self, out: Path, saved: dict, store, progress: Progress, trunk_cache_dir=None):
         self.out = Path(out)
         self.saved = saved
         self.cfg = SimConfig.from_dict(saved["settings"])
@@ -738,6 +749,12 @@ class Experiment:
         self.seeds = list(range(self.cfg.seeds))
         self.rows = {}  # (strategy, seed) -> rows
         self._m0_eval = {}  # seed -> evaluation of M0 (shared by the strategies)
+        self.trunk_cache_dir = trunk_cache_dir
+        self.strategy = None
+        if self.cfg.distribute != "none":  # created before any other TensorFlow work (multi-worker needs it)
+            from aift_tf.distribute import get_strategy
+
+            self.strategy = get_strategy(self.cfg.distribute)
 
     # -------------------------------------------------------------- helpers
     def _finetune_config(self, seed, epochs):
@@ -745,6 +762,14 @@ class Experiment:
 
         return FineTuneConfig(epochs=int(epochs), batch_size=self.cfg.train_batch_size,
                               learning_rate=self.cfg.lr, seed=int(seed))
+
+    def _speed_options(self, trainable) -> dict:
+        """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
+        and trunk, shared by every strategy and seed) and the tf.distribute strategy."""
+        cache = False
+        if self.cfg.cache_trunk and trainable != "all":
+            cache = str(self.trunk_cache_dir) if self.trunk_cache_dir is not None else True
+        return {"cache_trunk": cache, "distribute": self.strategy}
 
     def _learning_for(self, strategy):
         if strategy == "random" and self.cfg.random_learning is not None:
@@ -879,14 +904,15 @@ class Experiment:
             return
         cb = self.progress.stage(label)
         if latest is not None:
-            learner = ActiveLearner.load(latest / "learner", self.store, progress=cb)
+            learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
+                                         **self._speed_options(cfg.trainable))
             rows = _read_rows(latest)
         else:
             learner = ActiveLearner(
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
                 strategy=strategy, learning=self._learning_for(strategy), omega=cfg.omega,
                 finetune=self._finetune_config(seed, self.plan["epochs"]), seed=seed, progress=cb,
-                val_split=VAL_SPLIT,
+                val_split=VAL_SPLIT, **self._speed_options(cfg.trainable),
             )
             # every strategy of a seed starts from the same M0: evaluate it once per seed
             ev = self._m0_eval.get(seed)
@@ -943,7 +969,7 @@ class Experiment:
         learner = ActiveLearner(
             self.store, model_name=cfg.model, weights=weights, trainable=trainable, strategy="random",
             learning="RFT", finetune=self._finetune_config(seed, self.plan["full_epochs"]), seed=seed, val_split=VAL_SPLIT,
-            progress=self.progress.stage(label),
+            progress=self.progress.stage(label), **self._speed_options(trainable),
         )
         pool = self.store.ids("train")
         cbs = [tensorboard_callback(self.out / "tb" / name / f"seed{seed}" / "round1")]
@@ -1078,7 +1104,12 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
 
         quiet_tensorflow()
         prog = Progress(quiet=quiet)
-        exp = Experiment(out, saved, store, prog)
+        from simulate.apps import default_cache_dir
+
+        trunk_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        trunk_dir = trunk_dir / "trunk"
+        trunk_dir.mkdir(parents=True, exist_ok=True)
+        exp = Experiment(out, saved, store, prog, trunk_cache_dir=trunk_dir)
         done = exp.load_existing()
         if prog.outer is not None:
             prog.outer.total = exp.total_units()

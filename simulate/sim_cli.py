@@ -26,7 +26,8 @@ _SETTING = {
     "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
     "trainable": "trainable", "epochs": "epochs", "full_epochs": "full_epochs", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "export": "export",
-    "export_every_round": "export_every_round", "scratch": "scratch",
+    "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
+    "distribute": "distribute",
 }
 
 EPILOG = """\b
@@ -68,7 +69,7 @@ Examples:
 @click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
 @click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
-@click.option("--trainable", default="all", show_default=True, metavar="all|top|head",
+@click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
 @click.option("--epochs", type=int, default=None, metavar="E", help="Epochs per fine-tuning round (quick default 2).")
 @click.option("--full-epochs", type=int, default=None, metavar="E",
@@ -85,6 +86,10 @@ Examples:
               help="Export each strategy's final model (SavedModel + .keras + provenance).")
 @click.option("--export-every-round", is_flag=True, help="Also export the model after every round.")
 @click.option("--scratch", is_flag=True, help="Also train from scratch (no pre-training) on the whole pool.")
+@click.option("--cache-trunk/--no-cache-trunk", default=None,
+              help="Run the frozen trunk once per patch and cache it (default: on when --trainable is top/head).")
+@click.option("--distribute", default="none", show_default=True, metavar="none|mirrored|multi-worker",
+              help="tf.distribute strategy for scoring and fine-tuning (multi-worker reads TF_CONFIG).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def cli(ctx, **opts):
