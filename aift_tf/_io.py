@@ -86,10 +86,11 @@ def write_text_atomic(path, text: str) -> None:
 
 
 def write_json_atomic(path, obj, indent: int = 2) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(o):
+def json_default(o):
+    """`json.dumps` default for numpy scalars/arrays and paths."""
     import numpy as np
 
     if isinstance(o, np.integer):

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.selection import _as_probs
+from aift_tf.selection import _as_probs, as_scores
 
 __all__ = [
     "candidate_probability",
@@ -253,12 +253,7 @@ def froc(scores, labels, groups, fps_per_group=(1, 2, 3), num_groups=None, num_t
     >>> r["sensitivity"].tolist(), r["curve_fp_per_group"].tolist()
     ([1.0], [0.0, 0.0, 0.5, 0.5])
     """
-    try:
-        s = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise AiftError(f"scores must be a numeric array, got {type(scores).__name__}") from None
-    if s.ndim != 1:
-        raise AiftError(f"scores must have shape (n,), got shape {s.shape}")
+    s = as_scores(scores)
     _check_finite(s, "scores")
     y = _int_labels(labels, "labels")
     if y.shape != s.shape:

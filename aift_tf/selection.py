@@ -365,6 +365,17 @@ def _check_int(name: str, v) -> int:
     return int(v)
 
 
+def as_scores(scores) -> np.ndarray:
+    """``scores`` as a float64 (n,) array; a one-line AiftError for non-numeric or non-1-D input."""
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AiftError(f"scores must be a numeric array, got {type(scores).__name__}") from None
+    if s.ndim != 1:
+        raise AiftError(f"scores must have shape (n,), got shape {s.shape}")
+    return s
+
+
 def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.ndarray:
     """Indices of the ``b`` candidates to query.
 
@@ -391,12 +402,7 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.nd
     >>> select([0.1, 0.9, 0.5, 0.9], 2)
     array([1, 3])
     """
-    try:
-        s = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise AiftError(f"scores must be a numeric array, got {type(scores).__name__}") from None
-    if s.ndim != 1:
-        raise AiftError(f"scores must have shape (n,), got shape {s.shape}")
+    s = as_scores(scores)
     n = s.shape[0]
     bad = ~np.isfinite(s)
     if bad.any():

@@ -31,7 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from aift_tf._io import atomic_path, file_sha256
+from aift_tf._io import atomic_path, file_sha256, json_default
 from aift_tf.errors import AiftError, StoreError
 
 __all__ = [
@@ -213,23 +213,11 @@ def _encode_attrs(where: str, attrs) -> tuple[dict, list[str]]:
             out[key] = value
             continue
         try:
-            out[key] = json.dumps(value, default=_json_default)
+            out[key] = json.dumps(value, default=json_default)
         except (TypeError, ValueError) as e:
             raise StoreError(f"{where}: attribute {key!r} is not JSON-serialisable ({e})") from None
         json_keys.append(key)
     return out, json_keys
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def _attr_value(v):
