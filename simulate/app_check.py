@@ -62,7 +62,8 @@ def full_training_auc(app, scale="quick", seed=0, epochs=5, weights="m0", model=
     Returns:
         dict with ``app``, ``scale``, ``seed``, ``model``, ``weights``, ``epochs``, ``train_candidates``,
         ``test_candidates``, ``test_positives``, ``test_auc``, ``val_auc`` (nan without val
-        candidates), ``train_seconds``, ``seconds`` (whole call, incl. generation), ``store``.
+        candidates), ``train_auc`` (the train pool, scored after training), ``train_seconds``,
+        ``seconds`` (whole call, incl. generation), ``store``.
     """
     from aift_tf.finetune import FineTuneConfig, compile_model, fine_tune, set_seeds
     from aift_tf.metrics import auc, candidate_probability
@@ -93,12 +94,15 @@ def full_training_auc(app, scale="quick", seed=0, epochs=5, weights="m0", model=
         tr, va, te = s.ids("train"), s.ids("val"), s.ids("test")
         hist = fine_tune(net, s, tr, s.labels[tr], cfg, verbose=verbose)
         test_auc = auc(s.labels[te], candidate_probability(predict_candidates(net, s, te)))
+        # the train pool scored after training (same augmented patches): train - test = the gap
+        train_auc = auc(s.labels[tr], candidate_probability(predict_candidates(net, s, tr)))
         val_auc = (auc(s.labels[va], candidate_probability(predict_candidates(net, s, va)))
                    if len(va) else float("nan"))
         return dict(app=app if store is None else s.app, scale=scale, seed=int(seed), model=model,
                     weights="m0" if wpath else "none", epochs=int(hist["epochs"]),
                     train_candidates=int(len(tr)), test_candidates=int(len(te)),
                     test_positives=int(s.labels[te].sum()), test_auc=float(test_auc), val_auc=float(val_auc),
+                    train_auc=float(train_auc),
                     train_seconds=round(float(hist["seconds"]), 2),
                     seconds=round(time.perf_counter() - t0, 2), store=str(path))
 
@@ -128,6 +132,7 @@ def main(argv=None) -> int:
         print(f"{app} scale={r['scale']} seed={r['seed']} model={r['model']} weights={r['weights']} "
               f"epochs={r['epochs']} train={r['train_candidates']} test={r['test_candidates']} "
               f"(pos {r['test_positives']}) test_auc={r['test_auc']:.3f} val_auc={r['val_auc']:.3f} "
+              f"train_auc={r['train_auc']:.3f} gap={r['train_auc'] - r['test_auc']:.3f} "
               f"seconds={r['seconds']:.0f}", flush=True)
     return rc
 

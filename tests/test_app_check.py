@@ -29,10 +29,11 @@ def test_full_training_auc_keys_and_finite(tiny_store):
 
     r = full_training_auc("pulmonary-embolism", epochs=1, weights="m0", store=tiny_store)
     for k in ("app", "scale", "seed", "model", "weights", "epochs", "train_candidates", "test_candidates",
-              "test_positives", "test_auc", "val_auc", "train_seconds", "seconds", "store"):
+              "test_positives", "test_auc", "val_auc", "train_auc", "train_seconds", "seconds", "store"):
         assert k in r
     assert r["weights"] == "m0" and r["epochs"] == 1 and r["train_candidates"] == 20
     assert math.isfinite(r["test_auc"]) and 0.0 <= r["test_auc"] <= 1.0
+    assert math.isfinite(r["train_auc"]) and 0.0 <= r["train_auc"] <= 1.0
 
 
 def test_bad_weights(tiny_store):

@@ -153,3 +153,26 @@ def test_truth_rules():
         V.label_candidates(cl, emb, rule="nearest")
     with pytest.raises(AiftError):
         PE.generate(scale="tiny", volume_overrides={"truth_rule": "nearest"})
+
+
+def test_emboli_in_segmental_or_larger_arteries_with_contrast_rim():
+    # emboli only in arteries of radius >= embolus_min_vessel_radius (taper 0.95 along a segment);
+    # partial clots are narrower than the lumen and leave enhanced lumen beside them; complete
+    # occlusions fill it
+    vp = V.volume_params(0.5)
+    seen = {True: 0, False: 0}
+    rims = []
+    for seed in (1, 2, 3):
+        vol = V.synthesize_volume(seed, vp)
+        for k, e in enumerate(vol["info"]["emboli"], 1):
+            assert e["vessel_radius"] >= 0.95 * vp["embolus_min_vessel_radius"]
+            seen[e["occlusive"]] += 1
+            if e["occlusive"]:
+                assert e["half_axes"][1] >= e["vessel_radius"]
+            else:
+                assert e["half_axes"][1] <= vp["embolus_width"][1] * e["vessel_radius"] + 1e-9
+                m = vol["emboli"] == k
+                ring = ndi.binary_dilation(m, iterations=3) & ~m & vol["vessel"]
+                rims.append(np.percentile(vol["image"][ring], 90))
+    assert seen[False] >= 2
+    assert np.median(rims) > 200  # bright contrast next to partial clots (clots are 20-80 HU)

@@ -41,7 +41,7 @@ def volume_params(difficulty: float = 0.5, **overrides) -> dict:
     if not 0.0 <= d <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], got {difficulty!r}")
     p = {
-        "shape": [48, 64, 64],               # (z, y, x) voxels, isotropic
+        "shape": [72, 96, 96],               # (z, y, x) voxels, isotropic (~0.7 mm, CTPA-like)
         "difficulty": d,
         # anatomy
         "lung_hu": -850.0,
@@ -51,10 +51,10 @@ def volume_params(difficulty: float = 0.5, **overrides) -> dict:
         # artery tree
         "artery_hu": [250.0, 400.0],         # per-volume enhancement, uniform
         "segment_hu_jitter": 0.08,           # per-segment multiplicative jitter (sd)
-        "root_radius": [3.2, 3.8],
-        "min_radius": 0.65,
+        "root_radius": [4.8, 5.7],           # hilar trunk; lobar 3.4-4.8, segmental ~2.5-4
+        "min_radius": 1.0,
         "length_factor": [2.5, 5.0],         # segment length / radius
-        "min_length": 3.0,
+        "min_length": 4.5,
         "branch_angle_deg": [22.0, 48.0],
         "child_ratio_major": [0.8, 0.95],
         "child_ratio_minor": [0.62, 0.85],
@@ -64,37 +64,42 @@ def volume_params(difficulty: float = 0.5, **overrides) -> dict:
         "vein_hu": [100.0, 170.0],
         # emboli (the positives)
         "emboli_per_volume": 2.7,            # Poisson mean (paper: 326 emboli / 121 volumes)
-        "embolus_min_vessel_radius": 1.5,
-        "embolus_min_voxels": 8,
-        "embolus_min_distance": 8.0,         # voxels between embolus centres
+        "embolus_min_vessel_radius": 3.0,   # segmental or larger (lumen >= 6 voxels across)
+        "embolus_min_voxels": 27,
+        "embolus_min_distance": 12.0,        # voxels between embolus centres
         "embolus_hu": [40.0 * d, 40.0 + 80.0 * d],   # [20, 80] at d = 0.5
         "embolus_length": [0.8, 2.4],        # along-axis half length / vessel radius
-        "embolus_width": [0.5 - 0.1 * d, 1.15 - 0.2 * d],  # transverse half width / vessel radius
-        "embolus_offset": [0.0, 1.0],        # off-axis shift / room left in the lumen
+        # partial (non-occlusive) clots: transverse half width / lumen radius, so that contrast
+        # stays around ("polo mint") or beside ("railway track", eccentric/mural) the clot
+        "embolus_width": [0.4 - 0.1 * d, 0.8 - 0.1 * d],   # [0.35, 0.75] at d = 0.5
+        "embolus_offset": [0.0, 1.0],        # off-axis shift / room left in the lumen (1 = abuts the wall)
+        # complete occlusions: the clot fills the lumen; contrast up to its convex (ellipsoidal) end
+        "embolus_occlusive_fraction": 0.3,
+        "embolus_occlusive_width": 1.15,     # half width / lumen radius (> 1: fills the lumen)
         # look-alikes
-        "lookalike_min_vessel_radius": 1.2,
+        "lookalike_min_vessel_radius": 1.8,
         "nodes_per_volume": 45.0,            # Poisson mean; lymph nodes at bifurcations / beside vessels
-        "node_radius": [1.6, 3.0],
+        "node_radius": [2.4, 4.5],
         "node_hu": [30.0, 70.0],
         "lowflow_per_volume": 36.0,           # Poisson mean; short stretches with reduced enhancement
         "lowflow_hu": [140.0 - 80.0 * d, 230.0 - 60.0 * d],
-        "lowflow_halflength": [1.0, 2.5],    # voxels (gaussian profile sd along the axis)
-        "lowflow_vessel_radius": [1.2, 2.6],
+        "lowflow_halflength": [1.5, 3.75],   # voxels (gaussian profile sd along the axis)
+        "lowflow_vessel_radius": [1.8, 5.0],  # small to lobar: flow artefacts are not size-specific
         # scanner
         "psf_sigma": 0.5,                    # voxel; partial volume / blur
         "noise_hu": 20.0 + 20.0 * d,         # gaussian noise sd (after mild correlation)
         # candidate generator (looks at the image only)
         "det_smooth": 0.5,
         "det_lung_hu": -400.0,
-        "det_lung_close": 5,
+        "det_lung_close": 7,
         "det_dense_hu": -300.0,
         "det_bright_hu": 180.0,
-        "det_radius": 4,
+        "det_radius": 6,
         "det_contrast_hu": 100.0,
         "det_hu_range": [-100.0, 160.0],
         "det_toboggan_smooth": 0.5,
-        "det_min_voxels": 3,
-        "det_merge_dist": 2.5,
+        "det_min_voxels": 20,
+        "det_merge_dist": 3.0,
         # truth (applied after detection): see label_candidates
         "truth_rule": "cluster",
         "truth_min_fraction": 0.25,
@@ -417,11 +422,21 @@ def synthesize_volume(seed, p):
         r = s["r0"] + (s["r1"] - s["r0"]) * t
         az = r_emb.uniform(0, 2 * np.pi)
         a = max(1.2, r * r_emb.uniform(*p["embolus_length"]))
-        b1 = max(0.8, r * r_emb.uniform(*p["embolus_width"]))
-        b2 = max(0.8, b1 * r_emb.uniform(0.7, 1.0))
-        # off-axis shift: a fraction of the room left in the lumen (the embolus may stick out of
-        # the lumen by 40 % of its half width -- the truth is clipped to the lumen)
-        off = r_emb.uniform(*p["embolus_offset"]) * max(r - 0.6 * b1, 0.0)
+        occlusive = bool(r_emb.random() < p["embolus_occlusive_fraction"])
+        wfrac = r_emb.uniform(*p["embolus_width"])   # drawn either way: same stream for both kinds
+        if occlusive:
+            # complete occlusion: fills the lumen (truth clipped to it); its rounded end is the
+            # convex meniscus that the contrast column stops at
+            b1 = b2 = p["embolus_occlusive_width"] * r
+            off = 0.0
+            r_emb.uniform(0.7, 1.0)
+            r_emb.uniform(0.0, 1.0)
+        else:
+            # partial: a fraction of the lumen, central ("polo mint") to eccentric against the wall
+            # ("railway track" on one side); the off-axis shift is a fraction of the room left
+            b1 = max(0.8, r * wfrac)
+            b2 = max(0.8, b1 * r_emb.uniform(0.7, 1.0))
+            off = r_emb.uniform(*p["embolus_offset"]) * max(r - b1, 0.0)
         centre = s["p0"] + t * (s["p1"] - s["p0"]) + off * (np.cos(az) * e1 + np.sin(az) * e2)
         rot = r_emb.uniform(0, 2 * np.pi)
         f1 = np.cos(rot) * e1 + np.sin(rot) * e2
@@ -447,7 +462,7 @@ def synthesize_volume(seed, p):
         emb_hu[sl] = eh
         emb_soft[sl] = np.maximum(cur, soft)
         info_emb.append(dict(segment=sid, vessel_radius=float(r), hu=float(h), voxels=int(truth.sum()),
-                             half_axes=[float(a), float(b1), float(b2)], offset=float(off),
+                             half_axes=[float(a), float(b1), float(b2)], offset=float(off), occlusive=occlusive,
                              occlusion=float(min(1.0, b1 * b2 / max(r * r, 1e-9))), centre=centre.tolist()))
 
     # -- compose, blur (partial volume / scanner PSF), noise
@@ -619,7 +634,7 @@ def label_candidates(clusters, emboli, nodes=None, lowflow=None, min_fraction=0.
     * ``rule="centre"``: a candidate is positive when its centre (``centres``, rounded to the
       nearest voxel; the point the patches are centred on) lies in the dilated mask.
 
-    Measured on the 30 quick volumes (seed 0, d = 0.5; see the data sheet) the two rules agree
+    Measured on the 30 quick volumes of generator version 2 (seed 0, d = 0.5; see the data sheet) the two rules agree
     on all but ~30 of 1,265 candidates; the union of both adds one positive to "cluster".
 
     An embolus is *hit* when a positive candidate's cluster overlaps it (dilated). Also returns a

@@ -45,8 +45,11 @@ PATCH_DEFAULTS = dict(
 SOURCES = ("embolus", "lymph-node", "low-enhancement", "other")
 # Bumped whenever the generated data change for the same (scale, seed): stores cached under the
 # old version are stale (simulate.app_check regenerates them). 2: constant (air) fill outside the
-# block instead of mirroring; explicit truth rule.
-GENERATOR_VERSION = 2
+# block instead of mirroring; explicit truth rule. 3: CTPA-like resolution (72x96x96 grid, vessel
+# radii x1.5 so segmental arteries are >= 5-6 voxels across), emboli only in arteries of radius
+# >= 3 voxels, partial clots narrower than the lumen (contrast rim) or complete occlusions,
+# low-enhancement look-alikes on all vessel sizes, detector lengths rescaled.
+GENERATOR_VERSION = 3
 
 
 def _config(scale, difficulty, volume_overrides, patch_overrides):
