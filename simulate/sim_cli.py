@@ -60,7 +60,7 @@ Examples:
 @click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
 @click.option("--batch-size", type=int, default=None, metavar="B",
-              help="Candidates queried per round (quick default 10, paper 100).")
+              help="Candidates queried per round (quick default 20, paper 100).")
 @click.option("--rounds", type=int, default=None, metavar="R", help="Active-learning rounds (quick default 6).")
 @click.option("--budget", type=int, default=None, metavar="N",
               help="Total labels instead of --rounds (rounds = ceil(N/B)).")
@@ -71,9 +71,9 @@ Examples:
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
-@click.option("--epochs", type=int, default=None, metavar="E", help="Epochs per fine-tuning round (quick default 2).")
+@click.option("--epochs", type=int, default=None, metavar="E", help="Epochs per fine-tuning round (quick default 10, paper 5).")
 @click.option("--full-epochs", type=int, default=None, metavar="E",
-              help="Epochs of full training / scratch on the whole pool (default 2 x --epochs).")
+              help="Epochs of full training / scratch on the whole pool (quick default 5, paper 10).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--train-batch-size", type=int, default=64, show_default=True, metavar="P",
               help="Patches per gradient step.")

@@ -12,7 +12,7 @@ def _python_blocks():
 
 def test_readme_library_example_runs(tmp_path, monkeypatch):
     from aift_tf.store import write_store
-    from tests.conftest import make_separable_arrays
+    from conftest import make_separable_arrays
 
     blocks = [b for b in _python_blocks() if "ActiveLearner" in b]
     assert blocks, "README has no library example"
