@@ -89,6 +89,17 @@ def write_json_atomic(path, obj, indent: int = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
 
 
+def read_json(path, missing: str):
+    """Parse the JSON file ``path``; one-line AiftErrors: ``missing`` if it is not a file, or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise AiftError(missing)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise AiftError(f"{path}: unreadable ({e})") from None
+
+
 def json_default(o):
     """`json.dumps` default for numpy scalars/arrays and paths."""
     import numpy as np

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from aift_tf import __version__
-from aift_tf._io import atomic_dir, write_json_atomic
+from aift_tf._io import atomic_dir, read_json, write_json_atomic
 from aift_tf.errors import AiftError
 from aift_tf.finetune import (
     FineTuneConfig,
@@ -156,7 +155,6 @@ class ActiveLearner:
         if not cache_trunk:
             self.cache_trunk = False
             return
-        from aift_tf.finetune import make_optimizer  # noqa: F401  (same optimizer object is shared)
         from aift_tf.trunk_cache import TrunkCache, check_cacheable
         from aift_tf.zoo import model_config, split_frozen
 
@@ -395,12 +393,7 @@ class ActiveLearner:
 
         path = Path(path)
         state_file = path / "state.json"
-        if not state_file.is_file():
-            raise AiftError(f"{path}: not a saved learner (no state.json)")
-        try:
-            state = json.loads(state_file.read_text())
-        except (OSError, ValueError) as e:
-            raise AiftError(f"{state_file}: unreadable ({e})") from None
+        state = read_json(state_file, f"{path}: not a saved learner (no state.json)")
         if state.get("format") != STATE_FORMAT:
             raise AiftError(f"{state_file}: unsupported state format {state.get('format')!r}")
         if state["store_sha256"] != store.sha256:

@@ -43,15 +43,14 @@ import os
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, file_sha256, write_json_atomic, write_text_atomic
+from aift_tf._io import atomic_dir, file_sha256, read_json, write_json_atomic, write_text_atomic
 from aift_tf.errors import AiftError
 
 CONFIG_FORMAT = 1
@@ -414,12 +413,7 @@ def load_run_config(out) -> dict:
     if not out.is_dir():
         raise AiftError(f"--resume: {out} is not a folder")
     f = out / "config.json"
-    if not f.is_file():
-        raise AiftError(f"--resume: {out} is not an aift-sim run (no config.json)")
-    try:
-        saved = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise AiftError(f"--resume: {f} is unreadable ({e})") from None
+    saved = read_json(f, f"--resume: {out} is not an aift-sim run (no config.json)")
     if not isinstance(saved, dict) or saved.get("format") != CONFIG_FORMAT or "settings" not in saved:
         raise AiftError(f"--resume: {f} is not an aift-sim run configuration")
     return saved
