@@ -49,6 +49,17 @@ def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def common_args(m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite):
+    """Validate the arguments every importer shares; returns (m, patch_size, val, test, augmentation, out)."""
+    m = check_int(m, "m (patches per candidate)", 1)
+    if patch_size is not None:
+        patch_size = check_int(patch_size, "patch_size", 1)
+    vf, tf = check_fractions(val_fraction, test_fraction)
+    aug = make_augmentation(augmentation, aug_options)
+    out = check_out(out_path, overwrite)
+    return m, patch_size, vf, tf, aug, out
+
+
 def make_augmentation(augmentation, options) -> Augmentation:
     if augmentation is not None:
         if options:

@@ -30,10 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.importers._common import (
-    DEFAULT_CHUNK, SPLIT_NAMES, check_fractions, check_int, check_out, group_split, make_augmentation,
-    write_bags,
-)
+from aift_tf.importers._common import DEFAULT_CHUNK, SPLIT_NAMES, common_args, group_split, write_bags
 
 __all__ = ["import_folder", "import_csv", "IMAGE_EXTENSIONS"]
 
@@ -160,16 +157,6 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
             "class_names": list(class_names), "counts": counts}
 
 
-def _common_args(m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite):
-    m = check_int(m, "m (patches per candidate)", 1)
-    if patch_size is not None:
-        patch_size = check_int(patch_size, "patch_size", 1)
-    vf, tf = check_fractions(val_fraction, test_fraction)
-    aug = make_augmentation(augmentation, aug_options)
-    out = check_out(out_path, overwrite)
-    return m, patch_size, vf, tf, aug, out
-
-
 # ------------------------------------------------------------------------------------------------
 # image folder
 # ------------------------------------------------------------------------------------------------
@@ -200,7 +187,7 @@ def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, see
         summary dict (``out``, ``n``, ``m``, ``patch_shape``, ``dtype``, ``class_names``, ``counts``).
     """
     root = Path(root)
-    m, patch_size, vf, tf, aug, out = _common_args(m, patch_size, val_fraction, test_fraction, augmentation,
+    m, patch_size, vf, tf, aug, out = common_args(m, patch_size, val_fraction, test_fraction, augmentation,
                                                    aug_options, out_path, overwrite)
     if group_by not in ("image", "subfolder"):
         raise AiftError(f"group_by must be 'image' or 'subfolder'; got {group_by!r}")
@@ -265,7 +252,7 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
     Errors name the CSV file and line (line 1 = the header).
     """
     csv_path = Path(csv_path)
-    m, patch_size, vf, tf, aug, out = _common_args(m, patch_size, val_fraction, test_fraction, augmentation,
+    m, patch_size, vf, tf, aug, out = common_args(m, patch_size, val_fraction, test_fraction, augmentation,
                                                    aug_options, out_path, overwrite)
     if not csv_path.exists():
         raise AiftError(f"{csv_path}: no such file")

@@ -25,10 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.importers._common import (
-    DEFAULT_CHUNK, SPLIT_NAMES, check_fractions, check_int, check_out, group_split, make_augmentation,
-    write_bags,
-)
+from aift_tf.importers._common import DEFAULT_CHUNK, SPLIT_NAMES, common_args, group_split, write_bags
 
 __all__ = ["import_npz", "read_npz"]
 
@@ -197,12 +194,8 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         AiftError: one line naming the file/key/value; no output file is left behind.
     """
     npz = Path(npz_path)
-    m = check_int(m, "m (patches per candidate)", 1)
-    if patch_size is not None:
-        patch_size = check_int(patch_size, "patch_size", 1)
-    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
-    aug = make_augmentation(augmentation, aug_options)
-    out = check_out(out_path, overwrite)
+    m, patch_size, val_fraction, test_fraction, aug, out = common_args(
+        m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite)
     if out.resolve() == npz.resolve():
         raise AiftError(f"{out}: output would overwrite the input archive")
 
