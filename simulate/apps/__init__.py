@@ -44,6 +44,15 @@ def generator_version(name: str) -> int:
     return int(getattr(get_app(name), "GENERATOR_VERSION", 1))
 
 
+def scale_config(name: str, configs: dict, scale: str, overrides=None) -> dict:
+    """A copy of app ``name``'s parameters for ``scale`` (one of ``configs``), updated with ``overrides``."""
+    if scale not in configs:
+        raise AiftError(f"unknown scale {scale!r} for {name}; valid scales: {', '.join(configs)}")
+    cfg = dict(configs[scale])
+    cfg.update(overrides or {})
+    return cfg
+
+
 def _check_scale(scale: str) -> None:
     if scale not in SCALES:
         raise AiftError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")

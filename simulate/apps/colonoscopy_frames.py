@@ -26,6 +26,7 @@ import numpy as np
 
 from aift_tf.errors import AiftError
 from simulate.apps import _mucosa as M
+from simulate.apps import scale_config
 
 NAME = "colonoscopy-frames"
 DESCRIPTION = ("Colonoscopy frame classification (informative vs non-informative: blur, motion, "
@@ -83,11 +84,7 @@ def generate(scale="quick", seed=0, progress=None, *, difficulty=1.0, config=Non
     """Generate the application. ``config`` (dict) overrides entries of ``CONFIGS[scale]``
     (tests use a tiny one). Returns the app-contract dict: ``patches, labels, groups, split,
     class_names, attrs``."""
-    if scale not in CONFIGS:
-        raise AiftError(f"unknown scale {scale!r}; valid scales: {', '.join(CONFIGS)}")
-    cfg = dict(CONFIGS[scale])
-    if config:
-        cfg.update(config)
+    cfg = scale_config(NAME, CONFIGS, scale, config)
     t0 = time.time()
     videos = cfg["videos"]
     root = np.random.SeedSequence(int(seed))

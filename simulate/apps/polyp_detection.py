@@ -41,6 +41,7 @@ from scipy import ndimage as ndi
 
 from aift_tf.errors import AiftError
 from simulate.apps import _mucosa as M
+from simulate.apps import scale_config
 
 NAME = "polyp-detection"
 DESCRIPTION = ("Polyp detection in simulated colonoscopy videos: blob-detector candidates (polyps, "
@@ -312,12 +313,8 @@ def candidate_patches(rng, frames, cand, patch, transforms):
 
 def generate(scale="quick", seed=0, progress=None, *, difficulty=1.0, config=None):
     """Generate the application (app contract). ``config`` overrides ``CONFIGS[scale]`` entries."""
-    if scale not in CONFIGS:
-        raise AiftError(f"unknown scale {scale!r}; valid scales: {', '.join(CONFIGS)}")
     difficulty = _difficulty(difficulty)
-    cfg = dict(CONFIGS[scale])
-    if config:
-        cfg.update(config)
+    cfg = scale_config(NAME, CONFIGS, scale, config)
     t0 = time.time()
     pats = cfg["patients"]
     root = np.random.SeedSequence(int(seed))

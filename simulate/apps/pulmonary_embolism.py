@@ -23,6 +23,7 @@ import numpy as np
 
 from aift_tf.errors import AiftError
 from simulate.apps import _volume as V
+from simulate.apps import scale_config
 
 NAME = "pulmonary-embolism"
 DESCRIPTION = ("Pulmonary embolism candidates in synthetic 3-D CTPA volumes: 2.5-D patches, "
@@ -53,10 +54,7 @@ GENERATOR_VERSION = 3
 
 
 def _config(scale, difficulty, volume_overrides, patch_overrides):
-    if scale not in CONFIGS:
-        raise AiftError(f"unknown scale {scale!r} for {NAME}; valid scales: {', '.join(CONFIGS)}")
-    cfg = dict(CONFIGS[scale])
-    cfg.update(PATCH_DEFAULTS)
+    cfg = scale_config(NAME, CONFIGS, scale, PATCH_DEFAULTS)
     for k, v in (patch_overrides or {}).items():
         if k not in cfg:
             raise AiftError(f"unknown {NAME} option {k!r}")
