@@ -41,14 +41,22 @@ def check_learning(name: str) -> str:
 class FineTuneConfig:
     """Hyper-parameters of one fine-tuning pass.
 
+    Keras's transfer-learning recipe for continual fine-tuning: few steps at a low rate (see
+    ``steps_per_epoch``), BatchNorm layers in inference mode (:func:`aift_tf.zoo.set_trainable`).
+
     Args:
-        epochs: passes over the training candidates' patches per round.
+        epochs: passes over the training candidates' patches per round (or, with
+            ``steps_per_epoch``, epochs of that many steps).
+        steps_per_epoch: gradient steps per epoch over the (repeated) labeled patches; ``None`` = one
+            pass. A fixed number of steps per round keeps a round's cost and its effect on the model
+            the same however large the labeled set has grown.
         batch_size: patches per gradient step.
         learning_rate: optimizer learning rate.
         optimizer: `"adam"`, `"sgd"` (with `momentum`) or `"rmsprop"`.
         momentum: SGD momentum.
-        patience: early stopping on validation candidate AUC (epochs without improvement); `None`
-            disables it. The best epoch's weights are restored.
+        patience: early stopping on validation candidate AUC (``keras.callbacks.EarlyStopping`` on
+            ``val_auc``, epochs without improvement); `None` disables it. The best epoch's weights
+            are restored.
         augment: on-the-fly augmentation of training patches.
         balance: class-balanced sampling of training patches (PE has about 1 positive in 9).
         mixed_precision: use `mixed_float16` (GPU only; applied when the model is built).
@@ -62,6 +70,7 @@ class FineTuneConfig:
     """
 
     epochs: int = 5
+    steps_per_epoch: Optional[int] = None
     batch_size: int = 64
     learning_rate: float = 1e-3
     optimizer: str = "adam"
@@ -76,6 +85,8 @@ class FineTuneConfig:
     def __post_init__(self):
         if int(self.epochs) < 1:
             raise AiftError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
+            raise AiftError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch!r}")
         if int(self.batch_size) < 1:
             raise AiftError(f"batch size must be >= 1, got {self.batch_size!r}")
         lr = float(self.learning_rate)
@@ -189,7 +200,9 @@ def reseed_layers(model, seed: int) -> None:
             k += 1
 
 
-def _candidate_auc_callback(store, val_ids, batch_size, patience, features=None, strategy=None):
+def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=None):
+    """A Keras callback that writes the validation candidate AUC into ``logs["val_auc"]`` each epoch
+    (list it before ``keras.callbacks.EarlyStopping(monitor="val_auc")``, which reads it)."""
     import keras
 
     from aift_tf.metrics import auc, candidate_probability
@@ -199,13 +212,8 @@ def _candidate_auc_callback(store, val_ids, batch_size, patience, features=None,
     val_labels = store.labels[val_ids]
 
     class CandidateAUC(keras.callbacks.Callback):
-        """Validation candidate AUC each epoch; early stopping with best-weights restore."""
-
         def __init__(self):
             super().__init__()
-            self.best = -np.inf
-            self.best_weights = None
-            self.wait = 0
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
@@ -213,23 +221,10 @@ def _candidate_auc_callback(store, val_ids, batch_size, patience, features=None,
                 probs = features.predict(self.model, val_ids, batch_size=batch_size)
             else:
                 probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size, strategy=strategy)
-            value = auc(val_labels, candidate_probability(probs))
-            self.history.append(float(value))
+            value = float(auc(val_labels, candidate_probability(probs)))
+            self.history.append(value)
             if logs is not None:
-                logs["val_auc"] = float(value)
-            if patience is None or not np.isfinite(value):
-                return
-            if value > self.best:
-                self.best, self.wait = value, 0
-                self.best_weights = self.model.get_weights()
-            else:
-                self.wait += 1
-                if self.wait >= patience:
-                    self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            if patience is not None and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+                logs["val_auc"] = value
 
     return CandidateAUC()
 
@@ -291,31 +286,40 @@ def fine_tune(
     seed = int(config.seed) + 1000 * int(round_index)
     set_seeds(seed, config.deterministic)
     reseed_layers(model, seed)
+    repeat = config.steps_per_epoch is not None
     if features is not None:
         from aift_tf.trunk_cache import check_cacheable
 
         check_cacheable("head", config.augment)
         ds = features.training_dataset(ids, labels, batch_size=config.batch_size, seed=seed,
-                                       balance=config.balance, shuffle=True)
+                                       balance=config.balance, shuffle=True, repeat=repeat)
     else:
         ds = training_dataset(
             store, ids, labels, batch_size=config.batch_size, seed=seed,
-            augment=config.augment, balance=config.balance, shuffle=True,
+            augment=config.augment, balance=config.balance, shuffle=True, repeat=repeat,
         )
     cbs = list(callbacks)
-    auc_cb = None
+    stopper = None
     if val_ids is not None and len(val_ids) > 0:
-        auc_cb = _candidate_auc_callback(store, val_ids, max(256, config.batch_size), config.patience,
-                                         features=features, strategy=strategy)
-        cbs.append(auc_cb)
+        # the AUC callback fills logs["val_auc"] before EarlyStopping reads it (callbacks run in order)
+        cbs.append(_candidate_auc_callback(store, val_ids, max(256, config.batch_size), features=features,
+                                           strategy=strategy))
+        if config.patience is not None:
+            import keras
+
+            stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=int(config.patience),
+                                                    restore_best_weights=True)
+            cbs.append(stopper)
     t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=int(config.epochs), callbacks=cbs, verbose=verbose)
+    hist = model.fit(ds, epochs=int(config.epochs), steps_per_epoch=config.steps_per_epoch, callbacks=cbs,
+                     verbose=verbose)
     seconds = time.perf_counter() - t0
     out = {k: [float(x) for x in v] for k, v in hist.history.items()}
     out["epochs"] = len(out.get("loss", []))
     out["seconds"] = seconds
     out["patches"] = int(ids.size * store.m)
     out["candidates"] = int(ids.size)
-    if auc_cb is not None and config.patience is not None and np.isfinite(auc_cb.best):
-        out["best_val_auc"] = float(auc_cb.best)
+    if stopper is not None and stopper.best is not None and np.isfinite(stopper.best):
+        out["best_val_auc"] = float(stopper.best)
+        out["best_epoch"] = int(np.argmax(out["val_auc"])) + 1
     return out

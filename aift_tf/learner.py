@@ -270,6 +270,23 @@ class ActiveLearner:
             raise AiftError(f"label {int(out[0])} is outside the classes 0..{k - 1}")
         return ids, labels
 
+    def missing_classes(self, new_labels=()) -> list:
+        """Classes with no label among the labeled candidates (plus `new_labels`), in class order."""
+        have = set(self.labeled_labels.tolist()) | set(np.asarray(new_labels, dtype=np.int64).ravel().tolist())
+        return [k for k in range(self.store.num_classes) if k not in have]
+
+    def _check_classes(self, new_labels) -> None:
+        """Refuse to fine-tune on a labeled set that lacks a class: a softmax head trained on one class
+        learns to predict it everywhere, which flips or erases M0's ranking, and the strategy then keeps
+        querying the wrong candidates."""
+        missing = self.missing_classes(new_labels)
+        if missing:
+            names = list(self.store.class_names)
+            text = ", ".join(f"{k} ({names[k]})" if k < len(names) else str(k) for k in missing)
+            raise AiftError(f"the labeled set has no candidate of class {text}: fine-tuning on it would "
+                            f"teach the model a single class; label candidates of every class first "
+                            f"(e.g. a random initial set) and teach them together")
+
     def _misclassified(self) -> np.ndarray:
         """Labeled candidates (so far) that the current model M_{t-1} gets wrong."""
         if self.labeled_ids.size == 0:
@@ -285,6 +302,7 @@ class ActiveLearner:
             The round record: round, labels so far, training candidates, fine-tuning history.
         """
         ids, labels = self._check_teach(ids, labels)
+        self._check_classes(labels)
         mis = self._misclassified() if self.learning == "ACFT-HQ" else None
         self.round += 1
         self.labeled_ids = np.concatenate([self.labeled_ids, ids])

@@ -21,7 +21,9 @@ __all__ = [
     "auc",
     "alc",
     "labels_to_target",
+    "smooth_curve",
     "savings",
+    "paired_bootstrap",
     "froc",
 ]
 
@@ -160,17 +162,48 @@ def alc(labels_curve, auc_curve) -> float:
     return area / float(x[-1] - x[0])
 
 
-def labels_to_target(labels_curve, auc_curve, target: float) -> float | None:
+def smooth_curve(labels_curve, auc_curve) -> np.ndarray:
+    """The non-decreasing least-squares fit of a learning curve (isotonic regression).
+
+    A learning curve measured on a finite test set wobbles from round to round; the first crossing of
+    a target by the raw curve is then partly noise (a curve that touches the target once and falls
+    back "reaches" it). The isotonic fit (``sklearn.isotonic.IsotonicRegression``) pools adjacent
+    rounds that go down, so the first crossing of the fitted curve is where the curve reaches the
+    target for good, in the least-squares sense.
+
+    Args:
+        labels_curve: strictly increasing label counts, at least 2 points.
+        auc_curve: the AUC at each point (finite).
+
+    Returns:
+        float64 ``(n,)``: the fitted AUC at each label count.
+
+    Example:
+    >>> smooth_curve([0, 10, 20, 30], [0.5, 0.8, 0.7, 0.9]).round(2).tolist()
+    [0.5, 0.75, 0.75, 0.9]
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    x, y = _curve(labels_curve, auc_curve)
+    return IsotonicRegression(increasing=True).fit_transform(x, y).astype(np.float64)
+
+
+def labels_to_target(labels_curve, auc_curve, target: float, *, smooth: bool = False,
+                     anchor=None) -> float | None:
     """Number of labels at which the learning curve first reaches ``target``.
 
     Linear interpolation between the last point below the target and the first point at or above
     it. If the first point already reaches the target, its label count is returned; if the curve
-    never reaches it, ``None``.
+    never reaches it, ``None`` (censored: more labels than the curve's last point are needed).
 
     Args:
         labels_curve: strictly increasing label counts, at least 2 points.
         auc_curve: the AUC at each point (finite).
         target: the AUC to reach.
+        smooth: find the crossing on :func:`smooth_curve` (isotonic fit) instead of the raw curve.
+        anchor: optional ``(labels, auc)`` point appended after the (smoothed) curve, e.g. full
+            training on the whole pool: a curve that has not reached the target by its last point
+            then crosses it on the segment to the anchor. ``labels`` must exceed the last label count.
 
     Returns:
         float or None.
@@ -178,8 +211,17 @@ def labels_to_target(labels_curve, auc_curve, target: float) -> float | None:
     Example:
     >>> labels_to_target([100, 200, 300], [0.5, 0.75, 1.0], 0.625)
     150.0
+    >>> labels_to_target([0, 100], [0.5, 0.75], 0.875, anchor=(1100, 1.0))
+    600.0
     """
     x, y = _curve(labels_curve, auc_curve)
+    if smooth:
+        y = smooth_curve(x, y)
+    if anchor is not None:
+        ax, ay = (float(v) for v in anchor)
+        if not (math.isfinite(ax) and math.isfinite(ay)) or ax <= x[-1]:
+            raise AiftError(f"anchor {tuple(anchor)!r} must be a finite point after the last label count {x[-1]:g}")
+        x, y = np.r_[x, ax], np.r_[y, ay]
     if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target):
         raise AiftError(f"target must be a finite number, got {target!r}")
     hit = np.flatnonzero(y >= target)
@@ -215,6 +257,69 @@ def savings(labels_needed, labels_needed_reference) -> float | None:
     if labels_needed_reference == 0:
         raise AiftError("labels_needed_reference 0 must be positive")
     return 1.0 - float(labels_needed) / float(labels_needed_reference)
+
+
+def paired_bootstrap(samples, statistic, *, n_resamples: int = 4000, confidence: float = 0.95,
+                     seed: int = 0) -> dict:
+    """A statistic of paired samples and its percentile bootstrap interval (``scipy.stats.bootstrap``).
+
+    The samples are paired by position (index ``k`` = seed ``k`` of a simulation: every strategy of a
+    seed shares M0's head, the initial labels and the test set), so the resampling draws whole seeds
+    (``paired=True``).
+
+    The interval is the percentile interval of the bootstrap distribution, widened where needed so
+    that it always contains the estimate (with very few distinct values a percentile interval can
+    miss it). With a single pair, or when the statistic does not vary over resamples, the interval is
+    the estimate itself.
+
+    Args:
+        samples: a sequence of equally long 1-D arrays (one per variable, e.g. labels needed by a
+            strategy and by random), finite.
+        statistic: ``f(*samples, axis=-1)`` returning the statistic along ``axis`` (vectorised, as
+            ``scipy.stats.bootstrap`` calls it).
+        n_resamples: bootstrap resamples (>= 2000 for a 95% interval).
+        confidence: interval level in (0, 1).
+        seed: seeds the resampling.
+
+    Returns:
+        ``{"estimate": float, "ci95": [lo, hi], "n": pairs, "n_resamples": int, "method": "percentile"}``.
+
+    Example:
+    >>> diff = lambda a, b, axis=-1: np.mean(a - b, axis=axis)
+    >>> r = paired_bootstrap([[0.8, 0.9, 0.85], [0.7, 0.8, 0.8]], diff, seed=0)
+    >>> round(r["estimate"], 3), r["ci95"][0] > 0
+    (0.083, True)
+    """
+    from scipy import stats
+
+    arrays = [np.asarray(a, dtype=np.float64) for a in samples]
+    if not arrays or any(a.ndim != 1 for a in arrays) or len({a.size for a in arrays}) != 1:
+        raise AiftError(f"samples must be equally long 1-D arrays, got shapes {[a.shape for a in arrays]}")
+    n = int(arrays[0].size)
+    if n == 0:
+        raise AiftError("paired_bootstrap needs at least one pair, got 0")
+    for k, a in enumerate(arrays):
+        _check_finite(a, f"samples[{k}]")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 100:
+        raise AiftError(f"n_resamples must be an integer >= 100, got {n_resamples!r}")
+    if not (isinstance(confidence, numbers.Real) and 0 < confidence < 1):
+        raise AiftError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    est = float(statistic(*arrays, axis=-1))
+    if not math.isfinite(est):
+        raise AiftError(f"the statistic of the samples is not finite ({est})")
+    lo = hi = est
+    if n > 1 and any(np.ptp(a) > 0 for a in arrays):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate resamples: handled below
+            res = stats.bootstrap(tuple(arrays), statistic, paired=True, vectorized=True, n_resamples=int(n_resamples),
+                                  confidence_level=float(confidence), method="percentile",
+                                  random_state=np.random.default_rng(int(seed)))
+        lo_b, hi_b = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(lo_b) and math.isfinite(hi_b):
+            lo, hi = min(lo_b, est), max(hi_b, est)
+    return {"estimate": est, "ci95": [lo, hi], "n": n, "n_resamples": int(n_resamples), "method": "percentile"}
 
 
 # ----------------------------------------------------------------------------- FROC

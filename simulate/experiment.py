@@ -1,265 +1,63 @@
 """The simulation loop behind `aift-sim`: active, incremental fine-tuning against an oracle.
 
-A run compares selection strategies (AIFT, random, baselines) on one candidate store whose pool
-labels are known: every round each strategy queries `batch_size` candidates, the oracle reveals
-their labels, the model is fine-tuned (learning strategy RFT/AFT/ACFT-*) and evaluated on the test
-split. Each (strategy, seed) starts from the same M0. Full training (M0 fine-tuned on the whole
-labeled pool) is always run once per seed as the ceiling; `scratch=True` adds training from random
-initialisation on the whole pool.
+A run compares selection strategies (AIFT, the two random baselines, others) on one candidate store
+whose pool labels are known. Per paired seed k:
+
+1. **full training** (the ceiling): M0 fine-tuned on the whole pool with the rounds' recipe until the
+   validation AUC stops improving (it may use the validation labels: it is the reference, not a
+   strategy charged for labels). Once every seed has it, the savings target
+   ``mean full-training AUC − target_delta`` is fixed in ``target.json``, before any strategy runs;
+2. every strategy: round 1 teaches the seed's cold-start random set (shared by every strategy of the
+   seed; :func:`simulate.config.draw_initial`), then each round queries ``query_size`` candidates,
+   the oracle reveals their labels, the model is fine-tuned (learning strategy) and evaluated on the
+   test split. ``random`` queries at random with the strategies' learning (continual: isolates the
+   selection); ``random-rft`` queries at random and restarts from M0 every round (the journal's RFT).
 
 Python API::
 
-    from simulate.experiment import SimConfig, run_experiment
-    summary = run_experiment(SimConfig(data="pool.h5", strategies=("aift", "random"), rounds=3),
-                             out="runs/demo")
+    from simulate.config import SimConfig
+    from simulate.experiment import run_experiment
+    summary = run_experiment(SimConfig(data="pool.h5", strategies=("aift", "random"), rounds=3), out="runs/demo")
     summary = run_experiment(None, out="runs/demo", resume=True)      # continue / rebuild
 
-Run folder (see docs of :func:`run_experiment`)::
-
-    config.json     every setting, versions, data path + sha256, M0 used, command line (written first)
-    rounds.csv      one row per (strategy, seed, round); rewritten atomically after every round
-    summary.json    learning-curve summary, savings vs random (simulate.report)
-    report.md, learning_curves.png, positives_found.png, froc.png (PE-like stores)
-    models/<strategy>/seed<k>/[round<r>/]   exported models (aift_tf.export)
-    tb/<strategy>/seed<k>/                  TensorBoard logs of fine-tuning and test AUC
-    state/<strategy>/seed<k>/round<r>/      resume point: ActiveLearner state + rows + test predictions
-
-Crash safety: a round's state folder is written atomically (temporary sibling renamed into place)
-before the next round begins and only then are older round folders removed, so at any moment at
-least one complete resume point exists. Every random choice depends only on (seed, round): queries
-on the learner's saved RNG, fine-tuning on `seed + 1000 * round`, the optional initial random set on
-the seed. A resumed run therefore reproduces the uninterrupted one.
+The run folder's layout is :mod:`simulate.run_folder`'s. Every random choice depends only on (seed,
+round): queries on the learner's saved RNG, fine-tuning on ``seed + 1000 * round``, the initial set
+on the seed, so a resumed run reproduces the uninterrupted one.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import datetime as _dt
-import io
-import json
-import math
 import os
 import platform
-import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, file_sha256, read_json, write_json_atomic, write_text_atomic
+from aift_tf._io import file_sha256, write_text_atomic
 from aift_tf.errors import AiftError
-
-CONFIG_FORMAT = 1
-FULL = "full"
-SCRATCH = "scratch"
-ROUND_FIELDS = (
-    "strategy", "seed", "round", "labels", "positives_found", "test_auc",
-    "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds",
+from simulate import run_folder as rf
+from simulate.config import (
+    RANDOM_BASELINES,
+    SimConfig,
+    check_config,
+    draw_initial,
+    plan_run,
+    resume_conflicts,
+    selection_of,
 )
-FROC_RATES = (1, 2, 3)
-DEFAULT_STRATEGIES = ("aift", "random")
-#: Defaults per scale (used when the option is not given). quick is sized for a CPU laptop: with
-#: the quick apps, 2 strategies x 3 seeds + full training take a few minutes on 2 cores.
-SCALE_DEFAULTS = {
-    # quick: 6 rounds of 20 (120 labels, ~10-20% of a quick pool) with the top block fine-tuned on cached
-    # trunk features; a whole 3-seed run takes minutes on a 2-core CPU. paper: the GPU-sized counterpart.
-    "quick": dict(batch_size=20, rounds=6, epochs=10, full_epochs=5),
-    "paper": dict(batch_size=100, rounds=10, epochs=5, full_epochs=10),
-}
-#: Full training (and scratch) passes over the whole pool `full_epochs` times (override with
-#: `--full-epochs`): an epoch there is many more steps than a round's epoch on the labeled set. 5 at
-#: quick scale: `python -m simulate.app_check` measured more epochs over-fitting the train volumes.
+from simulate.run_folder import FROC_RATES, FULL, SCRATCH
 
-#: No per-epoch validation AUC during fine-tuning: without early stopping it would only be logged,
-#: and scoring the val split every epoch costs more than the fine-tuning itself on a CPU.
-VAL_SPLIT = None
-
-#: settings that may be given again with --resume without conflicting (they do not change results)
-RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
+#: rounds with --early-stopping: the round's steps are split into this many checks of the validation AUC
+EARLY_STOPPING_CHECKS = 5
+EARLY_STOPPING_PATIENCE = 2
 
 
 # ----------------------------------------------------------------------------------------------
-# configuration
-
-
-@dataclasses.dataclass
-class SimConfig:
-    """Every setting of a simulation run (see `aift-sim --help` for their meaning).
-
-    `None` means "the default for the scale / store" and is resolved by :func:`plan_run`.
-    """
-
-    app: Optional[str] = "pulmonary-embolism"
-    data: Optional[str] = None
-    scale: str = "quick"
-    app_seed: int = 0
-    strategies: tuple = DEFAULT_STRATEGIES
-    learning: str = "ACFT-LQ"
-    random_learning: Optional[str] = None
-    omega: float = 1.0
-    batch_size: Optional[int] = None
-    rounds: Optional[int] = None
-    budget: Optional[int] = None
-    seeds: int = 3
-    model: str = "small_cnn"
-    weights: Optional[str] = None  # None = default M0 if one exists, else none
-    trainable: str = "top"
-    epochs: Optional[int] = None
-    full_epochs: Optional[int] = None
-    lr: float = 1e-3
-    train_batch_size: int = 64
-    initial: int = 0
-    export: bool = True
-    export_every_round: bool = False
-    scratch: bool = False
-    cache_trunk: Optional[bool] = None  # None = on whenever trainable is top/head
-    distribute: str = "none"
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["strategies"] = list(self.strategies)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SimConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise AiftError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if isinstance(d.get("strategies"), list):
-            d["strategies"] = tuple(d["strategies"])
-        return cls(**d)
-
-
-def canonical_strategy(text: str) -> str:
-    """Validate a strategy string and return its canonical, path-safe spelling."""
-    from aift_tf.selection import BASELINES, parse_strategy
-
-    method, alpha = parse_strategy(text)
-    s = str(text).strip().lower()
-    if s == "aift" or method in BASELINES:
-        return s
-    if "@" in s:
-        return f"{method}@{alpha:g}"
-    return method
-
-
-def parse_strategies(value) -> tuple:
-    """`"aift, random"` or a list -> canonical tuple; unknown names and bad alpha raise AiftError."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    items = [str(x).strip() for x in items if str(x).strip()]
-    if not items:
-        raise AiftError("no strategy given; e.g. --strategies aift,random")
-    out = []
-    for item in items:
-        c = canonical_strategy(item)
-        if c in (FULL, SCRATCH):
-            raise AiftError(f"strategy name {c!r} is reserved")
-        if c in out:
-            raise AiftError(f"strategy {item!r} is given twice")
-        out.append(c)
-    return tuple(out)
-
-
-def _int_opt(name, v, minimum, allow_none=True):
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool):
-        raise AiftError(f"{name} must be an integer, got {v!r}")
-    try:
-        iv = int(v)
-    except (TypeError, ValueError):
-        raise AiftError(f"{name} must be an integer, got {v!r}") from None
-    if iv != v and not isinstance(v, str):
-        raise AiftError(f"{name} must be an integer, got {v!r}")
-    if iv < minimum:
-        raise AiftError(f"{name} must be >= {minimum}, got {iv}")
-    return iv
-
-
-def check_config(cfg: SimConfig) -> SimConfig:
-    """Validate and canonicalise the settings that do not need the store. Returns a new config."""
-    from aift_tf.finetune import check_learning
-    from simulate.apps import APP_NAMES, SCALES
-
-    c = dataclasses.replace(cfg)
-    if c.data is not None:
-        c.app = None
-        c.data = str(Path(c.data).expanduser().resolve())
-    else:
-        if c.app is None:
-            raise AiftError("give --app NAME or --data STORE.h5")
-        if c.app not in APP_NAMES:
-            raise AiftError(f"unknown app {c.app!r}; valid apps: {', '.join(APP_NAMES)}")
-    if c.scale not in SCALES:
-        raise AiftError(f"unknown scale {c.scale!r}; valid scales: {', '.join(SCALES)}")
-    c.app_seed = _int_opt("app seed", c.app_seed, 0, allow_none=False)
-    c.strategies = parse_strategies(c.strategies)
-    c.learning = check_learning(c.learning)
-    if c.random_learning is not None:
-        c.random_learning = check_learning(c.random_learning)
-    try:
-        c.omega = float(c.omega)
-    except (TypeError, ValueError):
-        raise AiftError(f"omega must be a number >= 1, got {c.omega!r}") from None
-    if not math.isfinite(c.omega) or c.omega < 1:
-        raise AiftError(f"omega must be a number >= 1, got {cfg.omega!r}")
-    if c.batch_size is not None and not isinstance(c.batch_size, bool) and int(c.batch_size) < 1:
-        raise AiftError(f"batch size must be >= 1, got {c.batch_size}")
-    c.batch_size = _int_opt("batch size", c.batch_size, 1)
-    c.rounds = _int_opt("rounds", c.rounds, 1)
-    c.budget = _int_opt("budget", c.budget, 1)
-    if c.rounds is not None and c.budget is not None:
-        raise AiftError(f"give --rounds or --budget, not both (got rounds {c.rounds}, budget {c.budget})")
-    c.seeds = _int_opt("seeds", c.seeds, 1, allow_none=False)
-    from aift_tf.zoo import MODEL_NAMES, POLICIES
-
-    if c.model not in MODEL_NAMES:
-        raise AiftError(f"unknown model {c.model!r}; valid models: {', '.join(MODEL_NAMES)}")
-    if c.trainable not in POLICIES:
-        raise AiftError(f"unknown trainable policy {c.trainable!r}; valid: {', '.join(POLICIES)}")
-    if c.weights is not None:
-        w = str(c.weights)
-        if w.lower() in ("none", "imagenet", "m0", "default"):
-            c.weights = w.lower()
-        else:
-            p = Path(w).expanduser()
-            if not p.is_file():
-                raise AiftError(f"weights {w!r}: no such file (expected none, imagenet, m0 or a "
-                                f".weights.h5/.keras path)")
-            c.weights = str(p.resolve())
-    c.epochs = _int_opt("epochs", c.epochs, 1)
-    c.full_epochs = _int_opt("full-training epochs", c.full_epochs, 1)
-    try:
-        c.lr = float(c.lr)
-    except (TypeError, ValueError):
-        raise AiftError(f"learning rate must be a positive number, got {c.lr!r}") from None
-    if not math.isfinite(c.lr) or c.lr <= 0:
-        raise AiftError(f"learning rate must be a positive number, got {cfg.lr!r}")
-    c.train_batch_size = _int_opt("training batch size", c.train_batch_size, 1, allow_none=False)
-    c.initial = _int_opt("initial", c.initial, 0, allow_none=False)
-    c.export = bool(c.export)
-    c.export_every_round = bool(c.export_every_round)
-    c.scratch = bool(c.scratch)
-    from aift_tf.distribute import canonical_name
-    from aift_tf.trunk_cache import check_cacheable
-
-    c.distribute = canonical_name(c.distribute)
-    if c.cache_trunk is None:
-        c.cache_trunk = c.trainable != "all"
-    c.cache_trunk = bool(c.cache_trunk)
-    if c.cache_trunk:
-        check_cacheable(c.trainable, augment=False)
-    return c
-
-
-# ----------------------------------------------------------------------------------------------
-# data, M0 and the round plan
+# data, M0
 
 
 def store_path_for(cfg: SimConfig, cache_dir=None, progress=None) -> Path:
@@ -311,135 +109,10 @@ def resolve_m0(cfg: SimConfig, patch_shape) -> dict:
     return {"weights": str(path), "source": "file", "path": str(path), "sha256": file_sha256(path), "card": card}
 
 
-def plan_run(cfg: SimConfig, store) -> dict:
-    """Resolve the defaults that depend on the store and check the label budget against the pool.
-
-    Returns a dict: batch_size, rounds (queried rounds), budget (total labels incl. `initial`),
-    sizes (candidates labeled in each learner round, the first being the initial random set when
-    `initial > 0`), epochs, full_epochs, pool_size, test_size.
-    """
-    pool = store.ids("train")
-    test = store.ids("test")
-    n_pool = int(pool.size)
-    if n_pool == 0:
-        raise AiftError(f"{store.path}: the 'train' split (the pool) is empty")
-    unknown = pool[store.labels[pool] < 0]
-    if unknown.size:
-        raise AiftError(f"{store.path}: pool candidate {int(unknown[0])} has no label (-1); a simulation needs "
-                        f"every pool label")
-    test_labeled = test[store.labels[test] >= 0]
-    if test_labeled.size == 0 or np.unique(store.labels[test_labeled]).size < 2:
-        raise AiftError(f"{store.path}: the 'test' split needs labeled candidates of at least two classes")
-    if store.num_classes != 2:
-        raise AiftError(f"{store.path}: aift-sim supports binary stores (K=2), this one has {store.num_classes} classes")
-    d = SCALE_DEFAULTS["paper" if cfg.scale == "paper" and cfg.data is None else "quick"]
-    initial = cfg.initial
-    if initial >= n_pool:
-        raise AiftError(f"initial {initial} random labels is not less than the pool of {n_pool} candidates")
-    b = cfg.batch_size
-    if cfg.budget is not None:
-        budget = cfg.budget
-        if budget > n_pool:
-            raise AiftError(f"budget {budget} labels is larger than the pool of {n_pool} candidates")
-        if budget <= initial:
-            raise AiftError(f"budget {budget} leaves nothing to query after the initial {initial} random labels")
-        if b is None:
-            b = min(d["batch_size"], budget - initial)
-        rounds = math.ceil((budget - initial) / b)
-    elif cfg.rounds is not None:
-        rounds = cfg.rounds
-        if b is None:
-            b = d["batch_size"]
-        budget = initial + rounds * b
-        if budget > n_pool:
-            raise AiftError(f"budget {budget} labels ({rounds} rounds x {b}"
-                            f"{f' + {initial} initial' if initial else ''}) is larger than the pool of "
-                            f"{n_pool} candidates")
-    else:
-        rounds = d["rounds"]
-        avail = n_pool - initial
-        if b is None:
-            b = min(d["batch_size"], avail)
-        elif b > avail:
-            raise AiftError(f"batch size {b}{f' + {initial} initial' if initial else ''} is larger than the "
-                            f"pool of {n_pool} candidates")
-        rounds = max(1, min(rounds, avail // b))  # a small --data pool shrinks the default number of rounds
-        budget = initial + rounds * b
-    sizes = ([initial] if initial else []) + [b] * rounds
-    if cfg.budget is not None:
-        sizes[-1] = budget - initial - b * (rounds - 1)
-    epochs = cfg.epochs if cfg.epochs is not None else d["epochs"]
-    full_epochs = cfg.full_epochs if cfg.full_epochs is not None else d["full_epochs"]
-    return dict(batch_size=int(b), rounds=int(rounds), budget=int(sum(sizes)), sizes=[int(s) for s in sizes],
-                initial=int(initial), epochs=int(epochs), full_epochs=int(full_epochs), pool_size=n_pool,
-                test_size=int(test_labeled.size))
-
-
 def froc_applies(store) -> bool:
     """FROC (sensitivity at FPs per volume) is reported for PE-like stores (candidates grouped by volume)."""
     attrs = store.attrs or {}
     return store.app == "pulmonary-embolism" or attrs.get("group_kind") == "volume"
-
-
-# ----------------------------------------------------------------------------------------------
-# run folder
-
-
-def check_new_out_dir(out) -> Path:
-    """`out` must not be an existing non-empty folder and must be creatable; nothing is created here."""
-    out = Path(out).expanduser()
-    if out.exists():
-        if not out.is_dir():
-            raise AiftError(f"--out {out}: exists and is not a folder")
-        if any(out.iterdir()):
-            raise AiftError(f"--out {out}: folder exists and is not empty (use --resume to continue a run, "
-                            f"or choose another folder)")
-    anc = out if out.exists() else out.parent
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise AiftError(f"--out {out}: cannot create it, {anc} is not a folder")
-    try:
-        probe = tempfile.mkdtemp(prefix=".aift-sim-probe.", dir=anc)
-        os.rmdir(probe)
-    except OSError as e:
-        raise AiftError(f"--out {out}: folder {anc} is not writable ({e.strerror or e})") from None
-    return out.resolve()
-
-
-def load_run_config(out) -> dict:
-    """The saved config.json of a run folder (raises AiftError if `out` is not a run)."""
-    out = Path(out).expanduser()
-    if not out.is_dir():
-        raise AiftError(f"--resume: {out} is not a folder")
-    f = out / "config.json"
-    saved = read_json(f, f"--resume: {out} is not an aift-sim run (no config.json)")
-    if not isinstance(saved, dict) or saved.get("format") != CONFIG_FORMAT or "settings" not in saved:
-        raise AiftError(f"--resume: {f} is not an aift-sim run configuration")
-    return saved
-
-
-def resume_conflicts(saved_settings: dict, explicit: dict) -> list:
-    """Explicitly given settings that differ from the run's (after canonicalisation)."""
-    base = SimConfig.from_dict(saved_settings)
-    conflicts = []
-    for key, value in explicit.items():
-        if key in RESUME_NEUTRAL:
-            continue
-        if key not in saved_settings:
-            conflicts.append((key, value, None))
-            continue
-        try:
-            trial = check_config(dataclasses.replace(base, **{key: value}))
-            theirs = getattr(trial, key)
-        except AiftError:
-            theirs = value
-        if key == "app" and base.data is not None:
-            conflicts.append((key, value, f"--data {base.data}"))
-            continue
-        if theirs != getattr(base, key):
-            conflicts.append((key, value, getattr(base, key)))
-    return conflicts
 
 
 def _versions() -> dict:
@@ -459,11 +132,6 @@ def _versions() -> dict:
     except ImportError:
         v["keras"] = None
     return v
-
-
-def slug(name: str) -> str:
-    """Folder name of a strategy (canonical names are already path-safe)."""
-    return re.sub(r"[^A-Za-z0-9+@._-]", "_", name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -621,109 +289,6 @@ def _write_scalar(writer, tag, value, step):
         tf.summary.write(tag, tf.constant(float(value), dtype=tf.float32), step=int(step), metadata=md)
 
 
-# ----------------------------------------------------------------------------------------------
-# state folders
-
-
-_ROUND_RE = re.compile(r"^round(\d+)$")
-
-
-def _round_dirs(sdir: Path) -> dict:
-    out = {}
-    if sdir.is_dir():
-        for p in sdir.iterdir():
-            m = _ROUND_RE.match(p.name)
-            if m and p.is_dir() and (p / "rows.json").is_file():
-                out[int(m.group(1))] = p
-    return out
-
-
-def _latest(sdir: Path):
-    dirs = _round_dirs(sdir)
-    if not dirs:
-        return None, None
-    r = max(dirs)
-    return r, dirs[r]
-
-
-def _clean_temporaries(sdir: Path) -> None:
-    if not sdir.is_dir():
-        return
-    for p in sdir.iterdir():
-        if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old") or p.name.endswith(".trash")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _prune(sdir: Path, keep: int) -> None:
-    for r, p in _round_dirs(sdir).items():
-        if r != keep:
-            trash = p.with_name(f".{p.name}.trash")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(p, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-
-
-def _save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, extra=None) -> Path:
-    sdir.mkdir(parents=True, exist_ok=True)
-    target = sdir / f"round{r}"
-    with atomic_dir(target) as tmp:
-        if learner is not None:
-            learner.save(tmp / "learner")
-        if evaluation is not None:
-            np.savez(tmp / "test_predictions.npz", ids=evaluation["ids"], probability=evaluation["probability"],
-                     labels=evaluation["labels"], groups=evaluation["groups"])
-        if extra is not None:
-            write_json_atomic(tmp / "info.json", extra)
-        write_json_atomic(tmp / "rows.json", rows)
-    _prune(sdir, r)
-    return target
-
-
-def _read_rows(path: Path) -> list:
-    return json.loads((path / "rows.json").read_text())
-
-
-# ----------------------------------------------------------------------------------------------
-# rounds.csv
-
-
-def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "nan"
-        return repr(v)
-    return str(v)
-
-
-def write_rounds_csv(path: Path, rows: list) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(ROUND_FIELDS)
-    for row in rows:
-        w.writerow([_fmt(row.get(k)) for k in ROUND_FIELDS])
-    write_text_atomic(path, buf.getvalue())
-
-
-def read_rounds_csv(path: Path) -> list:
-    ints = {"seed", "round", "labels", "positives_found"}
-    rows = []
-    with open(path, newline="") as f:
-        for rec in csv.DictReader(f):
-            row = {}
-            for k in ROUND_FIELDS:
-                v = rec.get(k, "")
-                if k == "strategy":
-                    row[k] = v
-                elif v == "" or v is None:
-                    row[k] = None
-                elif k in ints:
-                    row[k] = int(v)
-                else:
-                    row[k] = float(v)
-            rows.append(row)
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,7 +296,7 @@ def read_rounds_csv(path: Path) -> list:
 
 
 class Experiment:
-    """One run folder: the jobs (strategy x seed, full training, scratch) and their state."""
+    """One run folder: the jobs (full training, scratch, strategy x seed) and their state."""
 
     def __init__(self, out: Path, saved: dict, store, progress: Progress, trunk_cache_dir=None):
         self.out = Path(out)
@@ -742,22 +307,42 @@ class Experiment:
         self.store = store
         self.progress = progress
         self.froc = bool(saved["data"]["froc"])
-        self.seeds = list(range(self.cfg.seeds))
-        self.rows = {}  # (strategy, seed) -> rows
+        self.seeds = list(range(int(self.plan["seeds"])))
+        self.rows = {}  # (job, seed) -> rows
+        self.curves = {}  # (job, seed) -> full-training curve rows
         self._m0_eval = {}  # seed -> evaluation of M0 (shared by the strategies)
         self.trunk_cache_dir = trunk_cache_dir
-        self.strategy = None
+        self.distribution = None
         if self.cfg.distribute != "none":  # created before any other TensorFlow work (multi-worker needs it)
             from aift_tf.distribute import get_strategy
 
-            self.strategy = get_strategy(self.cfg.distribute)
+            self.distribution = get_strategy(self.cfg.distribute)
 
     # -------------------------------------------------------------- helpers
-    def _finetune_config(self, seed, epochs):
+    def _round_finetune(self, seed):
+        """The rounds' recipe: `steps` gradient steps (or `epochs` passes) at the run's rate; with
+        --early-stopping the steps are split into checks of the validation AUC."""
         from aift_tf.finetune import FineTuneConfig
 
-        return FineTuneConfig(epochs=int(epochs), batch_size=self.cfg.train_batch_size,
-                              learning_rate=self.cfg.lr, seed=int(seed))
+        p = self.plan
+        kw = dict(batch_size=self.cfg.train_batch_size, learning_rate=p["lr"], seed=int(seed))
+        if p["steps"] is None:
+            return FineTuneConfig(epochs=p["epochs"], patience=EARLY_STOPPING_PATIENCE if self.cfg.early_stopping
+                                  else None, **kw)
+        if self.cfg.early_stopping:
+            per = max(1, -(-p["steps"] // EARLY_STOPPING_CHECKS))
+            return FineTuneConfig(epochs=EARLY_STOPPING_CHECKS, steps_per_epoch=per,
+                                  patience=EARLY_STOPPING_PATIENCE, **kw)
+        return FineTuneConfig(epochs=1, steps_per_epoch=p["steps"], **kw)
+
+    def _full_finetune(self, seed):
+        """Full training's recipe: the rounds' rate and batch size, passes over the whole pool until the
+        validation AUC stops improving (at most full_epochs)."""
+        from aift_tf.finetune import FineTuneConfig
+
+        p = self.plan
+        return FineTuneConfig(epochs=p["full_epochs"], batch_size=self.cfg.train_batch_size, learning_rate=p["lr"],
+                              patience=p["full_patience"] if p["early_stopping_split"] else None, seed=int(seed))
 
     def _speed_options(self, trainable) -> dict:
         """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
@@ -765,9 +350,12 @@ class Experiment:
         cache = False
         if self.cfg.cache_trunk and trainable != "all":
             cache = str(self.trunk_cache_dir) if self.trunk_cache_dir is not None else True
-        return {"cache_trunk": cache, "distribute": self.strategy}
+        return {"cache_trunk": cache, "distribute": self.distribution}
 
     def _learning_for(self, strategy):
+        fixed = RANDOM_BASELINES.get(strategy)
+        if fixed is not None:
+            return fixed
         if strategy == "random" and self.cfg.random_learning is not None:
             return self.cfg.random_learning
         return self.cfg.learning
@@ -794,40 +382,54 @@ class Experiment:
             "finetune_seconds": round(float(finetune_s), 3), "scoring_seconds": round(float(scoring_s), 3),
         }
 
+    def _jobs(self):
+        return [FULL] + ([SCRATCH] if self.cfg.scratch else []) + list(self.cfg.strategies)
+
     def all_rows(self) -> list:
-        order = list(self.cfg.strategies) + [FULL, SCRATCH]
+        order = self._jobs()
         keys = sorted(self.rows, key=lambda k: (order.index(k[0]), k[1]))
         return [row for k in keys for row in sorted(self.rows[k], key=lambda r: r["round"])]
 
     def flush_csv(self):
-        write_rounds_csv(self.out / "rounds.csv", self.all_rows())
+        rf.write_rounds(self.out, self.all_rows())
 
-    def _initial_ids(self, seed):
-        """The same `initial` random pool candidates for every strategy of a seed."""
+    def flush_curves(self):
+        keys = sorted(self.curves, key=lambda k: (k[0], k[1]))
+        rf.write_training_curves(self.out, [row for k in keys for row in self.curves[k]])
+
+    def initial_ids(self, seed):
+        """The cold-start set of a seed: the same for every strategy (see simulate.config.draw_initial)."""
         pool = self.store.ids("train")
-        rng = np.random.default_rng([int(seed), 7919])
-        return np.sort(rng.choice(pool, size=self.plan["initial"], replace=False)).astype(np.int64)
+        return draw_initial(pool, self.store.labels[pool], seed, self.plan["initial"]["minimum"],
+                            self.plan["initial"]["per_class"], self.store.num_classes)
 
     def _label(self, strategy, seed):
         return f"{strategy} s{seed}"
+
+    def n_rounds(self):
+        """Learner rounds of a strategy: the initial set, then `rounds` queries."""
+        return 1 + int(self.plan["rounds"])
 
     # -------------------------------------------------------------- jobs
     def load_existing(self):
         """Read every job's rows from its latest state (for resume and for the progress total)."""
         done = 0
         for seed in self.seeds:
-            for strategy in list(self.cfg.strategies) + [FULL] + ([SCRATCH] if self.cfg.scratch else []):
-                sdir = self.out / "state" / slug(strategy) / f"seed{seed}"
-                _clean_temporaries(sdir)
-                r, p = _latest(sdir)
+            for job in self._jobs():
+                sdir = rf.state_dir(self.out, job, seed)
+                rf.clean_temporaries(sdir)
+                r, p = rf.latest_round(sdir)
                 if p is not None:
-                    self.rows[(strategy, seed)] = _read_rows(p)
+                    self.rows[(job, seed)] = rf.read_rows(p)
+                    curve = rf.read_info(p).get("curve")
+                    if curve:
+                        self.curves[(job, seed)] = curve
                     done += r
         return done
 
     def total_units(self):
-        per = len(self.plan["sizes"])
-        return self.cfg.seeds * (len(self.cfg.strategies) * per + 1 + (1 if self.cfg.scratch else 0))
+        per = self.n_rounds()
+        return len(self.seeds) * (len(self.cfg.strategies) * per + 1 + (1 if self.cfg.scratch else 0))
 
     def run(self):
         import warnings
@@ -838,15 +440,33 @@ class Experiment:
         _quiet_tf_python_logs()
         if self.progress.quiet:
             warnings.simplefilter("ignore")
+        # the ceiling first: the savings target is fixed from it before any strategy runs
         for seed in self.seeds:
-            for strategy in self.cfg.strategies:
-                self.run_active(strategy, seed)
             self.run_full(FULL, seed)
             if self.cfg.scratch:
                 self.run_full(SCRATCH, seed)
+        self.fix_target()
+        for seed in self.seeds:
+            for strategy in self.cfg.strategies:
+                self.run_active(strategy, seed)
+
+    def fix_target(self) -> dict:
+        """target.json: mean full-training test AUC over the seeds − target_delta (written once)."""
+        target = rf.read_target(self.out)
+        if target is not None:
+            return target
+        aucs = [self.rows[(FULL, s)][0]["test_auc"] for s in self.seeds]
+        mean = float(np.mean(aucs))
+        delta = float(self.plan["target_delta"])
+        target = {"target_auc": mean - delta, "full_auc_mean": mean, "delta": delta, "seeds": len(aucs),
+                  "rule": f"mean full-training test AUC over {len(aucs)} seeds − {delta:g}, fixed before the "
+                          f"strategies ran"}
+        rf.write_target(self.out, target)
+        self.progress.line(f"target AUC {target['target_auc']:.4f} (full training {mean:.4f} − {delta:g})")
+        return target
 
     def _tb_eval(self, strategy, seed, row):
-        w = _scalar_writer(self.out / "tb" / slug(strategy) / f"seed{seed}" / "eval")
+        w = _scalar_writer(rf.tb_dir(self.out, strategy, seed) / "eval")
         _write_scalar(w, "test_auc", row["test_auc"], row["labels"])
         _write_scalar(w, "positives_found", row["positives_found"], row["labels"])
         w.flush()
@@ -864,16 +484,17 @@ class Experiment:
         target.parent.mkdir(parents=True, exist_ok=True)
         export_model(learner.model, target, patches_per_candidate=int(self.store.m), provenance=provenance)
 
-    def _final_export_dir(self, strategy, seed):
-        return self.out / "models" / slug(strategy) / f"seed{seed}"
-
     def _final_export_done(self, strategy, seed):
-        d = self._final_export_dir(strategy, seed)
-        return (d / ".final").is_file()
+        return (rf.export_dir(self.out, strategy, seed) / ".final").is_file()
+
+    def _wants_export(self, seed):
+        """Final models are exported for the first seed (every seed with --export-every-round): a
+        SavedModel export costs more than a round on a CPU."""
+        return self.cfg.export and (seed == self.seeds[0] or self.cfg.export_every_round)
 
     def _do_final_export(self, learner, strategy, seed):
         """Export the final model into models/<strategy>/seed<k>/ (next to any round<r>/ exports)."""
-        d = self._final_export_dir(strategy, seed)
+        d = rf.export_dir(self.out, strategy, seed)
         d.mkdir(parents=True, exist_ok=True)
         staging = d / ".final-export"
         shutil.rmtree(staging, ignore_errors=True)
@@ -886,102 +507,118 @@ class Experiment:
         shutil.rmtree(staging, ignore_errors=True)
         write_text_atomic(d / ".final", f"round {learner.round}\n")
 
+    def _callbacks(self, job, seed, rnd, label):
+        cbs = [tensorboard_callback(rf.tb_dir(self.out, job, seed) / f"round{rnd}")]
+        bar = self.progress.epochs_callback(label)
+        if bar is not None:
+            cbs.append(bar)
+        return cbs
+
     def run_active(self, strategy, seed):
         from aift_tf.learner import ActiveLearner
 
-        cfg, sizes = self.cfg, self.plan["sizes"]
-        n_rounds = len(sizes)
-        sdir = self.out / "state" / slug(strategy) / f"seed{seed}"
-        r, latest = _latest(sdir)
+        cfg, n_rounds = self.cfg, self.n_rounds()
+        sdir = rf.state_dir(self.out, strategy, seed)
+        r, latest = rf.latest_round(sdir)
         label = self._label(strategy, seed)
-        need_export = cfg.export and not self._final_export_done(strategy, seed)
+        need_export = self._wants_export(seed) and not self._final_export_done(strategy, seed)
         if r == n_rounds and not need_export:
-            self.rows[(strategy, seed)] = _read_rows(latest)
+            self.rows[(strategy, seed)] = rf.read_rows(latest)
             return
         cb = self.progress.stage(label)
         if latest is not None:
             learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
                                          **self._speed_options(cfg.trainable))
-            rows = _read_rows(latest)
+            rows = rf.read_rows(latest)
         else:
+            val = self.plan["early_stopping_split"] if cfg.early_stopping else None
             learner = ActiveLearner(
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
-                strategy=strategy, learning=self._learning_for(strategy), omega=cfg.omega,
-                finetune=self._finetune_config(seed, self.plan["epochs"]), seed=seed, progress=cb,
-                val_split=VAL_SPLIT, **self._speed_options(cfg.trainable),
+                strategy=selection_of(strategy), learning=self._learning_for(strategy), omega=cfg.omega,
+                finetune=self._round_finetune(seed), seed=seed, progress=cb, val_split=val,
+                **self._speed_options(cfg.trainable),
             )
             # every strategy of a seed starts from the same M0: evaluate it once per seed
             ev = self._m0_eval.get(seed)
             if ev is None:
                 ev = self._m0_eval[seed] = self._evaluate(learner)
             rows = [self._row(strategy, seed, 0, 0, 0, ev, 0.0, 0.0)]
-            _save_round(sdir, 0, rows, learner, ev)
+            rf.save_round(sdir, 0, rows, learner, ev)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self._tb_eval(strategy, seed, rows[-1])
             self.progress.line(f"{strategy:>24} seed {seed} round 0: {0:5d} labels  AUC {ev['auc']:.4f}  (M0)")
         while learner.round < n_rounds:
             rnd = learner.round + 1
-            b = sizes[rnd - 1]
-            if rnd == 1 and self.plan["initial"] > 0:
-                ids, scoring = self._initial_ids(seed), 0.0
+            if rnd == 1:  # the cold-start set: shared by every strategy of the seed
+                ids, scoring = self.initial_ids(seed), 0.0
             else:
-                ids, _ = learner.query(b)
+                ids, _ = learner.query(self.plan["query_size"])
                 scoring = float(getattr(learner, "last_query_seconds", 0.0))
-            cbs = [tensorboard_callback(self.out / "tb" / slug(strategy) / f"seed{seed}" / f"round{rnd}")]
-            bar = self.progress.epochs_callback(f"{label} r{rnd}")
-            if bar is not None:
-                cbs.append(bar)
-            rec = learner.teach(ids, self.store.labels[ids], callbacks=cbs, verbose=0)
+            rec = learner.teach(ids, self.store.labels[ids], callbacks=self._callbacks(strategy, seed, rnd, label),
+                                verbose=0)
             ev = self._evaluate(learner)
             row = self._row(strategy, seed, rnd, rec["labels"], rec["positives"], ev,
                             rec["finetune"].get("seconds", 0.0), scoring)
             rows = rows + [row]
             if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
-                self._export(learner, strategy, seed, self._final_export_dir(strategy, seed) / f"round{rnd}", rnd)
+                self._export(learner, strategy, seed, rf.export_dir(self.out, strategy, seed) / f"round{rnd}", rnd)
             self._tb_eval(strategy, seed, row)
-            _save_round(sdir, rnd, rows, learner, ev)
+            rf.save_round(sdir, rnd, rows, learner, ev)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self.progress.advance()
             self.progress.line(f"{strategy:>24} seed {seed} round {rnd}: {row['labels']:5d} labels  "
                                f"AUC {row['test_auc']:.4f}  positives {row['positives_found']}")
-        if cfg.export and not self._final_export_done(strategy, seed):
+        if need_export:
             self._do_final_export(learner, strategy, seed)
 
     def run_full(self, name, seed):
-        """Full training (M0 fine-tuned on the whole pool) or training from scratch; one row."""
+        """Full training (M0 fine-tuned on the whole pool) or training from scratch (random
+        initialisation, every layer and BatchNorm trainable); one row and a training curve."""
         from aift_tf.learner import ActiveLearner
+        from aift_tf.zoo import build_model
 
-        sdir = self.out / "state" / name / f"seed{seed}"
-        r, latest = _latest(sdir)
+        sdir = rf.state_dir(self.out, name, seed)
+        r, latest = rf.latest_round(sdir)
         if latest is not None:
-            self.rows[(name, seed)] = _read_rows(latest)
+            self.rows[(name, seed)] = rf.read_rows(latest)
             return
         cfg = self.cfg
         label = self._label(name, seed)
         weights = self.m0["weights"] if name == FULL else None
         trainable = cfg.trainable if name == FULL else "all"
+        model = None
+        if name == SCRATCH:
+            model = build_model(cfg.model, tuple(self.store.patch_shape), self.store.num_classes, weights=None,
+                                trainable="all", train_batchnorm=True, seed=int(seed))
         learner = ActiveLearner(
-            self.store, model_name=cfg.model, weights=weights, trainable=trainable, strategy="random",
-            learning="RFT", finetune=self._finetune_config(seed, self.plan["full_epochs"]), seed=seed, val_split=VAL_SPLIT,
-            progress=self.progress.stage(label), **self._speed_options(trainable),
+            self.store, model, model_name=cfg.model, weights=weights, trainable=trainable, strategy="random",
+            learning="RFT", finetune=self._full_finetune(seed), seed=seed,
+            val_split=self.plan["early_stopping_split"], progress=self.progress.stage(label),
+            **self._speed_options(trainable),
         )
         pool = self.store.ids("train")
-        cbs = [tensorboard_callback(self.out / "tb" / name / f"seed{seed}" / "round1")]
-        bar = self.progress.epochs_callback(label)
-        if bar is not None:
-            cbs.append(bar)
-        rec = learner.teach(pool, self.store.labels[pool], callbacks=cbs, verbose=0)
+        rec = learner.teach(pool, self.store.labels[pool], callbacks=self._callbacks(name, seed, 1, label), verbose=0)
         ev = self._evaluate(learner)
-        row = self._row(name, seed, 1, rec["labels"], rec["positives"], ev, rec["finetune"].get("seconds", 0.0), 0.0)
-        _save_round(sdir, 1, [row], None, ev, extra={"epochs": self.plan["full_epochs"], "weights": weights})
+        hist = rec["finetune"]
+        row = self._row(name, seed, 1, rec["labels"], rec["positives"], ev, hist.get("seconds", 0.0), 0.0)
+        curve = [{"job": name, "seed": int(seed), "epoch": e + 1, "loss": float(hist["loss"][e]),
+                  "val_auc": float(hist["val_auc"][e]) if "val_auc" in hist else None}
+                 for e in range(len(hist.get("loss", [])))]
+        info = {"max_epochs": self.plan["full_epochs"], "epochs_run": hist.get("epochs"),
+                "best_epoch": hist.get("best_epoch"), "best_val_auc": hist.get("best_val_auc"),
+                "early_stopping_split": self.plan["early_stopping_split"], "weights": weights, "curve": curve}
+        rf.save_round(sdir, 1, [row], None, ev, extra=info)
         self.rows[(name, seed)] = [row]
+        self.curves[(name, seed)] = curve
         self.flush_csv()
+        self.flush_curves()
         self._tb_eval(name, seed, row)
         self.progress.advance()
         what = "full training" if name == FULL else "from scratch"
-        self.progress.line(f"{name:>24} seed {seed} ({what}): {row['labels']:5d} labels  AUC {row['test_auc']:.4f}")
+        self.progress.line(f"{name:>24} seed {seed} ({what}): {row['labels']:5d} labels  AUC {row['test_auc']:.4f}"
+                           f"  ({hist.get('epochs')} epochs)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -990,7 +627,7 @@ class Experiment:
 
 def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict, argv=None) -> dict:
     return {
-        "format": CONFIG_FORMAT,
+        "format": rf.CONFIG_FORMAT,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": list(argv) if argv is not None else None,
         "command_line": " ".join(_quote(a) for a in argv) if argv is not None else None,
@@ -1006,9 +643,10 @@ def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict
         "versions": _versions(),
         "machine": {"node": platform.node(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
         "notes": {
-            "seeds": "seed k (0..seeds-1) builds M0's head/initialisation, seeds the learner's query RNG and "
-                     "fine-tuning (seed + 1000*round); every strategy of a seed starts from the same M0",
-            "full_training": "M0 fine-tuned once on the whole labeled pool for plan.full_epochs epochs",
+            "seeds": "seed k (0..seeds-1) builds M0's head, draws the initial random set, seeds the learner's "
+                     "query RNG and fine-tuning (seed + 1000*round); every strategy of a seed shares them",
+            "full_training": "M0 fine-tuned on the whole labeled pool with the rounds' recipe until the validation "
+                             "AUC stops improving (at most plan.full_epochs epochs); it may use validation labels",
         },
     }
 
@@ -1025,6 +663,65 @@ def default_out_dir(cfg: SimConfig) -> Path:
     return Path("runs") / f"{stamp}-{cfg.app or Path(cfg.data).stem}"
 
 
+def _open_resumed(out, cache_dir, explicit):
+    from aift_tf.store import open_store
+
+    if out is None:
+        raise AiftError("--resume needs --out DIR (the run to continue)")
+    out = Path(out).expanduser().resolve()
+    try:
+        saved = rf.load_config(out)
+    except AiftError as e:
+        raise AiftError(f"--resume: {e}") from None
+    if explicit:
+        bad = resume_conflicts(saved["settings"], explicit)
+        if bad:
+            k, mine, theirs = bad[0]
+            raise AiftError(f"--resume: --{k.replace('_', '-')} {mine} conflicts with the run's setting "
+                            f"{theirs!r} in {out / 'config.json'} (drop the option or start a new run)")
+    store_path = Path(saved["data"]["path"])
+    if not store_path.exists() and saved["settings"].get("app"):
+        store_path = store_path_for(SimConfig.from_dict(saved["settings"]), cache_dir=cache_dir)
+    store = open_store(store_path)
+    if store.sha256 != saved["data"]["sha256"]:
+        store.close()
+        raise AiftError(f"--resume: {store_path} has changed since the run started (sha256 "
+                        f"{store.sha256[:12]}…, run has {saved['data']['sha256'][:12]}…)")
+    return out, saved, store
+
+
+def _open_new(config, out, quiet, argv, cache_dir):
+    from aift_tf.store import open_store
+
+    cfg = check_config(config if config is not None else SimConfig())
+    out = rf.check_new_out_dir(out if out is not None else default_out_dir(cfg))
+    gen_bar = gen_progress = None
+    if cfg.data is None and not quiet:
+        from tqdm.auto import tqdm
+
+        gen_bar = tqdm(desc=f"generating {cfg.app} ({cfg.scale})", unit="item", leave=False)
+
+        def gen_progress(done, total):
+            gen_bar.total = total
+            gen_bar.n = done
+            gen_bar.refresh()
+    try:
+        store_path = store_path_for(cfg, cache_dir=cache_dir, progress=gen_progress)
+    finally:
+        if gen_bar is not None:
+            gen_bar.close()
+    store = open_store(store_path)
+    try:
+        plan = plan_run(cfg, store)
+        m0 = resolve_m0(cfg, store.patch_shape)
+    except BaseException:
+        store.close()
+        raise
+    saved = new_run_config(cfg, store_path, store, plan, m0, argv)
+    rf.write_config(out, saved)
+    return out, saved, store
+
+
 def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = False, quiet: bool = True,
                    argv=None, cache_dir=None, explicit: Optional[dict] = None) -> dict:
     """Run (or resume) a simulation and write the run folder; returns the summary dict.
@@ -1039,62 +736,11 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         explicit: with `resume`, settings given explicitly by the user; any that differs from the
             run's raises AiftError.
     """
-    from aift_tf.store import open_store
-
     t_start = time.perf_counter()
     if resume:
-        if out is None:
-            raise AiftError("--resume needs --out DIR (the run to continue)")
-        out = Path(out).expanduser().resolve()
-        saved = load_run_config(out)
-        if explicit:
-            bad = resume_conflicts(saved["settings"], explicit)
-            if bad:
-                k, mine, theirs = bad[0]
-                raise AiftError(f"--resume: --{k.replace('_', '-')} {mine} conflicts with the run's setting "
-                                f"{theirs!r} in {out / 'config.json'} (drop the option or start a new run)")
-        store_path = Path(saved["data"]["path"])
-        if not store_path.exists() and saved["settings"].get("app"):
-            cfg0 = SimConfig.from_dict(saved["settings"])
-            store_path = store_path_for(cfg0, cache_dir=cache_dir)
-        store = open_store(store_path)
-        if store.sha256 != saved["data"]["sha256"]:
-            store.close()
-            raise AiftError(f"--resume: {store_path} has changed since the run started (sha256 "
-                            f"{store.sha256[:12]}…, run has {saved['data']['sha256'][:12]}…)")
+        out, saved, store = _open_resumed(out, cache_dir, explicit)
     else:
-        cfg = check_config(config if config is not None else SimConfig())
-        if out is None:
-            out = default_out_dir(cfg)
-        out = check_new_out_dir(out)
-        gen_bar = None
-        if cfg.data is None and not quiet:
-            from tqdm.auto import tqdm
-
-            gen_bar = tqdm(desc=f"generating {cfg.app} ({cfg.scale})", unit="item", leave=False)
-
-            def gen_progress(done, total):
-                gen_bar.total = total
-                gen_bar.n = done
-                gen_bar.refresh()
-        else:
-            gen_progress = None
-        try:
-            store_path = store_path_for(cfg, cache_dir=cache_dir, progress=gen_progress)
-        finally:
-            if gen_bar is not None:
-                gen_bar.close()
-        store = open_store(store_path)
-        try:
-            plan = plan_run(cfg, store)
-            m0 = resolve_m0(cfg, store.patch_shape)
-        except BaseException:
-            store.close()
-            raise
-        saved = new_run_config(cfg, store_path, store, plan, m0, argv)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", saved)
-
+        out, saved, store = _open_new(config, out, quiet, argv, cache_dir)
     try:
         from aift_tf._cli import quiet_tensorflow
 
@@ -1102,8 +748,7 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         prog = Progress(quiet=quiet)
         from simulate.apps import default_cache_dir
 
-        trunk_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        trunk_dir = trunk_dir / "trunk"
+        trunk_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "trunk"
         trunk_dir.mkdir(parents=True, exist_ok=True)
         exp = Experiment(out, saved, store, prog, trunk_cache_dir=trunk_dir)
         done = exp.load_existing()
@@ -1111,10 +756,12 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
             prog.outer.total = exp.total_units()
             prog.outer.n = min(done, exp.total_units())
             prog.outer.refresh()
-        m0 = saved["m0"]
+        m0, plan = saved["m0"], saved["plan"]
         prog.line(f"run folder: {out}")
-        prog.line(f"data: {saved['data']['path']} (pool {saved['plan']['pool_size']}, test {saved['plan']['test_size']})")
+        prog.line(f"data: {saved['data']['path']} (pool {plan['pool_size']}, test {plan['test_size']})")
         prog.line(f"M0: {m0.get('path') or m0.get('source')}" + (f" — {m0['note']}" if m0.get("note") else ""))
+        prog.line(f"plan: {plan['seeds']} paired seeds; initial random set (mean {plan['initial']['mean']:.1f}) + "
+                  f"{plan['rounds']} rounds x {plan['query_size']} (budget ~{plan['budget']})")
         if resume and done:
             prog.line(f"resuming: {done} finished round(s) found")
         t_loop = time.perf_counter()

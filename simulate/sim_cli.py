@@ -22,19 +22,20 @@ LEARNING = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")  # = aift_tf.finetune.
 # CLI parameter name -> SimConfig field
 _SETTING = {
     "app": "app", "data": "data", "scale": "scale", "app_seed": "app_seed", "strategies": "strategies",
-    "learning": "learning", "random_learning": "random_learning", "omega": "omega", "batch_size": "batch_size",
+    "learning": "learning", "random_learning": "random_learning", "omega": "omega", "query_size": "query_size",
     "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
-    "trainable": "trainable", "epochs": "epochs", "full_epochs": "full_epochs", "lr": "lr",
-    "train_batch_size": "train_batch_size", "initial": "initial", "export": "export",
+    "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
+    "full_epochs": "full_epochs", "full_patience": "full_patience", "lr": "lr",
+    "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
     "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
     "distribute": "distribute",
 }
 
 EPILOG = """\b
 Examples:
-  aift-sim                                   # PE, quick scale, aift vs random, 3 seeds
+  aift-sim                                   # PE, quick scale: aift vs both random baselines, 10 seeds
   aift-sim --app colonoscopy-frames --strategies aift,random,entropy@0.5 --seeds 5
-  aift-sim --data pool.h5 --budget 200 --batch-size 20 --out runs/mine
+  aift-sim --data pool.h5 --budget 200 --query-size 20 --out runs/mine
   aift-sim --out runs/mine --resume          # continue after a crash or Ctrl-C
 """
 
@@ -50,35 +51,50 @@ Examples:
 @click.option("--app-seed", type=int, default=0, show_default=True, help="Seed of the app's data generation.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Where generated app stores are cached (default $AIFT_CACHE or ~/.cache/aift-tf).")
-@click.option("--strategies", default="aift,random", show_default=True, metavar="LIST",
-              help="Comma-separated: random, entropy, diversity, entropy+diversity[@ALPHA], aift, "
-                   "least-confidence, margin, mean-entropy.")
+@click.option("--strategies", default="aift,random,random-rft", show_default=True, metavar="LIST",
+              help="Comma-separated: aift, entropy, diversity, entropy+diversity[@ALPHA], least-confidence, "
+                   "margin, mean-entropy, and the random baselines random (continual: the strategies' learning) "
+                   "and random-rft (restart from M0 every round, the journal's RFT).")
 @click.option("--learning", default="ACFT-LQ", show_default=True, metavar="|".join(LEARNING),
               help="Learning strategy: how each round fine-tunes (journal Table 2).")
 @click.option("--random-learning", default=None, metavar="NAME",
               help="Learning strategy for 'random' (default: the same as --learning).")
 @click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
-@click.option("--batch-size", type=int, default=None, metavar="B",
-              help="Candidates queried per round (quick default 20, paper 100).")
-@click.option("--rounds", type=int, default=None, metavar="R", help="Active-learning rounds (quick default 6).")
-@click.option("--budget", type=int, default=None, metavar="N",
-              help="Total labels instead of --rounds (rounds = ceil(N/B)).")
-@click.option("--seeds", type=int, default=3, show_default=True, metavar="S",
-              help="Repetitions with seeds 0..S-1 (M0 head, queries, fine-tuning).")
+@click.option("--query-size", "-n", "query_size", type=click.IntRange(min=1), default=None, metavar="B",
+              help="Candidates queried per round (default: budget / rounds).")
+@click.option("--batch-size", "batch_size_alias", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Deprecated alias of --query-size.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, metavar="R",
+              help="Query rounds after the initial random set (default 10).")
+@click.option("--budget", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Total labels incl. the initial set (default 45% of the pool, at most 2000).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="S",
+              help="Paired seeds 0..S-1 (M0 head, initial set, queries, fine-tuning; default 10).")
 @click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
 @click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
-@click.option("--epochs", type=int, default=None, metavar="E", help="Epochs per fine-tuning round (quick default 10, paper 5).")
-@click.option("--full-epochs", type=int, default=None, metavar="E",
-              help="Epochs of full training / scratch on the whole pool (quick default 5, paper 10).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--train-batch-size", type=int, default=64, show_default=True, metavar="P",
+@click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Gradient steps per round (quick default 40, paper 200).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, metavar="E",
+              help="Passes over the labeled patches per round instead of --steps.")
+@click.option("--early-stopping", is_flag=True,
+              help="Stop each round's fine-tuning on the store's validation AUC (off: validation labels are "
+                   "labels too).")
+@click.option("--full-epochs", type=click.IntRange(min=1), default=None, metavar="E",
+              help="At most this many epochs of full training / scratch over the whole pool (default 40).")
+@click.option("--full-patience", type=click.IntRange(min=1), default=None, metavar="P",
+              help="Full training stops after P epochs without a better validation AUC (default 4).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate of every fine-tuning (default 1e-4).")
+@click.option("--train-batch-size", type=click.IntRange(min=1), default=64, show_default=True, metavar="P",
               help="Patches per gradient step.")
-@click.option("--initial", type=int, default=0, show_default=True, metavar="N",
-              help="Random labels before round 1 (0 = round 1 chosen from M0's predictions).")
+@click.option("--initial", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="At least N random labels before round 1 (drawn until every class has 2 labels anyway).")
+@click.option("--target-delta", type=click.FloatRange(min=0, max=0.5), default=0.01, show_default=True,
+              metavar="D", help="Savings target: mean full-training AUC − D.")
 @click.option("--out", type=click.Path(), default=None, metavar="DIR",
               help="Run folder (default runs/<timestamp>-<app>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out DIR (settings from its config.json).")
@@ -104,10 +120,18 @@ def cli(ctx, **opts):
         _SETTING[name]: value for name, value in opts.items()
         if name in _SETTING and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     }
+    alias = opts.pop("batch_size_alias")
+    if alias is not None:
+        click.echo("aift-sim: --batch-size is deprecated; use --query-size (candidates per round)", err=True)
+        if opts["query_size"] is not None and opts["query_size"] != alias:
+            raise click.UsageError(f"--batch-size {alias} and --query-size {opts['query_size']} disagree")
+        opts["query_size"] = alias
+        explicit["query_size"] = alias
     quiet = opts["quiet"]
     argv = ["aift-sim"] + list(sys.argv[1:] if ctx.obj is None else ctx.obj)
 
-    from simulate.experiment import SimConfig, check_config, default_out_dir, run_experiment
+    from simulate.config import SimConfig, check_config
+    from simulate.experiment import default_out_dir, run_experiment
 
     if opts["resume"]:
         if opts["out"] is None:

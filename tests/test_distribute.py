@@ -47,7 +47,9 @@ SCRIPT = textwrap.dedent("""
         qs, qm = single.query(6), mirrored.query(6)
         out["same_query"] = bool(np.array_equal(qs[0], qm[0]))
         before = [w.copy() for w in mirrored.model.get_weights()]
-        rec = mirrored.teach(qm[0], store.labels[qm[0]])
+        both = np.r_[pool[store.labels[pool] == 0][:2], pool[store.labels[pool] == 1][:2]]  # the learner needs
+        ids = np.r_[qm[0], [i for i in both if i not in qm[0]]]  # every class in the labeled set
+        rec = mirrored.teach(ids, store.labels[ids])
         after = mirrored.model.get_weights()
         out["changed"] = bool(any(not np.allclose(a, b) for a, b in zip(before, after)))
         out["finite"] = bool(all(np.isfinite(w).all() for w in after) and np.isfinite(rec["finetune"]["loss"]).all())

@@ -63,7 +63,8 @@ def test_save_load_keeps_cache_and_continues_identically(tiny_store_path, tmp_pa
 
     with open_store(tiny_store_path) as store:
         a = _learner(store, cache_trunk=True)
-        ids, _ = a.query(4)
+        pool = a.unlabeled_ids()
+        ids = np.r_[pool[store.labels[pool] == 0][:2], pool[store.labels[pool] == 1][:2]]  # both classes
         a.teach(ids, store.labels[ids])
         a.save(tmp_path / "s")
         b = ActiveLearner.load(tmp_path / "s", store)

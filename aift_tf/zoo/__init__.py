@@ -37,7 +37,7 @@ def _check_policy(policy):
 
 
 def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trainable="all", seed=None,
-                dropout=0.5, **options):
+                dropout=0.5, train_batchnorm=False, **options):
     """Build a zoo model.
 
     Args:
@@ -50,6 +50,9 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
             (loaded into the built model; layers whose shapes differ, e.g. a head with another class
             count, are skipped).
         trainable: policy, see :func:`set_trainable`.
+        train_batchnorm: let BatchNormalization layers of the trainable part learn (batch statistics
+            in training); default ``False`` keeps them in inference mode, as Keras's transfer-learning
+            guide prescribes for fine-tuning (``True`` suits training from scratch).
         seed: int seeds the layer initialisers; for keras.applications backbones (which take no seed)
             it calls ``keras.utils.set_random_seed(seed)`` (global).
         dropout: rate of ``head_dropout``.
@@ -79,8 +82,8 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
         if path.name.endswith(".keras"):
             model = _weights.load_keras_model(path, name, input_shape, num_classes)
             cfg = model_config(model)
-            set_trainable(model, trainable)
-            cfg.update(trainable=trainable)
+            set_trainable(model, trainable, train_batchnorm=train_batchnorm)
+            cfg.update(trainable=trainable, train_batchnorm=bool(train_batchnorm))
             model._aift_config = cfg
             return model
         if not path.name.endswith(".weights.h5"):
@@ -101,9 +104,10 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
         _weights.load_imagenet(model, name)
     elif path is not None:
         _weights.load_weights_file(model, path)
-    set_trainable(model, trainable)
+    set_trainable(model, trainable, train_batchnorm=train_batchnorm)
     model._aift_config = dict(name=name, input_shape=list(input_shape), num_classes=num_classes,
-                              trainable=trainable, dropout=dropout, **_options(mod, model))
+                              trainable=trainable, dropout=dropout, train_batchnorm=bool(train_batchnorm),
+                              **_options(mod, model))
     return model
 
 
@@ -131,6 +135,7 @@ def model_config(model) -> dict:
         dropout = 0.5
     return dict(name=name, input_shape=[int(v) for v in model.input_shape[1:]],
                 num_classes=int(model.output_shape[-1]), trainable=_infer_policy(model), dropout=dropout,
+                train_batchnorm=any(layer.trainable for layer in model.layers if _is_batchnorm(layer)),
                 **_options(mod, model))
 
 
@@ -176,7 +181,13 @@ def _policy_layers(model, policy):
     return ids
 
 
-def set_trainable(model, policy):
+def _is_batchnorm(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def set_trainable(model, policy, train_batchnorm: bool = False):
     """Apply a trainable policy in place and return ``model``.
 
     * ``"all"``: every layer trainable;
@@ -184,23 +195,27 @@ def set_trainable(model, policy):
       ``cuts``) and the head;
     * ``"head"``: only ``head_*`` layers.
 
-    Frozen BatchNormalization layers run in inference mode (Keras 3 semantics of ``trainable=False``).
-    Re-compile the model after changing the policy.
+    BatchNormalization layers stay frozen, i.e. in inference mode (Keras 3 semantics of
+    ``trainable=False``), unless ``train_batchnorm`` is true: fine-tuning on a small labeled set with
+    batch statistics shifts the pre-trained normalisation and destroys M0's ranking (Keras's
+    transfer-learning guide). Re-compile the model after changing the policy.
     """
     _check_policy(policy)
     on = _policy_layers(model, policy)
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = id(layer) in on
+        layer.trainable = id(layer) in on and (train_batchnorm or not _is_batchnorm(layer))
     cfg = getattr(model, "_aift_config", None)
     if isinstance(cfg, dict):
         cfg["trainable"] = policy
+        cfg["train_batchnorm"] = bool(train_batchnorm)
     return model
 
 
 def _infer_policy(model):
-    state = {id(layer) for layer in model.layers if layer.trainable}
-    weighted = {id(layer) for layer in model.layers if layer.weights}
+    # BatchNorm layers are frozen or not independently of the policy (train_batchnorm)
+    state = {id(layer) for layer in model.layers if layer.trainable and not _is_batchnorm(layer)}
+    weighted = {id(layer) for layer in model.layers if layer.weights and not _is_batchnorm(layer)}
     for policy in POLICIES:
         try:
             if _policy_layers(model, policy) & weighted == state & weighted:

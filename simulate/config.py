@@ -1,0 +1,382 @@
+"""One validated `aift-sim` configuration and the plan of a run (rounds, round size, seeds, initial sets).
+
+:class:`SimConfig` holds every setting as the user gave it (``None`` = "the default for this store");
+:func:`check_config` validates it once, at the boundary; :func:`plan_run` resolves the defaults that
+depend on the store. Nothing here imports TensorFlow.
+
+The protocol (the defaults and why, docs/results/PROTOCOL.md):
+
+* **paired seeds**: seed k fixes M0's new head, the initial random set, the queries' RNG and the
+  fine-tuning order; every strategy of seed k shares them and the test set;
+* **cold start**: before round 1 candidates are drawn at random from the pool until every class has
+  at least :data:`INITIAL_PER_CLASS` labels (and at least ``initial`` candidates); every draw is a
+  label spent; M0's new head is fitted on that set in round 1;
+* **budget**: :data:`DEFAULT_BUDGET_FRACTION` of the pool (at most :data:`DEFAULT_BUDGET_CAP` labels) in
+  :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has >= 10 points;
+* **fine-tuning**: a fixed number of gradient steps per round at a low learning rate, BatchNorm in
+  inference mode (Keras's transfer-learning recipe); full training (the ceiling) uses the same recipe,
+  trained until the validation AUC stops improving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from aift_tf.errors import AiftError
+from simulate.run_folder import RESERVED
+
+#: the two random baselines (issue: journal's RFT restarts from M0 each round; continual isolates selection)
+RANDOM_BASELINES = {"random": None, "random-rft": "RFT"}
+DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
+DEFAULT_SEEDS = 10
+DEFAULT_ROUNDS = 10
+DEFAULT_BUDGET_FRACTION = 0.45
+DEFAULT_BUDGET_CAP = 2000
+INITIAL_PER_CLASS = 2
+#: fine-tuning recipe per scale: gradient steps per round, learning rate, full-training epoch cap and patience
+SCALE_DEFAULTS = {
+    "quick": dict(steps=40, lr=1e-4, full_epochs=40, full_patience=4),
+    "paper": dict(steps=200, lr=1e-4, full_epochs=40, full_patience=4),
+}
+#: settings that may be given again with --resume without conflicting (they do not change results)
+RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
+
+
+@dataclasses.dataclass
+class SimConfig:
+    """Every setting of a simulation run (see `aift-sim --help` for their meaning).
+
+    `None` means "the default for the scale / store" and is resolved by :func:`plan_run`.
+    """
+
+    app: Optional[str] = "pulmonary-embolism"
+    data: Optional[str] = None
+    scale: str = "quick"
+    app_seed: int = 0
+    strategies: tuple = DEFAULT_STRATEGIES
+    learning: str = "ACFT-LQ"
+    random_learning: Optional[str] = None
+    omega: float = 1.0
+    query_size: Optional[int] = None
+    rounds: Optional[int] = None
+    budget: Optional[int] = None
+    seeds: Optional[int] = None
+    model: str = "small_cnn"
+    weights: Optional[str] = None  # None = default M0 if one exists, else none
+    trainable: str = "top"
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    early_stopping: bool = False
+    full_epochs: Optional[int] = None
+    full_patience: Optional[int] = None
+    lr: Optional[float] = None
+    train_batch_size: int = 64
+    initial: int = 0
+    target_delta: float = 0.01
+    export: bool = True
+    export_every_round: bool = False
+    scratch: bool = False
+    cache_trunk: Optional[bool] = None  # None = on whenever trainable is top/head
+    distribute: str = "none"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["strategies"] = list(self.strategies)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise AiftError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if isinstance(d.get("strategies"), list):
+            d["strategies"] = tuple(d["strategies"])
+        return cls(**d)
+
+
+def canonical_strategy(text: str) -> str:
+    """Validate a strategy string and return its canonical, path-safe spelling."""
+    from aift_tf.selection import BASELINES, parse_strategy
+
+    s = str(text).strip().lower()
+    if s in RANDOM_BASELINES:
+        return s
+    method, alpha = parse_strategy(text)
+    if s == "aift" or method in BASELINES:
+        return s
+    if "@" in s:
+        return f"{method}@{alpha:g}"
+    return method
+
+
+def selection_of(strategy: str) -> str:
+    """The selection method behind a strategy name (both random baselines select at random)."""
+    return "random" if strategy in RANDOM_BASELINES else strategy
+
+
+def is_random_baseline(strategy: str) -> bool:
+    return strategy in RANDOM_BASELINES
+
+
+def parse_strategies(value) -> tuple:
+    """`"aift, random"` or a list -> canonical tuple; unknown names and bad alpha raise AiftError."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [str(x).strip() for x in items if str(x).strip()]
+    if not items:
+        raise AiftError("no strategy given; e.g. --strategies aift,random")
+    out = []
+    for item in items:
+        c = canonical_strategy(item)
+        if c in RESERVED:
+            raise AiftError(f"strategy name {c!r} is reserved")
+        if c in out:
+            raise AiftError(f"strategy {item!r} is given twice")
+        out.append(c)
+    return tuple(out)
+
+
+def _int_opt(name, v, minimum, allow_none=True):
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool):
+        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}")
+    try:
+        iv = int(v)
+    except (TypeError, ValueError):
+        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}") from None
+    if iv != v and not isinstance(v, str):
+        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}")
+    if iv < minimum:
+        raise AiftError(f"{name} must be an integer >= {minimum}; got {iv}")
+    return iv
+
+
+def _float_opt(name, v, *, low, high=None, low_open=False, allow_none=True):
+    rule = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    if v is None and allow_none:
+        return None
+    try:
+        fv = float(v)
+    except (TypeError, ValueError):
+        raise AiftError(f"{name} must be a number {rule}; got {v!r}") from None
+    if isinstance(v, bool) or not math.isfinite(fv) or fv < low or (low_open and fv == low) or \
+            (high is not None and fv > high):
+        raise AiftError(f"{name} must be a number {rule}; got {v!r}")
+    return fv
+
+
+def check_config(cfg: SimConfig) -> SimConfig:
+    """Validate and canonicalise the settings that do not need the store. Returns a new config."""
+    from aift_tf.finetune import check_learning
+    from simulate.apps import APP_NAMES, SCALES
+
+    c = dataclasses.replace(cfg)
+    if c.data is not None:
+        c.app = None
+        c.data = str(Path(c.data).expanduser().resolve())
+    else:
+        if c.app is None:
+            raise AiftError("give --app NAME or --data STORE.h5")
+        if c.app not in APP_NAMES:
+            raise AiftError(f"unknown app {c.app!r}; valid apps: {', '.join(APP_NAMES)}")
+    if c.scale not in SCALES:
+        raise AiftError(f"unknown scale {c.scale!r}; valid scales: {', '.join(SCALES)}")
+    c.app_seed = _int_opt("app seed", c.app_seed, 0, allow_none=False)
+    c.strategies = parse_strategies(c.strategies)
+    c.learning = check_learning(c.learning)
+    if c.random_learning is not None:
+        c.random_learning = check_learning(c.random_learning)
+    c.omega = _float_opt("omega", c.omega, low=1, allow_none=False)
+    c.query_size = _int_opt("query size", c.query_size, 1)
+    c.rounds = _int_opt("rounds", c.rounds, 1)
+    c.budget = _int_opt("budget", c.budget, 1)
+    if c.rounds is not None and c.budget is not None and c.query_size is not None:
+        raise AiftError(f"give at most two of --rounds, --budget and --query-size (got rounds {c.rounds}, "
+                        f"budget {c.budget}, query size {c.query_size})")
+    c.seeds = _int_opt("seeds", c.seeds, 1)
+    from aift_tf.zoo import MODEL_NAMES, POLICIES
+
+    if c.model not in MODEL_NAMES:
+        raise AiftError(f"unknown model {c.model!r}; valid models: {', '.join(MODEL_NAMES)}")
+    if c.trainable not in POLICIES:
+        raise AiftError(f"unknown trainable policy {c.trainable!r}; valid: {', '.join(POLICIES)}")
+    if c.weights is not None:
+        w = str(c.weights)
+        if w.lower() in ("none", "imagenet", "m0", "default"):
+            c.weights = w.lower()
+        else:
+            p = Path(w).expanduser()
+            if not p.is_file():
+                raise AiftError(f"weights {w!r}: no such file (expected none, imagenet, m0 or a "
+                                f".weights.h5/.keras path)")
+            c.weights = str(p.resolve())
+    c.steps = _int_opt("steps", c.steps, 1)
+    c.epochs = _int_opt("epochs", c.epochs, 1)
+    if c.steps is not None and c.epochs is not None:
+        raise AiftError(f"give --steps or --epochs per round, not both (got steps {c.steps}, epochs {c.epochs})")
+    c.early_stopping = bool(c.early_stopping)
+    c.full_epochs = _int_opt("full-training epochs", c.full_epochs, 1)
+    c.full_patience = _int_opt("full-training patience", c.full_patience, 1)
+    c.lr = _float_opt("learning rate", c.lr, low=0, low_open=True)
+    c.train_batch_size = _int_opt("training batch size", c.train_batch_size, 1, allow_none=False)
+    c.initial = _int_opt("initial", c.initial, 0, allow_none=False)
+    c.target_delta = _float_opt("target delta", c.target_delta, low=0, high=0.5, allow_none=False)
+    c.export = bool(c.export)
+    c.export_every_round = bool(c.export_every_round)
+    c.scratch = bool(c.scratch)
+    from aift_tf.distribute import canonical_name
+    from aift_tf.trunk_cache import check_cacheable
+
+    c.distribute = canonical_name(c.distribute)
+    if c.cache_trunk is None:
+        c.cache_trunk = c.trainable != "all"
+    c.cache_trunk = bool(c.cache_trunk)
+    if c.cache_trunk:
+        check_cacheable(c.trainable, augment=False)
+    return c
+
+
+def resume_conflicts(saved_settings: dict, explicit: dict) -> list:
+    """Explicitly given settings that differ from the run's (after canonicalisation)."""
+    base = SimConfig.from_dict(saved_settings)
+    conflicts = []
+    for key, value in explicit.items():
+        if key in RESUME_NEUTRAL:
+            continue
+        if key not in saved_settings:
+            conflicts.append((key, value, None))
+            continue
+        try:
+            trial = check_config(dataclasses.replace(base, **{key: value}))
+            theirs = getattr(trial, key)
+        except AiftError:
+            theirs = value
+        if key == "app" and base.data is not None:
+            conflicts.append((key, value, f"--data {base.data}"))
+            continue
+        if theirs != getattr(base, key):
+            conflicts.append((key, value, getattr(base, key)))
+    return conflicts
+
+
+# ----------------------------------------------------------------------------------------------
+# the plan
+
+
+def draw_initial(pool_ids, pool_labels, seed: int, minimum: int = 0, per_class: int = INITIAL_PER_CLASS,
+                 num_classes: int = 2) -> np.ndarray:
+    """The cold-start set of seed `seed`: pool candidates in a seeded random order, drawn until every
+    class has `per_class` labels and at least `minimum` are drawn (every draw is a label spent).
+
+    Args:
+        pool_ids: ``(n,)`` candidate ids of the pool.
+        pool_labels: their labels (the oracle's answers; read one draw at a time).
+        seed: the paired seed (every strategy of a seed gets the same set).
+        minimum: draw at least this many.
+        per_class: labels every class needs.
+        num_classes: K.
+
+    Returns:
+        int64 ids in draw order.
+
+    Example:
+    >>> draw_initial([10, 11, 12, 13, 14, 15], [0, 1, 0, 1, 0, 1], seed=0).size >= 4
+    True
+    """
+    pool_ids = np.asarray(pool_ids, dtype=np.int64)
+    pool_labels = np.asarray(pool_labels, dtype=np.int64)
+    counts = np.bincount(pool_labels, minlength=num_classes)
+    short = np.flatnonzero(counts[:num_classes] < per_class)
+    if short.size:
+        raise AiftError(f"the pool has {int(counts[short[0]])} candidate(s) of class {int(short[0])}; the cold "
+                        f"start needs {per_class} of every class")
+    order = np.random.default_rng([int(seed), 7919]).permutation(pool_ids.size)
+    seen = np.zeros(num_classes, dtype=np.int64)
+    need = 0
+    for k, i in enumerate(order, start=1):
+        seen[pool_labels[i]] += 1
+        if seen.min() >= per_class:
+            need = k
+            break
+    need = max(need, int(minimum))
+    return pool_ids[order[:need]]
+
+
+def plan_run(cfg: SimConfig, store) -> dict:
+    """Resolve the defaults that depend on the store and check the label budget against the pool.
+
+    Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
+    initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
+    round, lr, full_epochs, full_patience, early_stopping_split, target_delta, pool_size, test_size.
+    """
+    pool = store.ids("train")
+    test = store.ids("test")
+    n_pool = int(pool.size)
+    if n_pool == 0:
+        raise AiftError(f"{store.path}: the 'train' split (the pool) is empty")
+    unknown = pool[store.labels[pool] < 0]
+    if unknown.size:
+        raise AiftError(f"{store.path}: pool candidate {int(unknown[0])} has no label (-1); a simulation needs "
+                        f"every pool label")
+    test_labeled = test[store.labels[test] >= 0]
+    if test_labeled.size == 0 or np.unique(store.labels[test_labeled]).size < 2:
+        raise AiftError(f"{store.path}: the 'test' split needs labeled candidates of at least two classes")
+    if store.num_classes != 2:
+        raise AiftError(f"{store.path}: aift-sim supports binary stores (K=2), this one has {store.num_classes} classes")
+    d = SCALE_DEFAULTS["paper" if cfg.scale == "paper" and cfg.data is None else "quick"]
+    seeds = cfg.seeds if cfg.seeds is not None else DEFAULT_SEEDS
+    labels = store.labels[pool]
+    if cfg.initial >= n_pool:
+        raise AiftError(f"initial {cfg.initial} random labels is not less than the pool of {n_pool} candidates")
+    sizes = {str(s): int(draw_initial(pool, labels, s, cfg.initial).size) for s in range(seeds)}
+    init_max = max(sizes.values())
+    init_mean = float(np.mean(list(sizes.values())))
+    avail = n_pool - init_max
+    if avail < 1:
+        raise AiftError(f"the initial random set takes the whole pool of {n_pool} candidates")
+    R, b, B = cfg.rounds, cfg.query_size, cfg.budget
+    if B is not None:
+        if B > n_pool:
+            raise AiftError(f"budget {B} labels is larger than the pool of {n_pool} candidates")
+        if B <= init_max:
+            raise AiftError(f"budget {B} leaves nothing to query after the initial random set "
+                            f"(up to {init_max} labels on these seeds)")
+        q = B - round(init_mean)
+        if b is None:
+            R = R if R is not None else min(DEFAULT_ROUNDS, q)
+            b = max(1, math.ceil(q / R))
+        else:
+            R = max(1, math.ceil(q / b))
+    else:
+        if b is None:
+            q = max(1, min(int(round(DEFAULT_BUDGET_FRACTION * n_pool)), DEFAULT_BUDGET_CAP) - round(init_mean))
+            R = R if R is not None else min(DEFAULT_ROUNDS, q)  # a tiny pool gets fewer rounds of >= 1
+            b = max(1, q // R)
+        elif R is None:
+            R = DEFAULT_ROUNDS
+    if R * b > avail:
+        raise AiftError(f"budget {init_max + R * b} labels ({R} rounds x {b} after an initial set of up to "
+                        f"{init_max}) is larger than the pool of {n_pool} candidates")
+    val = store.ids("val")
+    val_labeled = val[store.labels[val] >= 0]
+    has_val = val_labeled.size > 0 and np.unique(store.labels[val_labeled]).size >= 2
+    steps = cfg.steps if cfg.steps is not None else (None if cfg.epochs is not None else d["steps"])
+    return dict(
+        seeds=int(seeds), query_size=int(b), rounds=int(R), budget=int(round(init_mean) + R * b),
+        initial={"rule": f"random draws until every class has >= {INITIAL_PER_CLASS} labels, at least "
+                         f"{cfg.initial} draws", "minimum": int(cfg.initial), "per_class": INITIAL_PER_CLASS,
+                 "sizes": sizes, "mean": init_mean},
+        steps=None if steps is None else int(steps), epochs=None if cfg.epochs is None else int(cfg.epochs),
+        lr=float(cfg.lr if cfg.lr is not None else d["lr"]),
+        full_epochs=int(cfg.full_epochs if cfg.full_epochs is not None else d["full_epochs"]),
+        full_patience=int(cfg.full_patience if cfg.full_patience is not None else d["full_patience"]),
+        early_stopping_split="val" if has_val else None,
+        target_delta=float(cfg.target_delta), pool_size=n_pool, test_size=int(test_labeled.size),
+    )

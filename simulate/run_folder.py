@@ -1,0 +1,261 @@
+"""The one module that knows an `aift-sim` run folder's layout.
+
+Layout::
+
+    config.json                 every setting, the plan, data path + sha256, M0, versions, command line
+    target.json                 the savings target, fixed from full training before any strategy runs
+    rounds.csv                  one row per (strategy, seed, round); rewritten atomically after every round
+    full_training.csv           full training's (and scratch's) training curve: loss and validation AUC per epoch
+    summary.json, report.md     built from the files above by :mod:`simulate.report`
+    learning_curves.png, positives_found.png, froc.png
+    models/<strategy>/seed<k>/[round<r>/]   exported models (aift_tf.export)
+    tb/<strategy>/seed<k>/                  TensorBoard logs of fine-tuning and test AUC
+    state/<strategy>/seed<k>/round<r>/      resume point: learner state + rows.json + test predictions
+
+Crash safety: a round's state folder is written atomically (a temporary sibling renamed into place)
+before older round folders are removed, so at least one complete resume point always exists.
+
+Names that several modules share live here once: the reserved job names :data:`FULL` and
+:data:`SCRATCH`, the FROC rates, the rounds.csv schema.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aift_tf._io import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from aift_tf.errors import AiftError
+
+CONFIG_FORMAT = 2
+FULL = "full"
+SCRATCH = "scratch"
+RESERVED = (FULL, SCRATCH)
+FROC_RATES = (1, 2, 3)
+ROUND_FIELDS = (
+    "strategy", "seed", "round", "labels", "positives_found", "test_auc",
+    "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds",
+)
+CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc")
+_INTS = {"seed", "round", "labels", "positives_found", "epoch"}
+_ROUND_RE = re.compile(r"^round(\d+)$")
+
+
+def slug(name: str) -> str:
+    """Folder name of a strategy (canonical names are already path-safe)."""
+    return re.sub(r"[^A-Za-z0-9+@._-]", "_", name)
+
+
+# ----------------------------------------------------------------------------------------------
+# the folder itself
+
+
+def check_new_out_dir(out) -> Path:
+    """`out` must not be an existing non-empty folder and must be creatable; nothing is created here."""
+    out = Path(out).expanduser()
+    if out.exists():
+        if not out.is_dir():
+            raise AiftError(f"--out {out}: exists and is not a folder")
+        if any(out.iterdir()):
+            raise AiftError(f"--out {out}: folder exists and is not empty (use --resume to continue a run, "
+                            f"or choose another folder)")
+    anc = out if out.exists() else out.parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise AiftError(f"--out {out}: cannot create it, {anc} is not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".aift-sim-probe.", dir=anc)
+        os.rmdir(probe)
+    except OSError as e:
+        raise AiftError(f"--out {out}: folder {anc} is not writable ({e.strerror or e})") from None
+    return out.resolve()
+
+
+def write_config(out: Path, config: dict) -> None:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out) / "config.json", config)
+
+
+def load_config(out) -> dict:
+    """The saved config.json of a run folder (raises AiftError if `out` is not a run)."""
+    out = Path(out).expanduser()
+    if not out.is_dir():
+        raise AiftError(f"{out} is not a folder")
+    f = out / "config.json"
+    saved = read_json(f, f"{out} is not an aift-sim run (no config.json)")
+    if not isinstance(saved, dict) or "settings" not in saved:
+        raise AiftError(f"{f} is not an aift-sim run configuration")
+    if saved.get("format") != CONFIG_FORMAT:
+        raise AiftError(f"{f}: run format {saved.get('format')!r} was written by another aift-tf version "
+                        f"(this one reads format {CONFIG_FORMAT}); start a new run")
+    return saved
+
+
+def write_target(out: Path, target: dict) -> None:
+    write_json_atomic(Path(out) / "target.json", target)
+
+
+def read_target(out: Path):
+    """The fixed savings target (target.json) or None before full training has finished."""
+    f = Path(out) / "target.json"
+    return read_json(f, f"{f}: missing") if f.is_file() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# per-job folders
+
+
+def state_dir(out: Path, job: str, seed: int) -> Path:
+    return Path(out) / "state" / slug(job) / f"seed{int(seed)}"
+
+
+def tb_dir(out: Path, job: str, seed: int) -> Path:
+    return Path(out) / "tb" / slug(job) / f"seed{int(seed)}"
+
+
+def export_dir(out: Path, job: str, seed: int) -> Path:
+    return Path(out) / "models" / slug(job) / f"seed{int(seed)}"
+
+
+def round_dirs(sdir: Path) -> dict:
+    """{round: folder} of the complete round folders (those holding rows.json) of a job."""
+    found = {}
+    if sdir.is_dir():
+        for p in sdir.iterdir():
+            m = _ROUND_RE.match(p.name)
+            if m and p.is_dir() and (p / "rows.json").is_file():
+                found[int(m.group(1))] = p
+    return found
+
+
+def latest_round(sdir: Path):
+    """(round, folder) of the newest complete round of a job, or (None, None)."""
+    dirs = round_dirs(sdir)
+    if not dirs:
+        return None, None
+    r = max(dirs)
+    return r, dirs[r]
+
+
+def clean_temporaries(sdir: Path) -> None:
+    """Remove what an interrupted atomic write left behind (hidden *.tmp / *.old / *.trash)."""
+    if not sdir.is_dir():
+        return
+    for p in sdir.iterdir():
+        if p.name.startswith(".") and p.name.endswith((".tmp", ".old", ".trash")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _prune(sdir: Path, keep: int) -> None:
+    for r, p in round_dirs(sdir).items():
+        if r != keep:
+            trash = p.with_name(f".{p.name}.trash")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(p, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, extra=None) -> Path:
+    """Write round `r` of a job atomically (learner state, rows, test predictions, extra info), then
+    remove its older rounds."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    target = sdir / f"round{r}"
+    with atomic_dir(target) as tmp:
+        if learner is not None:
+            learner.save(tmp / "learner")
+        if evaluation is not None:
+            np.savez(tmp / "test_predictions.npz", ids=evaluation["ids"], probability=evaluation["probability"],
+                     labels=evaluation["labels"], groups=evaluation["groups"])
+        if extra is not None:
+            write_json_atomic(tmp / "info.json", extra)
+        write_json_atomic(tmp / "rows.json", rows)
+    _prune(sdir, r)
+    return target
+
+
+def read_rows(round_folder: Path) -> list:
+    return json.loads((Path(round_folder) / "rows.json").read_text())
+
+
+def read_info(round_folder: Path) -> dict:
+    f = Path(round_folder) / "info.json"
+    return read_json(f, f"{f}: missing") if f.is_file() else {}
+
+
+def final_predictions(out: Path, job: str, seed: int):
+    """The test predictions saved with a job's newest round, or None."""
+    _, p = latest_round(state_dir(out, job, seed))
+    if p is None or not (p / "test_predictions.npz").is_file():
+        return None
+    with np.load(p / "test_predictions.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV tables
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "nan"
+    return str(v)
+
+
+def _write_csv(path: Path, fields, rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(fields)
+    for row in rows:
+        w.writerow([_fmt(row.get(k)) for k in fields])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _read_csv(path: Path, fields, text_fields) -> list:
+    rows = []
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            row = {}
+            for k in fields:
+                v = rec.get(k, "")
+                if k in text_fields:
+                    row[k] = v
+                elif v == "" or v is None:
+                    row[k] = None
+                elif k in _INTS:
+                    row[k] = int(v)
+                else:
+                    row[k] = float(v)
+            rows.append(row)
+    return rows
+
+
+def write_rounds(out: Path, rows: list) -> None:
+    _write_csv(Path(out) / "rounds.csv", ROUND_FIELDS, rows)
+
+
+def read_rounds(out: Path) -> list:
+    f = Path(out) / "rounds.csv"
+    if not f.is_file():
+        raise AiftError(f"{out}: no rounds.csv yet (the run has not finished a round)")
+    return _read_csv(f, ROUND_FIELDS, {"strategy"})
+
+
+def write_training_curves(out: Path, rows: list) -> None:
+    _write_csv(Path(out) / "full_training.csv", CURVE_FIELDS, rows)
+
+
+def read_training_curves(out: Path) -> list:
+    f = Path(out) / "full_training.csv"
+    return _read_csv(f, CURVE_FIELDS, {"job"}) if f.is_file() else []

@@ -1,0 +1,278 @@
+"""The savings statistics and the verdict templates of `aift-sim`'s report, on fixture run folders.
+
+No training here: each test writes a run folder by hand (config.json, target.json, rounds.csv) with the
+curves it needs and checks what simulate.report derives from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from aift_tf.errors import AiftError
+
+
+def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200, delta=0.01, m0_source="m0",
+              scratch=None):
+    """A run folder: curves = {strategy: [per-seed AUC lists, round 0 (M0) first]}; full_aucs per seed."""
+    from simulate import run_folder as rf
+
+    seeds = len(full_aucs)
+    n_rounds = len(next(iter(curves.values()))[0])  # M0 + initial + query rounds
+    initial = list(initial) * seeds if len(initial) == 1 else list(initial)
+    config = {
+        "format": rf.CONFIG_FORMAT, "command_line": "aift-sim test",
+        "settings": {"app": None, "data": "x.h5", "seeds": seeds, "strategies": list(curves), "learning": "ACFT-LQ",
+                     "random_learning": None, "model": "small_cnn", "trainable": "top", "scratch": scratch is not None,
+                     "train_batch_size": 64, "early_stopping": False},
+        "plan": {"seeds": seeds, "pool_size": pool, "test_size": 50, "query_size": query, "rounds": n_rounds - 2,
+                 "budget": int(np.mean(initial)) + query * (n_rounds - 2),
+                 "initial": {"rule": "test rule", "minimum": 0, "per_class": 2,
+                             "sizes": {str(s): initial[s] for s in range(seeds)}, "mean": float(np.mean(initial))},
+                 "steps": 40, "epochs": None, "lr": 1e-4, "full_epochs": 40, "full_patience": 4,
+                 "early_stopping_split": "val", "target_delta": delta},
+        "m0": ({"weights": None, "source": "none", "note": "random initialisation (--weights none)"}
+               if m0_source == "none" else {"weights": "m0.weights.h5", "source": "default-m0", "path": "m0.weights.h5"}),
+        "data": {"path": "x.h5", "sha256": "0" * 64, "app": "fake", "froc": False},
+    }
+    rows = []
+    for st, per_seed in curves.items():
+        for s, aucs in enumerate(per_seed):
+            for r, a in enumerate(aucs):
+                labels = 0 if r == 0 else initial[s] + query * (r - 1)
+                rows.append(dict(strategy=st, seed=s, round=r, labels=labels, positives_found=r, test_auc=float(a),
+                                 finetune_seconds=1.0, scoring_seconds=0.5))
+    for s, a in enumerate(full_aucs):
+        rows.append(dict(strategy="full", seed=s, round=1, labels=pool, positives_found=30, test_auc=float(a),
+                         finetune_seconds=2.0, scoring_seconds=0.0))
+    for s, a in enumerate(scratch or []):
+        rows.append(dict(strategy="scratch", seed=s, round=1, labels=pool, positives_found=30, test_auc=float(a),
+                         finetune_seconds=2.0, scoring_seconds=0.0))
+    rf.write_config(tmp_path, config)
+    rf.write_rounds(tmp_path, rows)
+    rf.write_training_curves(tmp_path, [{"job": "full", "seed": s, "epoch": e, "loss": 1.0 / e, "val_auc": 0.8}
+                                        for s in range(seeds) for e in (1, 2, 3)])
+    full_mean = float(np.mean(full_aucs))
+    rf.write_target(tmp_path, {"target_auc": full_mean - delta, "full_auc_mean": full_mean, "delta": delta,
+                               "seeds": seeds, "rule": f"mean full-training test AUC over {seeds} seeds − {delta:g}"})
+    return tmp_path
+
+
+def _noisy(rng, start, end, n_rounds, noise):
+    x = np.linspace(0, 1, n_rounds - 1)
+    base = start + (end - start) * (1 - np.exp(-4 * x))
+    return [0.5] + list(np.clip(base + rng.normal(0, noise, x.size), 0, 1))
+
+
+def _intervals(summary):
+    """Every (estimate, ci95) pair in the summary."""
+    out = []
+    for e in summary["strategies"].values():
+        for sv in e["savings_vs"].values():
+            if sv["ci95"] is not None:
+                out.append((sv["estimate"], sv["ci95"]))
+        for d in e["auc_diff_vs_random"].values():
+            out.append((d["mean"], d["ci95"]))
+        for d in (e["alc_diff_vs_random"], e["final_auc_diff_vs_full"]):
+            if d and d["ci95"] is not None:
+                out.append((d["mean"], d["ci95"]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- library maths
+
+
+def test_isotonic_crossing_ignores_a_noisy_touch_of_the_target():
+    from aift_tf.metrics import labels_to_target, smooth_curve
+
+    x, y = [0, 10, 20, 30, 40], [0.5, 0.8, 0.93, 0.90, 0.94]
+    assert labels_to_target(x, y, 0.92) == pytest.approx(10 + 10 * 0.12 / 0.13)  # raw: the noisy touch at 20
+    assert smooth_curve(x, y).tolist() == pytest.approx([0.5, 0.8, 0.915, 0.915, 0.94])
+    assert labels_to_target(x, y, 0.92, smooth=True) == pytest.approx(30 + 10 * 0.005 / 0.025)
+    assert labels_to_target(x, [0.5, 0.6, 0.6, 0.6, 0.6], 0.92, smooth=True) is None
+    assert labels_to_target(x, [0.5, 0.6, 0.6, 0.6, 0.6], 0.92, smooth=True, anchor=(200, 0.93)) == \
+        pytest.approx(40 + 160 * 0.32 / 0.33)
+    with pytest.raises(AiftError, match="anchor"):
+        labels_to_target(x, y, 0.92, anchor=(40, 0.95))
+
+
+def test_paired_bootstrap_is_seeded_contains_its_estimate_and_is_paired():
+    from aift_tf.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    shared = rng.normal(0, 1.0, 12)  # a large per-seed effect shared by both arms: pairing removes it
+    a, b = shared + 0.3 + rng.normal(0, 0.05, 12), shared + rng.normal(0, 0.05, 12)
+    diff = lambda u, v, axis=-1: np.mean(u, axis=axis) - np.mean(v, axis=axis)  # noqa: E731
+    r1 = paired_bootstrap([a, b], diff, seed=3)
+    assert r1 == paired_bootstrap([a, b], diff, seed=3)
+    lo, hi = r1["ci95"]
+    assert lo <= r1["estimate"] <= hi and lo > 0.2 and hi < 0.4  # unpaired, the interval would span 0
+    same = paired_bootstrap([[0.7, 0.8, 0.9], [0.7, 0.8, 0.9]], diff)
+    assert same["estimate"] == 0 and same["ci95"] == [0.0, 0.0]
+    one = paired_bootstrap([[0.7], [0.6]], diff)
+    assert one["ci95"] == [pytest.approx(0.1)] * 2 and one["n"] == 1
+    with pytest.raises(AiftError, match="non-finite"):
+        paired_bootstrap([[0.7, np.nan], [0.6, 0.5]], diff)
+    with pytest.raises(AiftError, match="equally long"):
+        paired_bootstrap([[0.7, 0.1], [0.6]], diff)
+
+
+# ----------------------------------------------------------------------------------------------- savings
+
+
+def test_rising_random_curve_aift_saves_with_an_interval(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(0)
+    curves = {"aift": [], "random": []}
+    for _ in range(8):
+        curves["aift"].append(_noisy(rng, 0.7, 0.95, 12, 0.004))
+        curves["random"].append([0.5, 0.7, 0.74, 0.78, 0.81, 0.84, 0.86, 0.88, 0.9, 0.91, 0.92, 0.925])
+    s = build_report(_fake_run(tmp_path, curves, [0.95] * 8))
+    sv = s["strategies"]["aift"]["savings"]
+    assert sv["reference"] == "random" and sv["target_auc"] == pytest.approx(0.94)
+    assert not sv["censored"] and sv["seeds_used"] == 8 and sv["ci95"][0] > 0.3
+    # random never reaches 0.94 within 110 labels: its crossing lies on the segment to the anchor (200, 0.95)
+    assert 110 < sv["labels_needed_random"] < 200
+    assert sv["ci95"][0] <= sv["estimate"] <= sv["ci95"][1]
+    assert s["verdict"][0] == (f"aift saves {100 * sv['estimate']:.0f}% of the labels random needs to reach AUC "
+                               f"0.9400 (95% CI {100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 "
+                               f"paired seeds).")
+    assert set(s["strategies"]["aift"]["auc_diff_vs_random"]) == {"30", "60", "110"}  # 25%, 50%, 100% of queries
+    for est, (lo, hi) in _intervals(s):
+        assert lo <= est <= hi
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("savings", "auc_diff_vs_random", "alc_diff_vs_random", "unstable_rounds"):
+        assert key in summary["strategies"]["aift"]
+    for key in ("seeds", "m0", "verdict", "initial"):
+        assert key in summary
+    assert set(summary["strategies"]["aift"]["savings"]) >= {
+        "target_auc", "target_rule", "labels_needed", "labels_needed_random", "estimate", "ci95", "censored",
+        "per_seed"}
+
+
+def test_identical_strategies_give_no_detectable_difference(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(2)
+    seeds = [_noisy(rng, 0.7, 0.93, 8, 0.01) for _ in range(6)]
+    s = build_report(_fake_run(tmp_path, {"entropy": seeds, "random": seeds}, [0.935] * 6, delta=0.03))
+    sv = s["strategies"]["entropy"]["savings"]
+    assert sv["estimate"] == pytest.approx(0) and sv["ci95"] == pytest.approx([0, 0])
+    assert s["verdict"][0].startswith("No detectable difference between entropy and random")
+    for d in s["strategies"]["entropy"]["auc_diff_vs_random"].values():
+        assert d["mean"] == 0 and d["ci95"] == [0.0, 0.0]
+
+
+def test_censored_strategy_is_kept_as_a_bound_not_dropped(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(3)
+    rnd = [_noisy(rng, 0.7, 0.93, 8, 0.003) for _ in range(5)]
+    bad = [[0.5, 0.7, 0.72, 0.74, 0.75, 0.76, 0.77, 0.78] for _ in range(5)]  # never reaches 0.93
+    s = build_report(_fake_run(tmp_path, {"margin": bad, "random": rnd}, [0.92] * 5))
+    sv = s["strategies"]["margin"]["savings"]
+    assert sv["censored"] and sv["censored_seeds"] == 5 and sv["seeds_used"] == 5
+    assert all(v is not None for v in sv["per_seed"].values())
+    assert sv["labels_needed"] == pytest.approx(70)  # its budget: a lower bound
+    assert sv["ci95"][1] < 0
+    line = next(v for v in s["verdict"] if v.startswith("margin"))
+    assert line.startswith("margin needs more labels than random") and "misses the target" in line
+    text = (tmp_path / "report.md").read_text()
+    assert "| margin | random | ≥ 70 |" in text and "5 of 5" in text
+
+
+def test_partly_censored_positive_bound_claims_no_saving(tmp_path):
+    from simulate.report import build_report
+
+    rnd = [[0.5, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91]] * 4
+    good = [[0.5, 0.8, 0.93, 0.95, 0.95, 0.95, 0.95, 0.95]] * 3 + [[0.5, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]]
+    s = build_report(_fake_run(tmp_path, {"aift": good, "random": rnd}, [0.94] * 4))
+    sv = s["strategies"]["aift"]["savings"]
+    assert sv["censored_seeds"] == 1 and sv["ci95"][0] > 0
+    line = s["verdict"][0]
+    assert "within its budget on only 3 of 4 seeds" in line and "no saving is demonstrated" in line
+
+
+def test_flat_random_curve_sentence_cites_only_measured_quantities(tmp_path):
+    """Random labels barely move the model: the verdict must not invent 'reached with 0 labels'."""
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(4)
+    flat = [[0.6] + [0.6 + rng.normal(0, 0.002) for _ in range(7)] for _ in range(5)]
+    aift = [_noisy(rng, 0.65, 0.9, 8, 0.003) for _ in range(5)]
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": flat}, [0.9] * 5))
+    text = " ".join(s["verdict"])
+    assert not re.search(r"\b0 labels", text) and "undefined" not in text and "no better than M0" not in text
+    sv = s["strategies"]["aift"]["savings"]
+    assert sv["labels_needed_random"] > 70  # random only gets there on the segment to the whole pool
+    # every number in the verdict's savings sentence is formatted from the summary
+    assert f"{100 * sv['estimate']:.0f}%" in s["verdict"][0] and f"{sv['target_auc']:.4f}" in s["verdict"][0]
+
+
+def test_strategy_above_the_ceiling_is_flagged_first(tmp_path):
+    from simulate.report import build_report
+
+    rnd = [[0.5, 0.7, 0.8, 0.85, 0.9, 0.9]] * 4
+    aift = [[0.5, 0.8, 0.9, 0.92, 0.93, 0.93]] * 4
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.86, 0.85, 0.87, 0.86]))
+    assert s["ceiling"] == {"reliable": False, "exceeded_by": ["aift", "random"]}
+    assert s["verdict"][0].startswith("Full training (AUC 0.8600") and "not a ceiling" in s["verdict"][0]
+    text = (tmp_path / "report.md").read_text()
+    first = text.split("## Answer")[0]
+    assert "not a ceiling here" in first and "--full-epochs" in first
+    assert "Unreliable: a strategy ends above full training" in text
+
+
+def test_no_m0_is_said_loudly_and_one_seed_gives_no_verdict(tmp_path):
+    from simulate.report import build_report
+
+    s = build_report(_fake_run(tmp_path, {"aift": [[0.5, 0.7, 0.8, 0.9]], "random": [[0.5, 0.6, 0.7, 0.8]]},
+                               [0.9], m0_source="none"))
+    assert s["verdict"][0].startswith("NO PRE-TRAINED M0")
+    assert s["strategies"]["aift"]["savings"]["ci95"] is None
+    assert any("no interval and no verdict" in v for v in s["verdict"])
+    first = (tmp_path / "report.md").read_text().split("## Answer")[0]
+    assert "NO PRE-TRAINED M0" in first
+
+
+def test_unstable_rounds_share(tmp_path):
+    from simulate.report import build_report
+
+    curves = {"aift": [[0.7, 0.6, 0.8, 0.85], [0.7, 0.75, 0.7, 0.9]], "random": [[0.7, 0.72, 0.8, 0.85]] * 2}
+    s = build_report(_fake_run(tmp_path, curves, [0.9, 0.9]))
+    assert s["strategies"]["aift"]["unstable_rounds"] == pytest.approx(1 / 6)  # one drop > 0.05 in 6 transitions
+    assert s["strategies"]["random"]["unstable_rounds"] == 0
+    assert any(v.startswith("Share of rounds whose test AUC fell") and "aift 17%" in v for v in s["verdict"])
+
+
+def test_every_verdict_number_comes_from_the_summary(tmp_path):
+    """Each percentage / AUC in the verdict appears, formatted, among the summary's values."""
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(5)
+    curves = {st: [_noisy(rng, 0.65, end, 10, 0.01) for _ in range(6)]
+              for st, end in (("aift", 0.93), ("random", 0.9), ("random-rft", 0.88))}
+    s = build_report(_fake_run(tmp_path, curves, [0.93] * 6))
+    values = set()
+
+    def walk(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                values.add(str(k))
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, float):
+            values.update({f"{100 * o:.0f}%", f"{o:.4f}", f"{o:+.3f}", f"{o:+.4f}", f"{o:.3f}"})
+        elif isinstance(o, int):
+            values.add(str(o))
+
+    walk({k: v for k, v in s.items() if k != "verdict"})
+    for line in s["verdict"]:
+        for tok in re.findall(r"[+-]?\d+(?:\.\d+)?%?", line):
+            assert tok in values or tok.lstrip("+") in values or tok in ("95%", "0.05"), (tok, line)
