@@ -22,14 +22,23 @@ temporary sibling, fsyncs it and renames it over the old file (so it is always c
 
 Crash safety of ``teach`` (the order is what matters)::
 
-    1. validate the CSV (nothing is written if any row is bad)
-    2. append the new entries to the ledger, marked with round T = checkpoint round + 1
-    3. fine-tune (ActiveLearner.teach)
-    4. save checkpoints/round-T atomically (temporary folder renamed into place)
+    1. validate the CSV and config.json against the store (nothing is written if anything is bad)
+    2. load the latest checkpoint and check its model's classes (a damaged checkpoint is refused here,
+       naming ``aift recover PROJECT``; the ledger is untouched)
+    3. append the new entries to the ledger, marked with round T = checkpoint round + 1
+    4. fine-tune (ActiveLearner.teach)
+    5. save checkpoints/round-T atomically (temporary folder renamed into place)
 
 Every command starts by comparing the ledger with the latest checkpoint: ledger rounds newer than the
-checkpoint (a crash between 2 and 4) are re-applied from that checkpoint, one teach per round, in order.
-So an imported label is never lost and the model always ends up trained on it.
+checkpoint (a crash between 3 and 5) are re-applied from that checkpoint, one teach per round, in order.
+So an imported label is never lost and the model always ends up trained on it. ``aift recover``
+(:meth:`Project.repair`) sets a damaged latest checkpoint aside and re-applies the ledger from the
+previous one the same way.
+
+Nothing of the user's is ever replaced: a query round is numbered past every ``round-NNN`` name present
+and its folder is renamed into place with a rename that refuses to overwrite; ``init`` likewise. Every
+value read back (ledger, query.json, state.json, config.json against the store) is checked and refused
+with its file (and ledger line) named.
 
 Test hook: with ``AIFT_TEST_CRASH_AFTER_LEDGER=1`` in the environment, ``teach`` kills its own process
 (``os._exit(137)``) right after step 2, to test the recovery. Never set it otherwise.
@@ -384,10 +393,10 @@ class Project:
         if len(reason) > 200:
             reason = reason[:200] + "…"
         earlier = [r for r, q in self.checkpoints() if q != p]
-        back = f"checkpoint {round_name(earlier[-1])}" if earlier else "a rebuilt M0 (same settings and seed)"
+        back = (f"go back to checkpoint {round_name(earlier[-1])}" if earlier
+                else f"rebuild M0 from {CONFIG} (same settings and seed)")
         return DamagedCheckpoint(f"{p}: damaged checkpoint ({reason}); run `aift recover {self.path}` to set it "
-                                 f"aside and go back to {back} (the labels of later rounds are re-trained from the "
-                                 f"ledger; none is lost)")
+                                 f"aside and {back}: the ledger's labels are re-trained from there, none is lost")
 
     def _read_state(self, p: Path) -> dict:
         """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
@@ -421,9 +430,15 @@ class Project:
         if self._learner is None:
             from aift_tf.learner import ActiveLearner
 
+            import zipfile
+
             _, p = self.checkpoints()[-1]
             self._read_state(p)
             store = self.store
+            model_file = p / "model.keras"
+            if not zipfile.is_zipfile(model_file):  # Keras would say "File not found" for a truncated file
+                raise self.damaged_checkpoint(p, f"model.keras is truncated or not a .keras (zip) file, "
+                                                 f"{model_file.stat().st_size} bytes")
             try:
                 learner = ActiveLearner.load(p, store, progress=self.progress)
             except AiftError as e:
@@ -432,8 +447,9 @@ class Project:
                 raise self.damaged_checkpoint(p, f"{type(e).__name__}: {e}") from None
             K = int(learner.model.output_shape[-1])
             if K != len(self.class_names):
+                names = ", ".join(map(printable, self.class_names))
                 raise self.damaged_checkpoint(p, f"its model has {K} output classes, the project "
-                                                 f"{len(self.class_names)} ({', '.join(map(printable, self.class_names))})")
+                                                 f"{len(self.class_names)} ({names})")
             self._learner = learner
         return self._learner
 
@@ -844,15 +860,11 @@ class Project:
         todo = plan["new"] + plan["relabel"]
         if not todo:
             return {"nothing_new": True, "plan": plan, "recovered": recovered, "csv": csv_path}
-        # Everything the fine-tune needs is loaded and checked BEFORE the ledger is touched: a damaged
-        # checkpoint or a model whose classes differ from the project's is refused with the ledger unchanged.
+        # Everything the fine-tune needs is loaded and checked BEFORE the ledger is touched: config.json against
+        # the store (validate_csv opened it), the checkpoint, and the model's classes against the project's
+        # (learner()), so the labels, checked against the project's classes, are classes of the model too.
         learner = self.learner()
         r = int(learner.round) + 1
-        K = int(learner.model.output_shape[-1])
-        bad = [(c, lab) for c, lab, _ in todo if not 0 <= lab < K]
-        if bad:
-            raise AiftError(f"{csv_path}: label {bad[0][1]} of id {bad[0][0]} is not one of the model's {K} classes "
-                            f"(nothing was changed)")
         try:
             source = str(csv_path.resolve().relative_to(self.path.resolve()))
         except ValueError:

@@ -174,7 +174,8 @@ def test_teach_with_a_damaged_checkpoint_leaves_the_ledger_and_recover_fixes_it(
     assert snapshot(project).keys() == before.keys()
     line = one_line_error(r.stderr)
     assert str(project / "checkpoints" / "round-001") in line and "damaged checkpoint" in line
-    assert f"aift recover {project}" in line and "round-000" in line
+    assert f"aift recover {project}" in line and "go back to checkpoint round-000" in line
+    assert "model.keras is truncated" in line and "File not found" not in line
     out = status_ok(project)
     assert "teach rounds: 1" in out
     assert_survived(before, project)
@@ -204,7 +205,7 @@ def test_recover_rebuilds_a_damaged_m0(project, base):
     assert r.exit_code == 2
     assert_survived(before, project)
     line = one_line_error(r.stderr)
-    assert "round-000" in line and "aift recover" in line and "rebuilt M0" in line
+    assert "round-000" in line and "aift recover" in line and "rebuild M0 from config.json" in line
     r = aift("recover", project)
     assert r.exit_code == 0, r.stderr
     assert "M0 rebuilt" in r.output
