@@ -78,7 +78,19 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
             raise OSError(err, os.strerror(err), str(dst))
-    if dst.exists() or dst.is_symlink():  # fallback: claim the name exclusively, then fill it atomically
+    rename_into_claim(src, dst)
+
+
+def rename_into_claim(src: Path, dst: Path) -> None:
+    """Portable no-replace folder rename: claim ``dst`` with an exclusive ``mkdir``, rename ``src`` onto it.
+
+    FileExistsError if ``dst`` exists; OSError (ENOTEMPTY) if something was written into the claim
+    meanwhile. Used where ``renameat2(RENAME_NOREPLACE)`` is unavailable.
+
+    Example:
+    >>> rename_into_claim(Path(".round-002.tmp"), Path("round-002"))
+    """
+    if dst.exists() or dst.is_symlink():
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
     os.mkdir(dst)  # raises FileExistsError if another process won the race
     try:

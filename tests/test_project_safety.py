@@ -109,6 +109,29 @@ def test_atomic_dir_without_replace_refuses_a_folder_that_appeared_meanwhile(tmp
     assert (tmp_path / "fresh" / "x").read_text() == "x"
 
 
+def test_portable_no_replace_rename(tmp_path):
+    """The fallback where renameat2(RENAME_NOREPLACE) is unavailable refuses to replace anything, too."""
+    from aift_tf._io import rename_into_claim
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("new")
+    for existing in ("dir", "empty", "file"):
+        dst = tmp_path / existing
+        if existing == "file":
+            dst.write_text("mine")
+        else:
+            dst.mkdir()
+            if existing == "dir":
+                (dst / "a").write_text("mine")
+        with pytest.raises(FileExistsError):
+            rename_into_claim(src, dst)
+    assert (tmp_path / "dir" / "a").read_text() == "mine" and (tmp_path / "file").read_text() == "mine"
+    assert not any((tmp_path / "empty").iterdir())
+    rename_into_claim(src, tmp_path / "new")
+    assert (tmp_path / "new" / "a").read_text() == "new" and not src.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # 2. concurrent init
 # ------------------------------------------------------------------------------------------------
