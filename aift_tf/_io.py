@@ -1,12 +1,17 @@
 """Atomic file writing and hashing helpers shared by every writer in the package.
 
 Nothing is ever half-written: writers produce a temporary sibling and ``os.replace`` it onto the
-destination once complete; on any exception the temporary is removed.
+destination once complete; on any exception the temporary is removed. After the rename the folder
+itself is fsynced, so a power cut right after a write cannot lose the new name. Temporaries get the
+permissions a plain ``open``/``mkdir`` would give (``0666``/``0777`` minus the umask), not the private
+``0600``/``0700`` of :mod:`tempfile`, so a project shared by a group stays readable by its members.
+``atomic_dir(path, replace=False)`` never replaces an existing ``path`` (``renameat2(RENAME_NOREPLACE)``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +20,85 @@ import tempfile
 from pathlib import Path
 
 from aift_tf.errors import AiftError
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status``), else via ``os.umask``.
+
+    Example:
+    >>> oct(0o666 & ~current_umask())  # the mode a new file gets, e.g. '0o644'
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe; only where /proc is unavailable
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(folder) -> None:
+    """fsync a folder so that a rename/creation inside it survives a power cut (no-op where unsupported).
+
+    Example:
+    >>> os.replace("a.tmp", "a"); fsync_dir(".")
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder
+    finally:
+        os.close(fd)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` atomically, failing with FileExistsError if ``dst`` exists (any type).
+
+    Linux ``renameat2(RENAME_NOREPLACE)``; elsewhere (or where the filesystem refuses the flag) ``dst``
+    is first claimed with an exclusive ``mkdir`` and the complete folder renamed onto that empty claim.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(dst))
+    rename_into_claim(src, dst)
+
+
+def rename_into_claim(src: Path, dst: Path) -> None:
+    """Portable no-replace folder rename: claim ``dst`` with an exclusive ``mkdir``, rename ``src`` onto it.
+
+    FileExistsError if ``dst`` exists; OSError (ENOTEMPTY) if something was written into the claim
+    meanwhile. Used where ``renameat2(RENAME_NOREPLACE)`` is unavailable.
+
+    Example:
+    >>> rename_into_claim(Path(".round-002.tmp"), Path("round-002"))
+    """
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.mkdir(dst)  # raises FileExistsError if another process won the race
+    try:
+        os.rename(src, dst)  # onto our own empty folder; ENOTEMPTY if somebody wrote into it meanwhile
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(dst)
+        raise
 
 
 def _check_parent(path: Path) -> None:
@@ -40,10 +124,14 @@ def atomic_path(path, suffix: str = ""):
     path = Path(path)
     _check_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would follow the umask
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -51,23 +139,43 @@ def atomic_path(path, suffix: str = ""):
 
 
 @contextlib.contextmanager
-def atomic_dir(path):
+def atomic_dir(path, replace: bool = True):
     """Yield a temporary folder beside ``path``; move it onto ``path`` on success.
 
-    An existing folder at ``path`` is replaced only once the new one is complete.
+    Args:
+        path: final folder.
+        replace: True: an existing folder at ``path`` is replaced once the new one is complete.
+            False: ``path`` is never replaced; if anything exists there when the new folder is complete
+            (even if it appeared meanwhile, e.g. a concurrent writer), raise ``AiftError`` and discard
+            the new folder.
+
+    Example:
+    >>> with atomic_dir("PROJECT/round-002", replace=False) as tmp:
+    ...     (tmp / "queries.csv").write_text("id,label\n")
     """
     path = Path(path)
     _check_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir would follow the umask
     try:
         yield tmp
-        if path.exists():
+        if not replace:
+            try:
+                _rename_noreplace(tmp, path)
+            except FileExistsError:
+                raise AiftError(f"{path}: already exists (it was not replaced)") from None
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise AiftError(f"{path}: already exists (it was not replaced)") from None
+                raise
+        elif path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,6 +7,7 @@
     aift teach PROJECT round-NNN/queries.csv [--relabel]
     aift status PROJECT
     aift export PROJECT --out DIR [--force]
+    aift recover PROJECT        (after an error naming a damaged checkpoint)
 
 Every command takes ``--quiet`` (no progress bars or chatter). Bad input → ``error: ...`` on one line,
 exit code 2, the project unchanged. TensorFlow is imported only when a model is built, loaded or trained.
@@ -192,22 +193,28 @@ def teach(project, csv_file, relabel, quiet):
 @quiet_option
 def status(project, quiet):
     """Rounds, labels per class, pool left, last fine-tune metrics."""
+    from aift_tf.project import printable as e  # every string read back from the project is escaped
+
     p, bars = _open(project, quiet)
     with p:
         s = p.status()
         c = p.config
     bars.close()
+    ft = c.get("finetune") if isinstance(c.get("finetune"), dict) else {}
     lines = [
-        f"project {project}: store {c['store']} ({c['app']}, {c['n']} candidates x {c['m']} patches)",
-        f"  model {c['model']} (weights {c['weights'] or 'none'}, trainable {c['trainable']}); strategy "
-        f"{c['strategy']} (omega {c['omega']}); learning {c['learning']}; {c['finetune']['epochs']} epoch(s), "
-        f"lr {c['finetune']['learning_rate']}, batch {c['finetune']['batch_size']}, seed {c['seed']}",
+        f"project {e(project)}: store {e(c['store'])} ({e(c.get('app'))}, {c['n']} candidates x {c['m']} patches)",
+        f"  model {e(c.get('model'))} (weights {e(c.get('weights') or 'none')}, trainable {e(c.get('trainable'))}); "
+        f"strategy {e(c.get('strategy'))} (omega {e(c.get('omega'))}); learning {e(c.get('learning'))}; "
+        f"{e(ft.get('epochs'))} epoch(s), lr {e(ft.get('learning_rate'))}, batch {e(ft.get('batch_size'))}, "
+        f"seed {e(c.get('seed'))}",
         f"teach rounds: {s['teach_rounds']}; query rounds: {len(s['query_rounds'])}",
     ]
     for q in s["query_rounds"]:
         lines.append(f"  round-{q['round']:03d}: {q['n']} queried, {q['labeled']} labeled"
                      + ("" if q["answered"] else " (unanswered)"))
-    per = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
+    for name in s["incomplete_rounds"]:
+        lines.append(f"  {e(name)}: no query.json (not written by `aift query`; left as it is)")
+    per = ", ".join(f"{e(k)} {v}" for k, v in s["per_class"].items())
     lines.append(f"labels: {s['labels']} ({per})")
     lines.append(f"pool left: {s['pool_left']} of {s['pool']} unlabeled")
     if s["history"]:
@@ -238,6 +245,28 @@ def export(project, out, force, quiet):
         r = p.state()["round"]
     bars.close()
     _say(quiet)(f"exported the model of teach round {r} to {path} (saved_model/, model.keras, provenance.json)")
+
+
+@cli.command()
+@click.argument("project", type=click.Path(file_okay=False))
+@quiet_option
+def recover(project, quiet):
+    """Set a damaged newest checkpoint aside and re-train its labels from the ledger on the previous one.
+
+    The damaged folder is renamed checkpoints/round-TTT.damaged (not deleted); if M0 itself is damaged it
+    is rebuilt from config.json. The ledger is never changed, so no label is lost.
+    """
+    p, bars = _open(project, quiet)
+    with p:
+        res = p.repair()
+    bars.close()
+    if not res["set_aside"] and not res["rebuilt_m0"] and not res["records"]:
+        _say(quiet)(f"nothing to recover: the newest checkpoint of {project} loads and matches the ledger")
+        return
+    _say(quiet)(f"recovered {project}: {len(res['set_aside'])} damaged checkpoint(s) set aside"
+                + ("; M0 rebuilt from config.json" if res["rebuilt_m0"] else "")
+                + f"; {len(res['records'])} round(s) re-trained from the ledger; the model is at teach round "
+                  f"{res['round']}")
 
 
 def main(argv=None):

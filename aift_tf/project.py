@@ -22,14 +22,23 @@ temporary sibling, fsyncs it and renames it over the old file (so it is always c
 
 Crash safety of ``teach`` (the order is what matters)::
 
-    1. validate the CSV (nothing is written if any row is bad)
-    2. append the new entries to the ledger, marked with round T = checkpoint round + 1
-    3. fine-tune (ActiveLearner.teach)
-    4. save checkpoints/round-T atomically (temporary folder renamed into place)
+    1. validate the CSV and config.json against the store (nothing is written if anything is bad)
+    2. load the latest checkpoint and check its model's classes (a damaged checkpoint is refused here,
+       naming ``aift recover PROJECT``; the ledger is untouched)
+    3. append the new entries to the ledger, marked with round T = checkpoint round + 1
+    4. fine-tune (ActiveLearner.teach)
+    5. save checkpoints/round-T atomically (temporary folder renamed into place)
 
 Every command starts by comparing the ledger with the latest checkpoint: ledger rounds newer than the
-checkpoint (a crash between 2 and 4) are re-applied from that checkpoint, one teach per round, in order.
-So an imported label is never lost and the model always ends up trained on it.
+checkpoint (a crash between 3 and 5) are re-applied from that checkpoint, one teach per round, in order.
+So an imported label is never lost and the model always ends up trained on it. ``aift recover``
+(:meth:`Project.repair`) sets a damaged latest checkpoint aside and re-applies the ledger from the
+previous one the same way.
+
+Nothing of the user's is ever replaced: a query round is numbered past every ``round-NNN`` name present
+and its folder is renamed into place with a rename that refuses to overwrite; ``init`` likewise. Every
+value read back (ledger, query.json, state.json, config.json against the store) is checked and refused
+with its file (and ledger line) named.
 
 Test hook: with ``AIFT_TEST_CRASH_AFTER_LEDGER=1`` in the environment, ``teach`` kills its own process
 (``os._exit(137)``) right after step 2, to test the recovery. Never set it otherwise.
@@ -51,7 +60,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, write_json_atomic, write_text_atomic
+from aift_tf._io import atomic_dir, fsync_dir, write_json_atomic, write_text_atomic
 from aift_tf.errors import AiftError
 
 PROJECT_FORMAT = 1
@@ -73,6 +82,42 @@ def _now() -> str:
 
 def round_name(k: int) -> str:
     return f"round-{int(k):03d}"
+
+
+def printable(text) -> str:
+    """``text`` with every non-printable character (terminal controls, bidi overrides) escaped.
+
+    Strings read back from a project or a store (class names, app, paths) are shown through this, so
+    that a class name cannot retitle, clear or rewrite the terminal.
+
+    Example:
+    >>> printable("PE\x1b]0;owned\x07")
+    'PE\\x1b]0;owned\\x07'
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+class DamagedCheckpoint(AiftError):
+    """A checkpoint folder that cannot be read; the message names ``aift recover PROJECT``."""
+
+
+def check_int(value, what: str, where: str, lo: int = 0, hi: Optional[int] = None) -> int:
+    """``value`` (as parsed from a project's JSON) if it is an integer in ``lo..hi``; else a one-line AiftError.
+
+    A float (``5.7``, ``5.0``, ``Infinity``, ``1e30``), a bool or a string is refused: the project's
+    files are written by ``aift`` with plain integers, so anything else is damage or a hand edit.
+
+    Example:
+    >>> check_int(3, "id", "ledger.jsonl line 2", 0, 47)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = json.dumps(value) if isinstance(value, (int, float, str, type(None))) else type(value).__name__
+        raise AiftError(f"{where}: {what} {printable(shown)} is not an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise AiftError(f"{where}: {what} {value} is out of range ({rng})")
+    return value
 
 
 def parse_weights(value):
@@ -167,7 +212,9 @@ def init_project(path, data, *, model="small_cnn", weights=None, trainable="all"
         learner = ActiveLearner(store, model_name=model, weights=weights, trainable=trainable, strategy=strategy,
                                 learning=learning, omega=float(omega), finetune=ft, seed=int(seed),
                                 pool_split="train", val_split="val", progress=progress)
-        with atomic_dir(path) as tmp:
+        # replace=False: the final rename refuses to replace a folder that appeared meanwhile (a concurrent
+        # `aift init` of the same path): the first one to finish keeps the project, the other exits 2.
+        with atomic_dir(path, replace=False) as tmp:
             write_json_atomic(tmp / CONFIG, config)
             write_text_atomic(tmp / LEDGER, "")
             (tmp / CHECKPOINTS).mkdir()
@@ -199,9 +246,20 @@ class Project:
             self.config = json.loads(cfg.read_text())
         except (OSError, ValueError) as e:
             raise AiftError(f"{cfg}: unreadable ({e})") from None
-        if self.config.get("format") != PROJECT_FORMAT:
-            raise AiftError(f"{cfg}: unsupported project format {self.config.get('format')!r}")
-        self.class_names = list(self.config["class_names"])
+        if not isinstance(self.config, dict) or self.config.get("format") != PROJECT_FORMAT:
+            got = self.config.get("format") if isinstance(self.config, dict) else self.config
+            raise AiftError(f"{cfg}: unsupported project format {got!r}")
+        names = self.config.get("class_names")
+        if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) and c for c in names)
+                or len(set(names)) != len(names)):
+            raise AiftError(f"{cfg}: \"class_names\" must be a list of >= 2 distinct names, got "
+                            f"{printable(json.dumps(names))}")
+        for key in ("n", "m"):
+            check_int(self.config.get(key), f"\"{key}\"", str(cfg), 1)
+        for key in ("store", "store_sha256"):
+            if not isinstance(self.config.get(key), str):
+                raise AiftError(f"{cfg}: \"{key}\" must be a string, got {printable(json.dumps(self.config.get(key)))}")
+        self.class_names = list(names)
         self._store = None
         self._learner = None
         self._stack = contextlib.ExitStack()
@@ -231,8 +289,25 @@ class Project:
                 store.close()
                 raise AiftError(f"{sp}: the store has changed since `aift init` (sha256 "
                                 f"{self.config['store_sha256'][:12]}… expected)")
+            try:
+                self.check_config_against_store(store)
+            except AiftError:
+                store.close()
+                raise
             self._store = store
         return self._store
+
+    def check_config_against_store(self, store) -> None:
+        """Refuse a config.json whose classes / sizes differ from its store (a hand edit): one-line AiftError."""
+        cfg = self.path / CONFIG
+        mine = {"class_names": self.class_names, "n": self.config["n"], "m": self.config["m"],
+                "patch_shape": self.config.get("patch_shape")}
+        theirs = {"class_names": list(store.class_names), "n": int(store.n), "m": int(store.m),
+                  "patch_shape": [int(x) for x in store.patch_shape]}
+        for key, want in theirs.items():
+            if mine[key] != want:
+                raise AiftError(f"{cfg}: \"{key}\" is {printable(json.dumps(mine[key]))} but the project's store "
+                                f"has {printable(json.dumps(want))} (config.json was edited? put the value back)")
 
     def _cleanup_temporaries(self) -> None:
         """Remove temporaries left by an interrupted atomic write (never a complete file/folder)."""
@@ -255,14 +330,29 @@ class Project:
         if not f.is_file():
             raise AiftError(f"{f}: the label ledger is missing")
         out = []
-        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+        n, K = int(self.config["n"]), len(self.class_names)
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise AiftError(f"{f}: unreadable ({e})") from None
+        for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
+            where = f"{f} line {i}"
             try:
                 e = json.loads(line)
-                int(e["id"]), int(e["label"]), int(e["round"])
-            except (ValueError, KeyError, TypeError):
-                raise AiftError(f"{f} line {i}: not a ledger entry: {line[:80]!r}") from None
+            except ValueError:
+                raise AiftError(f"{where}: not a ledger entry: {line[:80]!r}") from None
+            if not isinstance(e, dict) or not {"id", "label", "round"} <= set(e):
+                raise AiftError(f"{where}: not a ledger entry (needs id, label, round): {line[:80]!r}")
+            check_int(e["id"], "id", where, 0, n - 1)
+            if isinstance(e["label"], int) and not isinstance(e["label"], bool) and not 0 <= e["label"] < K:
+                classes = ", ".join(f"{k}={printable(c)}" for k, c in enumerate(self.class_names))
+                raise AiftError(f"{where}: label {e['label']} of id {e['id']} is not a class ({classes})")
+            check_int(e["label"], "label", where, 0, K - 1)
+            check_int(e["round"], "round", where, 1)
+            if e.get("query_round") is not None:
+                check_int(e["query_round"], "query_round", where, 1)
             out.append(e)
         return out
 
@@ -297,21 +387,137 @@ class Project:
             raise AiftError(f"{d}: no learner checkpoint (the project is damaged; re-create it with `aift init`)")
         return sorted(out)
 
+    def damaged_checkpoint(self, p: Path, reason: str) -> DamagedCheckpoint:
+        """The one-line error for a checkpoint folder that cannot be read, naming the recovery command."""
+        reason = " ".join(str(reason).split())  # Keras/h5py messages span lines
+        if len(reason) > 200:
+            reason = reason[:200] + "…"
+        earlier = [r for r, q in self.checkpoints() if q != p]
+        back = (f"go back to checkpoint {round_name(earlier[-1])}" if earlier
+                else f"rebuild M0 from {CONFIG} (same settings and seed)")
+        return DamagedCheckpoint(f"{p}: damaged checkpoint ({reason}); run `aift recover {self.path}` to set it "
+                                 f"aside and {back}: the ledger's labels are re-trained from there, none is lost")
+
+    def _read_state(self, p: Path) -> dict:
+        """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
+        f = p / "state.json"
+        try:
+            st = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise self.damaged_checkpoint(p, f"state.json unreadable: {e}") from None
+        try:
+            if not isinstance(st, dict):
+                raise AiftError(f"{f}: not a learner state")
+            check_int(st.get("round"), "round", str(f), 0)
+            n, K = int(self.config["n"]), len(self.class_names)
+            ids, labels = st.get("labeled_ids"), st.get("labeled_labels")
+            if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
+                raise AiftError(f"{f}: labeled_ids / labeled_labels are not two lists of the same length")
+            for i, lab in zip(ids, labels):
+                check_int(i, "labeled id", str(f), 0, n - 1)
+                check_int(lab, f"label of id {i}", str(f), 0, K - 1)
+        except AiftError as e:
+            raise self.damaged_checkpoint(p, str(e)) from None
+        return st
+
     def state(self) -> dict:
         """state.json of the latest checkpoint (no TensorFlow)."""
         _, p = self.checkpoints()[-1]
-        try:
-            return json.loads((p / "state.json").read_text())
-        except (OSError, ValueError) as e:
-            raise AiftError(f"{p / 'state.json'}: unreadable ({e})") from None
+        return self._read_state(p)
 
     def learner(self):
+        """The learner of the latest checkpoint (loaded once); a damaged one → AiftError naming ``aift recover``."""
         if self._learner is None:
             from aift_tf.learner import ActiveLearner
 
+            import zipfile
+
             _, p = self.checkpoints()[-1]
-            self._learner = ActiveLearner.load(p, self.store, progress=self.progress)
+            self._read_state(p)
+            store = self.store
+            model_file = p / "model.keras"
+            if not zipfile.is_zipfile(model_file):  # Keras would say "File not found" for a truncated file
+                raise self.damaged_checkpoint(p, f"model.keras is truncated or not a .keras (zip) file, "
+                                                 f"{model_file.stat().st_size} bytes")
+            try:
+                learner = ActiveLearner.load(p, store, progress=self.progress)
+            except AiftError as e:
+                raise self.damaged_checkpoint(p, str(e)) from None
+            except Exception as e:  # noqa: BLE001 - m0.weights.h5 / state fields: anything unreadable
+                raise self.damaged_checkpoint(p, f"{type(e).__name__}: {e}") from None
+            K = int(learner.model.output_shape[-1])
+            if K != len(self.class_names):
+                names = ", ".join(map(printable, self.class_names))
+                raise self.damaged_checkpoint(p, f"its model has {K} output classes, the project "
+                                                 f"{len(self.class_names)} ({names})")
+            self._learner = learner
         return self._learner
+
+    def repair(self) -> dict:
+        """``aift recover``: set damaged newest checkpoints aside, go back to the newest sound one, re-train.
+
+        The newest checkpoint is loaded; while it cannot be, it is renamed to ``checkpoints/round-TTT.damaged``
+        (kept for inspection, never deleted) and the previous one is tried. If M0 itself is damaged and no
+        other checkpoint is left, M0 is rebuilt from config.json (same model, weights, settings and seed).
+        Then the ledger's rounds newer than the sound checkpoint are fine-tuned again, in order (as after a
+        crash), so every label in the ledger ends up in the model. The ledger is never touched.
+
+        Returns:
+            {"set_aside": [paths], "rebuilt_m0": bool, "records": [teach records], "round": int}
+
+        Example:
+        >>> with Project("pe-project") as p:
+        ...     p.repair()["set_aside"]
+        """
+        d = self.path / CHECKPOINTS
+        set_aside, rebuilt = [], False
+        while True:
+            try:
+                cps = self.checkpoints()
+            except AiftError:
+                cps = []
+            if not cps:
+                if rebuilt:
+                    raise AiftError(f"{d}: the rebuilt M0 cannot be loaded either; re-create the project with "
+                                    f"`aift init` and teach {self.path / LEDGER}'s labels again")
+                self._rebuild_m0()
+                rebuilt = True
+                continue
+            r, p = cps[-1]
+            try:
+                self.learner()
+                break
+            except DamagedCheckpoint:
+                pass
+            k, target = 0, d / f"{p.name}.damaged"
+            while target.exists() or target.is_symlink():
+                k += 1
+                target = d / f"{p.name}.damaged-{k}"
+            os.rename(p, target)
+            fsync_dir(d)
+            self.echo(f"set aside the damaged checkpoint {p.name} as {target}")
+            set_aside.append(target)
+            self._learner = None
+        records = self.recover()
+        return {"set_aside": set_aside, "rebuilt_m0": rebuilt, "records": records, "round": int(self.learner().round)}
+
+    def _rebuild_m0(self) -> None:
+        from aift_tf.finetune import FineTuneConfig
+        from aift_tf.learner import ActiveLearner
+
+        c = self.config
+        self.echo(f"no sound checkpoint left: rebuilding M0 from {self.path / CONFIG}")
+        try:
+            ft = FineTuneConfig.from_dict(c["finetune"])
+            learner = ActiveLearner(self.store, model_name=c["model"], weights=c["weights"], trainable=c["trainable"],
+                                    strategy=c["strategy"], learning=c["learning"], omega=float(c["omega"]),
+                                    finetune=ft, seed=int(c["seed"]), pool_split=c.get("pool_split", "train"),
+                                    val_split=c.get("val_split", "val"), progress=self.progress)
+        except (KeyError, TypeError, ValueError) as e:
+            raise AiftError(f"{self.path / CONFIG}: cannot rebuild M0 ({type(e).__name__}: {e})") from None
+        (self.path / CHECKPOINTS).mkdir(exist_ok=True)
+        learner.save(self.path / CHECKPOINTS / round_name(0))
+        self._learner = None
 
     def _save_checkpoint(self, learner) -> Path:
         d = self.path / CHECKPOINTS
@@ -393,20 +599,43 @@ class Project:
         return record
 
     # -- query
-    def rounds(self) -> list:
-        """Query rounds [(k, path)] in order."""
+    def round_names(self) -> list:
+        """Every ``round-NNN`` entry of the project folder [(k, path)] in order, complete or not (any file type)."""
         out = []
         for p in self.path.iterdir():
             mt = _ROUND_RE.match(p.name)
-            if mt and p.is_dir() and (p / QUERY_INFO).is_file():
+            if mt:
                 out.append((int(mt.group(1)), p))
         return sorted(out)
 
+    def rounds(self) -> list:
+        """Complete query rounds (folders with a query.json) [(k, path)] in order."""
+        return [(k, p) for k, p in self.round_names() if p.is_dir() and (p / QUERY_INFO).is_file()]
+
+    def incomplete_rounds(self) -> list:
+        """``round-NNN`` names that are not complete query rounds (no query.json; maybe the user's own)."""
+        done = {k for k, _ in self.rounds()}
+        return [(k, p) for k, p in self.round_names() if k not in done]
+
+    def next_round(self) -> int:
+        """The number of the next query round: one more than every ``round-NNN`` name present."""
+        names = self.round_names()
+        return names[-1][0] + 1 if names else 1
+
     def round_info(self, p: Path) -> dict:
+        """query.json of round folder ``p``, with the fields the project relies on checked."""
+        f = p / QUERY_INFO
         try:
-            return json.loads((p / QUERY_INFO).read_text())
+            info = json.loads(f.read_text())
         except (OSError, ValueError) as e:
-            raise AiftError(f"{p / QUERY_INFO}: unreadable ({e})") from None
+            raise AiftError(f"{f}: unreadable ({e})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("ids"), list):
+            raise AiftError(f"{f}: not a query round (no list of \"ids\")")
+        n = int(self.config["n"])
+        for i in info["ids"]:
+            check_int(i, "queried id", str(f), 0, n - 1)
+        check_int(info.get("n"), "\"n\"", str(f), 1)
+        return info
 
     def round_answered(self, k: int, p: Path, ledger, labels) -> bool:
         info = self.round_info(p)
@@ -437,7 +666,7 @@ class Project:
             raise AiftError(f"-n {n} is larger than the {left.size} unlabeled candidates left in the pool")
         self.recover()
         learner = self.learner()
-        k = rounds[-1][0] + 1 if rounds else 1
+        k = self.next_round()  # never the number of an existing round-NNN (complete or not)
         strategy = strategy or learner.strategy
         omega = float(omega) if omega is not None else learner.omega
         saved = (learner.strategy, learner.omega, learner.rng)
@@ -467,7 +696,7 @@ class Project:
         target = self.path / round_name(k)
         from aift_tf.gallery import write_gallery
 
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, replace=False) as tmp:  # never replaces a folder (an annotator's work)
             write_text_atomic(tmp / QUERIES, _queries_csv(rows))
             write_json_atomic(tmp / QUERY_INFO, info)
             write_gallery(tmp, self.store, rows, info, project_name=self.path.name,
@@ -503,7 +732,7 @@ class Project:
         labels = self.labels(ledger)
         qround = self.is_round_csv(csv_path)
         queried = None
-        if qround is not None:
+        if qround is not None and (csv_path.parent / QUERY_INFO).is_file():
             queried = set(int(i) for i in self.round_info(csv_path.parent)["ids"])
         n = int(self.config["n"])
         pool = set(self.pool_ids().tolist())
@@ -512,7 +741,7 @@ class Project:
         lower = {}
         for i, c in enumerate(self.class_names):
             lower.setdefault(c.strip().lower(), []).append(i)
-        classes_txt = ", ".join(f"{i}={c}" for i, c in enumerate(self.class_names))
+        classes_txt = ", ".join(f"{i}={printable(c)}" for i, c in enumerate(self.class_names))
         where = str(csv_path)
         try:
             text = csv_path.read_text(encoding="utf-8-sig")
@@ -619,7 +848,10 @@ class Project:
 
     def teach(self, csv_arg, relabel=False, warn: Callable = print) -> dict:
         csv_path = self.resolve_csv(csv_arg)
-        plan = self.validate_csv(csv_path, relabel=relabel)
+        plan = self.validate_csv(csv_path, relabel=relabel)  # also checks config.json against the store
+        if plan["query_round"] is not None and not (csv_path.parent / QUERY_INFO).is_file():
+            warn(f"warning: {csv_path.parent / QUERY_INFO} is missing: the ids of {csv_path} were checked against "
+                 f"the pool instead of the round's queried ids")
         if plan["empty"]:
             shown = ", ".join(map(str, plan["empty"][:10])) + (" …" if len(plan["empty"]) > 10 else "")
             warn(f"warning: {csv_path}: {len(plan['empty'])} row(s) with an empty label skipped (ids {shown}); "
@@ -628,8 +860,11 @@ class Project:
         todo = plan["new"] + plan["relabel"]
         if not todo:
             return {"nothing_new": True, "plan": plan, "recovered": recovered, "csv": csv_path}
-        st = self.state()
-        r = int(st["round"]) + 1
+        # Everything the fine-tune needs is loaded and checked BEFORE the ledger is touched: config.json against
+        # the store (validate_csv opened it), the checkpoint, and the model's classes against the project's
+        # (learner()), so the labels, checked against the project's classes, are classes of the model too.
+        learner = self.learner()
+        r = int(learner.round) + 1
         try:
             source = str(csv_path.resolve().relative_to(self.path.resolve()))
         except ValueError:
@@ -661,7 +896,8 @@ class Project:
             info = self.round_info(p)
             rounds.append({"round": k, "n": info["n"], "answered": self.round_answered(k, p, ledger, labels),
                            "labeled": sum(int(i) in labels for i in info["ids"])})
-        return {"teach_rounds": int(st["round"]), "labels": len(labels),
+        incomplete = [p.name for _, p in self.incomplete_rounds()]
+        return {"incomplete_rounds": incomplete, "teach_rounds": int(st["round"]), "labels": len(labels),
                 "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
                 "pool_left": int(self.unlabeled_ids(labels).size), "query_rounds": rounds,
                 "history": st.get("history", []), "checkpoint": self.checkpoints()[-1][1]}

@@ -127,7 +127,7 @@ def test_help_does_not_import_tensorflow():
     code = (
         "import sys\n"
         "from aift_tf.cli import main\n"
-        "for cmd in ([], ['init'], ['query'], ['teach'], ['status'], ['export']):\n"
+        "for cmd in ([], ['init'], ['query'], ['teach'], ['status'], ['export'], ['recover']):\n"
         "    try:\n"
         "        main(cmd + ['--help'])\n"
         "    except SystemExit as e:\n"
