@@ -7,8 +7,10 @@
 * :func:`read_dicom_image` -- one 2-D DICOM image (radiograph) as uint8 through an intensity window
   (MONOCHROME1 inverted so that dense is bright).
 
-Pixels are decoded by SimpleITK (GDCM: compressed transfer syntaxes, RescaleSlope/Intercept applied,
-so CT values are Hounsfield units); headers are read by pydicom.
+Headers are read by pydicom. Series pixels are decoded by SimpleITK (GDCM: compressed transfer
+syntaxes, RescaleSlope/Intercept applied, so CT values are Hounsfield units); 2-D images by pydicom
+(modality LUT applied; SimpleITK as the fallback decoder), because GDCM inverts MONOCHROME1 pixels
+before rescaling, which would put them outside any window given in stored units.
 
 Example:
     >>> s = dicom_series("scans/patient07")
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.volumes import VolumeGeometry, apply_window, auto_window
+from aift_tf.volumes import VolumeGeometry, apply_window, auto_window, load_simpleitk
 
 __all__ = ["DICOM_EXTENSIONS", "DicomSeries", "dicom_series", "read_dicom_header", "read_dicom_image",
            "first_line"]
@@ -182,6 +184,33 @@ def _voi_window(ds):
     return (c - w / 2.0, c + w / 2.0)
 
 
+def _decode_2d(path: Path, ds) -> np.ndarray:
+    """Pixels of a 2-D DICOM after the modality LUT (RescaleSlope/Intercept), MONOCHROME1 not inverted.
+
+    pydicom decodes (uncompressed, RLE, and JPEG / JPEG 2000 through Pillow); if it has no decoder
+    for the transfer syntax, SimpleITK (GDCM) decodes MONOCHROME2 and colour images.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        a = ds.pixel_array
+    except Exception as e:  # noqa: BLE001 - a missing decoder plugin or corrupt pixel data
+        if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+            raise AiftError(f"{path}: cannot decode DICOM pixels ({first_line(e)})") from None
+        sitk = load_simpleitk()
+        try:
+            img = sitk.ReadImage(str(path))
+        except Exception as e2:  # noqa: BLE001
+            raise AiftError(f"{path}: cannot decode DICOM pixels ({first_line(e2)})") from None
+        a = sitk.GetArrayFromImage(img)
+        if img.GetDimension() == 3 and a.shape[0] == 1:
+            a = a[0]
+        return a
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 1:
+        a = apply_modality_lut(a, ds)
+    return a
+
+
 def read_dicom_image(path, window=None) -> np.ndarray:
     """One 2-D DICOM image as uint8 (H, W) (or (H, W, 3) for colour).
 
@@ -189,31 +218,28 @@ def read_dicom_image(path, window=None) -> np.ndarray:
         path: the ``.dcm`` file.
         window: ``(lo, hi)`` in stored units after RescaleSlope/Intercept, or ``None`` for the
             file's own VOI window (WindowCenter/WindowWidth), else its 0.5-99.5 percentiles.
-            Colour (RGB) images are used as they are.
+            MONOCHROME1 images are inverted after windowing (dense = bright); colour (RGB) images are
+            used as they are.
 
     Raises:
         AiftError: unreadable file, no pixel data, not a single 2-D frame.
-    """
-    from aift_tf.volumes import load_simpleitk
 
+    Example:
+        >>> read_dicom_image("chest.dcm", window=(-1000, 400)).shape
+        (2048, 2048)
+    """
     path = Path(path)
     ds = read_dicom_header(path)
     if not _has_pixels(ds):
         raise AiftError(f"{path}: DICOM file has no pixel data")
-    sitk = load_simpleitk()
-    try:
-        img = sitk.ReadImage(str(path))
-    except Exception as e:  # noqa: BLE001
-        raise AiftError(f"{path}: cannot decode DICOM pixels ({first_line(e)})") from None
-    a = sitk.GetArrayFromImage(img)
-    if img.GetDimension() == 3:
-        if a.shape[0] != 1:
-            raise AiftError(f"{path}: DICOM file holds {a.shape[0]} frames; expected one 2-D image")
-        a = a[0]
-    if img.GetNumberOfComponentsPerPixel() == 3:
+    a = np.asarray(_decode_2d(path, ds))
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if a.ndim == (3 if samples == 1 else 4):
+        raise AiftError(f"{path}: DICOM file holds {a.shape[0]} frames; expected one 2-D image")
+    if samples == 3 and a.ndim == 3:
         return np.clip(a, 0, 255).astype(np.uint8) if a.dtype != np.uint8 else a
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise AiftError(f"{path}: DICOM image has {img.GetNumberOfComponentsPerPixel()} samples per pixel")
+    if samples != 1 or a.ndim != 2:
+        raise AiftError(f"{path}: DICOM image of shape {a.shape} with {samples} samples per pixel is not supported")
     win = window if window is not None else (_voi_window(ds) or auto_window(a))
     out = apply_window(a.astype(np.float64), win)
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":

@@ -290,12 +290,8 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
                             f"({len(vols)} volumes: {known})")
         vids.append(vid)
     used = sorted(set(vids))
-    messages = []
-    for vid in vols:
-        if vid not in used:
-            msg = f"{vols[vid].path}: volume {vid!r} has no candidates in {csv_path.name}; skipped"
-            messages.append(msg)
-            warn(msg)
+    messages = [f"{vols[vid].path}: volume {vid!r} has no candidates in {csv_path.name}; skipped"
+                for vid in vols if vid not in used]  # reported once every check has passed
     gindex = {vid: g for g, vid in enumerate(used)}
     groups = np.asarray([gindex[v] for v in vids], np.int64)
     geos = {}
@@ -319,6 +315,9 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
         split = group_split(groups, np.maximum(labels, 0), vf, tf, seed)
         if not (split == 0).any():
             raise AiftError(f"{csv_path}: the split left no training volumes; lower val/test fractions")
+
+    for msg in messages:
+        warn(msg)
 
     # -- stream the volumes
     from aift_tf.store import StoreWriter
