@@ -109,13 +109,6 @@ def test_patch0_is_the_unaugmented_centred_view_and_draws_do_not_depend_on_it():
         assert ch[3:5, 3:5].min() > 0 and ch.sum() == ch[3:5, 3:5].sum()
 
 
-def test_library_cutter_is_the_pe_apps_cutter():
-    from aift_tf import volumes
-    from simulate.apps import _volume as V
-
-    assert V.extract_patches is volumes.extract_patches and V.augmentation_params is volumes.augmentation_params
-
-
 # ------------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------------
@@ -423,5 +416,7 @@ def test_gallery_shows_the_three_planes_side_by_side_labelled(store, tmp_path):
     plain = montage(s.read([0])[0])
     assert a.shape[0] > plain.shape[0] * 3 and a.shape[1] < plain.shape[1]  # m rows x 3 planes, not 1 x m
     assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()  # grayscale planes + black text
-    # an ordinary RGB store keeps the one-row montage
+    # the simulated PE app's stores (channels attribute) are 2.5-D too; an ordinary RGB store is not
+    st = type("St", (), {"attrs": {"channels": ["axial", "coronal", "sagittal"]}, "patch_shape": (8, 8, 3)})()
+    assert store_planes(st) == ["axial", "coronal", "sagittal"]
     assert store_planes(type("St", (), {"attrs": {}, "patch_shape": (8, 8, 3)})()) is None
