@@ -121,6 +121,14 @@ def test_three_formats_read_to_the_same_world_volume(scans):
                                                                     ("mhd", "mhd.mhd"))}
     import SimpleITK as sitk
 
+    from aift_tf.importers.dicom import dicom_series
+    from aift_tf.volumes import VolumeGeometry
+
+    # the header-only geometry (used to check candidates before any pixel is read) is SimpleITK's
+    g0, g1 = dicom_series(scans["images"] / "dcm").geometry, VolumeGeometry.of(imgs["dcm"])
+    assert g0.size == g1.size
+    for a, b in ((g0.origin, g1.origin), (g0.spacing, g1.spacing), (g0.direction, g1.direction)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
     for k, img in imgs.items():
         np.testing.assert_allclose(img.GetOrigin(), ph.origin, atol=1e-3, err_msg=k)
         np.testing.assert_allclose(img.GetSpacing(), ph.spacing, atol=1e-4, err_msg=k)
@@ -332,6 +340,8 @@ def test_cli_import_volumes_and_its_errors(scans, tmp_path):
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
         assert ("c.csv" in lines[0]) if not extra else ("LO must be < HI" in lines[0])
         assert not bad.exists()
+    r = _cli(["import-folder", scans["root"], "--out", bad, "--window", "mediastinum,x", "-q"])
+    assert r.returncode == 2 and r.stderr.strip() == ("error: window 'mediastinum,x': LO and HI must be numbers")
 
 
 # ------------------------------------------------------------------------------------------------
