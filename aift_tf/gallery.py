@@ -1,7 +1,10 @@
 """The annotation gallery of a query round: ``gallery.html`` + one patch montage PNG per candidate.
 
 The page is self-contained (inline CSS, no script, no external asset, no server): it opens from disk in any
-browser, offline. Every string taken from user data (ids, group names, class names, app and project
+browser, offline. A 2.5-D store (store attributes ``patch_kind = "2.5d"`` and ``channels`` = the three plane
+names, as written by ``aift-data import-volumes`` and the simulated PE app) shows each patch's three planes
+side by side as grayscale tiles, one row per patch, under labelled column headings (axial | coronal |
+sagittal) instead of one RGB tile per patch. Every string taken from user data (ids, group names, class names, app and project
 names) is passed through :func:`html.escape`; image paths are URL-quoted as well.
 """
 
@@ -46,11 +49,56 @@ def montage(bag: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_montage(path, bag) -> None:
+PLANE_NAMES = ("axial", "coronal", "sagittal")
+
+
+def store_planes(store):
+    """The plane names of a 2.5-D store's three channels, or None for an ordinary store.
+
+    A store is 2.5-D when its ``channels`` attribute lists three names and either ``patch_kind`` is
+    ``"2.5d"`` or the names are axial / coronal / sagittal (the simulated PE app's stores).
+    """
+    attrs = getattr(store, "attrs", {}) or {}
+    ch = attrs.get("channels")
+    if not (isinstance(ch, (list, tuple)) and len(ch) == 3 and tuple(store.patch_shape)[-1] == 3):
+        return None
+    if attrs.get("patch_kind") == "2.5d" or sorted(map(str, ch)) == sorted(PLANE_NAMES):
+        return [str(c) for c in ch]
+    return None
+
+
+def montage_planes(bag: np.ndarray, planes) -> np.ndarray:
+    """(m, H, W, 3) 2.5-D patches -> one RGB uint8 image: one row per patch, the three channels side by
+    side as grayscale tiles under their plane names, the patch index on the left (for ``import-volumes``
+    stores #0 is the unaugmented view centred on the candidate)."""
+    from PIL import Image, ImageDraw
+
+    x = np.asarray(bag)
+    if x.dtype != np.uint8:
+        x = np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    m, h, w, _ = x.shape
+    scale = max(1, math.ceil(MIN_TILE / max(1, min(h, w))))
+    th, tw, pad, head, left = h * scale, w * scale, 2, 14, 22
+    canvas = Image.new("RGB", (left + 3 * (tw + pad), head + m * (th + pad)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(planes):
+        draw.text((left + c * (tw + pad) + 2, 1), str(name), fill=(0, 0, 0))
+    for j in range(m):
+        y = head + j * (th + pad)
+        draw.text((2, y + th // 2 - 5), f"#{j}", fill=(90, 90, 90))
+        for c in range(3):
+            tile = np.repeat(np.repeat(x[j, :, :, c], scale, axis=0), scale, axis=1)
+            canvas.paste(Image.fromarray(tile, "L").convert("RGB"), (left + c * (tw + pad), y))
+    return np.asarray(canvas)
+
+
+def write_montage(path, bag, planes=None) -> None:
+    """Write a candidate's montage PNG: :func:`montage`, or :func:`montage_planes` when ``planes`` are given."""
     from PIL import Image
 
+    img = montage(bag) if planes is None else montage_planes(bag, planes)
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(montage(bag), "RGB").save(tmp, format="PNG")
+        Image.fromarray(img, "RGB").save(tmp, format="PNG")
 
 
 _CSS = """
@@ -74,12 +122,19 @@ footer{padding:8px 24px 24px;font-size:12px;color:#6b7385}
 """
 
 
-def render_html(rows, info, *, project_name="", app="", m=1, group_names=None, image_names=None) -> str:
-    """The gallery page. ``rows``: dicts with id, group, score, probability, predicted (in display order)."""
+def render_html(rows, info, *, project_name="", app="", m=1, group_names=None, image_names=None, planes=None) -> str:
+    """The gallery page. ``rows``: dicts with id, group, score, probability, predicted (in display order);
+    ``planes``: the plane names of a 2.5-D store (see :func:`store_planes`), else None."""
     classes = list(info.get("class_names", []))
     binary = len(classes) == 2
     prob_label = "P(" + classes[1] + ")" if binary else "max-class prob."
     legend = "".join(f"<span>{i} = {_esc(c)}</span>" for i, c in enumerate(classes))
+    if planes:
+        what = f"each card is one candidate: {m} rows of 2.5-D patches, columns {_esc(' | '.join(planes))}"
+        alt = f"{m} patches x planes {' | '.join(planes)} of candidate "
+    else:
+        what = f"each row of images is one candidate's {m} patches"
+        alt = f"{m} patches of candidate "
     cards = []
     for rank, r in enumerate(rows, 1):
         gid = r["group"]
@@ -91,7 +146,7 @@ def render_html(rows, info, *, project_name="", app="", m=1, group_names=None, i
         cards.append(
             f'<div class="card" id="c{_esc(r["id"])}"><span class="rank">#{rank}</span>'
             f'<span class="id">id {_esc(r["id"])}</span>'
-            f'<img src="{_esc(quote(img))}" alt="{m} patches of candidate {_esc(r["id"])}">'
+            f'<img src="{_esc(quote(img))}" alt="{_esc(alt)}{_esc(r["id"])}">'
             f'<div class="meta"><span>group <b>{_esc(gname)}</b></span><span>score <b>{r["score"]:.4f}</b></span>'
             f'<span>{_esc(prob_label)} <b>{p:.3f}</b></span>{pred}</div>'
             f'<div class="bar" title="{_esc(prob_label)}"><i style="width:{100 * min(max(p, 0.0), 1.0):.1f}%"></i></div>'
@@ -104,7 +159,7 @@ def render_html(rows, info, *, project_name="", app="", m=1, group_names=None, i
         f"<header><h1>{_esc(title)}: {len(rows)} candidates to label</h1>"
         f"<p>data: {_esc(app)} · model after teach round {_esc(info.get('model_round', ''))} · strategy "
         f"{_esc(info.get('strategy', ''))} (ω = {_esc(info.get('omega', ''))}) · {_esc(info.get('created', ''))}</p>"
-        f"<p>ordered by score (most worthy first); each row of images is one candidate's {m} patches</p></header>\n"
+        f"<p>ordered by score (most worthy first); {what}</p></header>\n"
         f"<div class=\"how\">Write each candidate's label in the <code>label</code> column of "
         f"<code>queries.csv</code> (beside this page) as a class index or name, leave it empty to skip, then run "
         f"<code>aift teach PROJECT round-{k:03d}/queries.csv</code>. "
@@ -121,10 +176,12 @@ def write_gallery(folder, store, rows, info, *, project_name="", group_names=Non
     folder = Path(folder)
     (folder / PATCHES).mkdir(exist_ok=True)
     ids = np.array([r["id"] for r in rows], dtype=np.int64)
+    planes = store_planes(store)
     if ids.size:
         bags = store.read(ids)
         for i, bag in zip(ids.tolist(), bags):
-            write_montage(folder / PATCHES / f"{i}.png", bag)
-    page = render_html(rows, info, project_name=project_name, app=store.app, m=store.m, group_names=group_names)
+            write_montage(folder / PATCHES / f"{i}.png", bag, planes)
+    page = render_html(rows, info, project_name=project_name, app=store.app, m=store.m, group_names=group_names,
+                       planes=planes)
     write_text_atomic(folder / "gallery.html", page)
     return folder / "gallery.html"

@@ -655,6 +655,19 @@ class StoreWriter:
         self._split[start:start + k] = spl
         self._written[start:start + k] = True
 
+    def update_attrs(self, attrs: dict) -> None:
+        """Add or replace extra attributes before :meth:`close` (e.g. values known only after the
+        last write); validated like the ``attrs`` of the constructor.
+
+        Example:
+        >>> w.update_attrs({"volume_windows": {"scan01": [-1000.0, 400.0]}})
+        """
+        if self._done:
+            raise StoreError(f"{self.path}: writer is already closed")
+        new, json_keys = _encode_attrs(str(self.path), attrs)
+        self._attrs.update(new)
+        self._json_keys = [k for k in self._json_keys if k not in new] + json_keys
+
     def close(self) -> None:
         """Validate, finish and atomically move the file into place (idempotent)."""
         if self._done:

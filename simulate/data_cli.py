@@ -6,7 +6,9 @@ Commands::
     aift-data inspect STORE.h5 [--montage PNG | --no-montage] [--candidates N] [--seed K]
     aift-data import-npz FILE.npz --out STORE.h5 [--patches M] [--patch-size S] [--seed K] ...
     aift-data import-folder DIR --out STORE.h5 [--patches M] [--image-size S|HxW] [--color auto|gray|rgb] ...
-    aift-data import-csv FILE.csv --out STORE.h5 [--patches M] [--class-names a,b,...] ...
+    aift-data import-csv FILE.csv --out STORE.h5 [--patches M] [--class-names a,b,...] [--window LO,HI] ...
+    aift-data import-volumes IMAGES --candidates CANDIDATES.csv --out STORE.h5 [--patch-size P] [--patches M]
+              [--spacing MM] [--window LO,HI|PRESET|auto] [--seed K] ...
     aift-data pretrain [--model NAME] [--input-shape H,W,C] [--out W.weights.h5] ...   (TensorFlow)
 
 Every malformed input ends with one line ``error: ...`` on stderr and exit code 2 (no traceback,
@@ -300,11 +302,27 @@ def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fract
     _finish_import(summary, quiet)
 
 
+def _window_option(default, help_text):
+    def check(ctx, param, value):
+        from aift_tf.volumes import parse_window
+
+        if value is not None:
+            parse_window(value)  # LO >= HI, unknown preset, ... -> one-line error, exit 2
+        return value
+
+    return click.option("--window", default=default, callback=check, metavar="LO,HI|PRESET|auto",
+                        show_default=default is not None, help=help_text)
+
+
+_PRESETS = "lung, mediastinum, ctpa, bone, brain"
 _image_options = [
     click.option("--image-size", callback=_parse_size, default=None,
                  help="Resize every image to S or HxW [default: the most frequent size]."),
     click.option("--color", type=click.Choice(["auto", "gray", "rgb"]), default="auto", show_default=True,
                  help="auto: grayscale if every image is grayscale, else RGB."),
+    _window_option("auto", "Intensity window for DICOM (.dcm) and 16-bit images: LO,HI in stored units "
+                   f"(DICOM: after RescaleSlope/Intercept), a preset ({_PRESETS}) or auto (the DICOM's own "
+                   "WindowCenter/Width, else the image's 0.5-99.5 percentiles). 8-bit images are used as they are."),
 ]
 
 
@@ -322,7 +340,7 @@ def _image_opts(f):
               help="Group (patient) = each image, or the first folder below the class folder.")
 def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_fraction, scale_min,
                       rotate_degrees, no_flips, no_rot90, no_full, app, overwrite, quiet, image_size, color,
-                      group_by):
+                      window, group_by):
     """Import ROOT/<class>/.../<image> (one sub-folder per class, sorted names = class ids)."""
     from aift_tf.importers import import_folder
 
@@ -331,7 +349,7 @@ def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_f
     with _Progress("import", quiet) as bar:
         summary = import_folder(root, out, m=patches, patch_size=patch_size, seed=seed,
                                 val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
-                                color=color, group_by=group_by, app=app, overwrite=overwrite, augmentation=aug,
+                                color=color, window=window, group_by=group_by, app=app, overwrite=overwrite, augmentation=aug,
                                 progress=bar)
     _finish_import(summary, quiet)
 
@@ -343,7 +361,7 @@ def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_f
 @click.option("--class-names", default=None, help="Comma-separated class names fixing the class order.")
 def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_fraction, scale_min,
                    rotate_degrees, no_flips, no_rot90, no_full, app, overwrite, quiet, image_size, color,
-                   class_names):
+                   window, class_names):
     """Import a CSV with columns path,label[,group][,split] (paths relative to the CSV)."""
     from aift_tf.importers import import_csv
 
@@ -353,9 +371,67 @@ def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_
     with _Progress("import", quiet) as bar:
         summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
-                             color=color, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
+                             color=color, window=window, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
                              progress=bar)
     _finish_import(summary, quiet)
+
+
+def _parse_floats(ctx, param, value):
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} must be comma-separated numbers like 1,1.2,1.5") from None
+
+
+@cli.command("import-volumes")
+@click.argument("images", type=click.Path(file_okay=False))
+@click.option("--candidates", required=True, type=click.Path(dir_okay=False),
+              help="CSV with columns seriesuid,coordX,coordY,coordZ[,class][,split] (world mm, LPS).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Candidate store to write (.h5).")
+@click.option("--patch-size", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Patch side P in pixels (each patch: three P x P planes).")
+@click.option("--patches", "-m", "patches", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Patches per candidate (m); patch 0 is the unaugmented centred view.")
+@click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Isotropic resampling (mm).")
+@_window_option("auto", f"Intensity window: LO,HI (e.g. -1000,400), a preset ({_PRESETS}) or auto "
+                "(per volume: its 0.5-99.5 percentiles; for MR).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of augmentation and split.")
+@click.option("--fov", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Millimetres spanned by a patch at scale 1 [default: patch size x spacing].")
+@click.option("--scales", callback=_parse_floats, default="1,1.2,1.5", show_default=True,
+              help="Field-of-view scales of the augmented patches.")
+@click.option("--max-shift", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+              help="Translation of augmented patches, fraction of the field of view per axis.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Fraction of volumes sent to val when the CSV has no split column.")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Fraction of volumes sent to test when the CSV has no split column.")
+@click.option("--class-names", default="negative,positive", show_default=True,
+              help="Comma-separated names of class 0, 1, ...")
+@click.option("--app", default=None, help="App name recorded in the store [default: volumes:<IMAGES name>].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, window, seed, fov, scales, max_shift,
+                       val_fraction, test_fraction, class_names, app, overwrite, quiet):
+    """Import CT/MR volumes (DICOM series folders, .nii/.nii.gz, .mhd, .mha, .nrrd in IMAGES) with a
+    candidate list as 2.5-D patches (axial, coronal, sagittal planes as channels).
+
+    Volume id = file name without its extension, or the DICOM sub-folder's name (its SeriesInstanceUID
+    also matches seriesuid). One volume is in memory at a time; see data/README.md.
+    """
+    from aift_tf.importers import import_volumes
+
+    names = [c.strip() for c in class_names.split(",")]
+    _check_out(out, overwrite)
+    with _Progress("volumes", quiet) as bar:
+        summary = import_volumes(images, candidates, out, m=patches, patch_size=patch_size, spacing=spacing,
+                                 window=window, seed=seed, fov=fov, scales=scales, max_shift=max_shift,
+                                 val_fraction=val_fraction, test_fraction=test_fraction, class_names=names,
+                                 app=app, overwrite=overwrite, progress=bar,
+                                 warn=lambda msg: click.echo(f"warning: {msg}", err=True))
+    _finish_import(summary, quiet)
+    click.echo(f"volumes: {summary['volumes']}")
 
 
 def _parse_shape(ctx, param, value):

@@ -127,6 +127,22 @@ def test_store_roundtrip(tiny, tmp_path):
         assert s.attrs["group_kind"] == "volume"
 
 
+def test_the_app_cuts_with_the_library_cutter_and_keeps_patch0_augmented():
+    from aift_tf import volumes
+
+    assert V.extract_patches is volumes.extract_patches and V.augmentation_params is volumes.augmentation_params
+    # generator version 3 augments every patch, patch 0 included (plain_first=False keeps its data
+    # byte-identical); the library default makes patch 0 the plain view, with the same other draws
+    cfg, vp = PE._config("tiny", 0.5, None, None)
+    r = PE.simulate_volume(1, 3, vp, cfg, keep_volume=True)
+    rng = np.random.default_rng(np.random.SeedSequence([3, 1]).spawn(2)[1])
+    a, s, t = volumes.augmentation_params(rng, len(r["centres"]), cfg["m"], cfg["scales"], cfg["max_shift"])
+    plain = volumes.extract_patches(r["volume"]["image"], r["centres"], a, s, t, cfg["patch_size"], cfg["fov"],
+                                    cfg["hu_window"], cval=vp["air_hu"])
+    np.testing.assert_array_equal(plain[:, 1:], r["patches"][:, 1:])
+    assert not np.array_equal(plain[:, 0], r["patches"][:, 0])
+
+
 def test_patches_outside_block_are_air_not_mirrored():
     # a block of soft tissue: everything the sampling grid reads outside it must be air (0 after
     # windowing), not replicated / mirrored tissue

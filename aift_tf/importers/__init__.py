@@ -2,7 +2,9 @@
 
 * :func:`import_npz` — MedMNIST-layout ``.npz`` archives (``train_images``/``train_labels``/…).
 * :func:`import_folder` — one sub-folder per class.
-* :func:`import_csv` — a CSV ``path,label[,group][,split]``.
+* :func:`import_csv` — a CSV ``path,label[,group][,split]`` (both also read 2-D DICOM ``.dcm``).
+* :func:`import_volumes` — CT/MR volumes (DICOM series, NIfTI, MetaImage) + a LUNA16-style
+  candidate list → 2.5-D patches (see :mod:`aift_tf.importers.volumes` and :mod:`aift_tf.volumes`).
 * :func:`make_patch_bag` / :func:`make_patch_bags` — the patch-bag augmentation every importer
   uses to turn one image into the ``m`` patches of a candidate (see :mod:`aift_tf.importers.augment`).
 
@@ -14,8 +16,9 @@ atomically with :class:`aift_tf.store.StoreWriter`: on any error no output file 
 from aift_tf.importers.augment import Augmentation, child_seed, make_patch_bag, make_patch_bags
 from aift_tf.importers.folder import import_csv, import_folder
 from aift_tf.importers.npz import import_npz, read_npz
+from aift_tf.importers.volumes import import_volumes, read_candidates, read_volume
 
 __all__ = [
     "Augmentation", "child_seed", "make_patch_bag", "make_patch_bags",
-    "import_npz", "read_npz", "import_folder", "import_csv",
+    "import_npz", "read_npz", "import_folder", "import_csv", "import_volumes", "read_candidates", "read_volume",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -58,6 +59,76 @@ def common_args(m, patch_size, val_fraction, test_fraction, augmentation, aug_op
     aug = make_augmentation(augmentation, aug_options)
     out = check_out(out_path, overwrite)
     return m, patch_size, vf, tf, aug, out
+
+
+def read_csv_table(csv_path, required: tuple, optional: tuple = (), expected: str = "") -> tuple:
+    """Read a CSV with a header row (columns in any order, names case-insensitive, extra columns ignored).
+
+    Args:
+        csv_path: the file (UTF-8, optional BOM).
+        required, optional: lower-case column names.
+        expected: the layout shown in errors, e.g. ``"path,label[,group][,split]"``.
+
+    Returns:
+        ``(columns, rows)``: the set of named columns present, and ``[(line, {column: stripped
+        value})]`` for every non-blank data row (line 1 is the header).
+
+    Raises:
+        AiftError: missing / unreadable / empty file, missing or duplicate column, no data rows, a row
+        shorter than the header (each naming the file and the line).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.exists():
+        raise AiftError(f"{csv_path}: no such file")
+    if not csv_path.is_file():
+        raise AiftError(f"{csv_path}: not a file")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AiftError(f"{csv_path}: not a readable UTF-8 CSV file ({msg})") from None
+    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    if not rows:
+        raise AiftError(f"{csv_path}: empty CSV (expected a header with columns {expected})")
+    _, header = rows[0]
+    cols = [c.strip().lower() for c in header]
+    missing = [c for c in required if c not in cols]
+    if missing:
+        raise AiftError(f"{csv_path}: missing column(s) {', '.join(missing)} in header {header!r} "
+                        f"(expected {expected})")
+    named = tuple(required) + tuple(optional)
+    dup = sorted({c for c in cols if cols.count(c) > 1 and c in named})
+    if dup:
+        raise AiftError(f"{csv_path}: duplicate column(s) {', '.join(dup)} in header")
+    ix = {c: cols.index(c) for c in named if c in cols}
+    body = rows[1:]
+    if not body:
+        raise AiftError(f"{csv_path}: no data rows after the header")
+    out = []
+    for line, r in body:
+        if len(r) < len(header):
+            raise AiftError(f"{csv_path}: line {line} has {len(r)} field(s), the header has {len(header)}")
+        out.append((line, {c: r[i].strip() for c, i in ix.items()}))
+    return set(ix), out
+
+
+def check_group_splits(where, lines, group_keys, split_codes) -> None:
+    """Every group must lie in one split: an AiftError naming both lines otherwise (data leakage)."""
+    seen = {}
+    for line, g, s in zip(lines, group_keys, split_codes):
+        if seen.setdefault(g, (s, line))[0] != s:
+            first_s, first_line = seen[g]
+            raise AiftError(f"{where}: line {line}: group {g!r} is in split {SPLIT_NAMES[s]} but line "
+                            f"{first_line} puts it in {SPLIT_NAMES[first_s]} (data leakage)")
+
+
+def parse_split(where, line, value) -> int:
+    """A split name (train/val/test, any case) -> its code; AiftError naming the line otherwise."""
+    s = value.strip().lower()
+    if s not in SPLIT_NAMES:
+        raise AiftError(f"{where}: line {line}: unknown split {value!r} (expected train, val or test)")
+    return SPLIT_NAMES.index(s)
 
 
 def make_augmentation(augmentation, options) -> Augmentation:

@@ -11,9 +11,13 @@
   otherwise they are names mapped to ids in sorted order (or in the order of ``class_names``).
   ``split`` values are ``train``/``val``/``test``.
 
-Both read every image with Pillow first (an unreadable image is an error naming the file, before
-anything is written), convert to one colour mode — ``color="auto"`` picks grayscale when every image
-is grayscale, else RGB (alpha dropped; 16-bit grayscale scaled by 1/257) — and resize to one size
+Both probe every image first (Pillow; DICOM ``.dcm``/``.dicom`` headers with pydicom: an unreadable
+image or a DICOM without pixel data is an error naming the file, before anything is written), map
+DICOM and 16-bit / float images to 8 bits through an intensity window (``window``: ``(lo, hi)``, a
+preset such as ``"mediastinum"``, or ``None`` = per image: a DICOM's own WindowCenter/WindowWidth,
+else the image's 0.5-99.5 percentiles; DICOM values are in stored units after RescaleSlope/Intercept,
+MONOCHROME1 is inverted), convert to one colour mode — ``color="auto"`` picks grayscale when every
+image is grayscale, else RGB (alpha dropped) — and resize to one size
 (``image_size``; default the most frequent size, ties → the smallest) with Pillow's antialiasing
 bilinear filter. Without a split column, the split is a seeded, label-stratified split by group
 (``val_fraction``, ``test_fraction``): a group never spans two splits. Each image becomes a candidate
@@ -24,17 +28,20 @@ in list order; candidate ``i`` is augmented with the child seed ``(seed, i)``.
 from __future__ import annotations
 
 import collections
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.importers._common import DEFAULT_CHUNK, SPLIT_NAMES, common_args, group_split, write_bags
+from aift_tf.importers.dicom import DICOM_EXTENSIONS, dicom_info, first_line, read_dicom_image
+from aift_tf.importers._common import (
+    DEFAULT_CHUNK, SPLIT_NAMES, check_group_splits, common_args, group_split, parse_split, read_csv_table, write_bags,
+)
+from aift_tf.volumes import apply_window, auto_window, describe_window, parse_window
 
 __all__ = ["import_folder", "import_csv", "IMAGE_EXTENSIONS"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pnm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pnm") + DICOM_EXTENSIONS
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 COLORS = ("auto", "gray", "rgb")
 
@@ -44,56 +51,63 @@ COLORS = ("auto", "gray", "rgb")
 # ------------------------------------------------------------------------------------------------
 
 
+def _is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_EXTENSIONS
+
+
 def _probe(path: Path, where: str):
-    """(width, height, mode) of an image, verifying that Pillow can decode it."""
+    """(width, height, mode) of an image, verifying that it can be decoded (DICOM: its header)."""
     from PIL import Image
 
     if not path.exists():
         raise AiftError(f"{where}: image {path} does not exist")
     if not path.is_file():
         raise AiftError(f"{where}: image {path} is not a file")
+    if _is_dicom(path):
+        w, h, samples = dicom_info(path)
+        return w, h, "L" if samples == 1 else "RGB"
     try:
         with Image.open(path) as im:
             im.load()
             return im.size[0], im.size[1], im.mode
     except Exception as e:  # noqa: BLE001 - any decoder failure means an unreadable image
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AiftError(f"{where}: cannot read image {path} ({msg})") from None
+        raise AiftError(f"{where}: cannot read image {path} ({first_line(e)})") from None
 
 
-def _to_array(path: Path, size_hw: tuple, gray: bool) -> np.ndarray:
-    """Read, convert and resize one image → (H, W, C) uint8."""
+def _open_8bit(path: Path, window):
+    """A Pillow image with 8-bit samples: DICOM and 16-bit / float images through ``window``.
+
+    ``window`` is ``(lo, hi)`` or ``None`` (auto: the DICOM's own VOI window, else the image's
+    0.5-99.5 percentiles); 8-bit images are returned as they are.
+    """
+    from PIL import Image
+
+    if _is_dicom(path):
+        a = read_dicom_image(path, window)
+        return Image.fromarray(a, "L" if a.ndim == 2 else "RGB")
+    with Image.open(path) as im:
+        im.load()
+        if im.mode.startswith("I") or im.mode == "F":
+            a = np.asarray(im, dtype=np.float64)
+            return Image.fromarray(apply_window(a, window if window is not None else auto_window(a)), mode="L")
+        return im.copy()
+
+
+def _to_array(path: Path, size_hw: tuple, gray: bool, window=None) -> np.ndarray:
+    """Read, convert (window for DICOM / 16-bit) and resize one image -> (H, W, C) uint8."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if gray:
-                if mode.startswith("I") or mode == "F":
-                    a = np.asarray(im, dtype=np.float64)
-                    if mode.startswith("I"):
-                        a = np.clip(a, 0, 65535) / 257.0
-                    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-                    im2 = Image.fromarray(a, mode="L")
-                else:
-                    im2 = im.convert("L")
-            else:
-                if mode.startswith("I") or mode == "F":
-                    a = np.asarray(im, dtype=np.float64)
-                    a = np.clip(np.rint(np.clip(a, 0, 65535) / 257.0), 0, 255).astype(np.uint8)
-                    im2 = Image.fromarray(a, mode="L").convert("RGB")
-                else:
-                    im2 = im.convert("RGB")
-            H, W = size_hw
-            if im2.size != (W, H):
-                im2 = im2.resize((W, H), resample=Image.Resampling.BILINEAR)
-            a = np.asarray(im2, dtype=np.uint8)
+        im = _open_8bit(path, window)
+        im2 = im.convert("L") if gray else im.convert("RGB")
+        H, W = size_hw
+        if im2.size != (W, H):
+            im2 = im2.resize((W, H), resample=Image.Resampling.BILINEAR)
+        a = np.asarray(im2, dtype=np.uint8)
     except AiftError:
         raise
     except Exception as e:  # noqa: BLE001
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AiftError(f"cannot read image {path} ({msg})") from None
+        raise AiftError(f"cannot read image {path} ({first_line(e)})") from None
     return a[:, :, None] if a.ndim == 2 else a
 
 
@@ -115,7 +129,7 @@ def _size_arg(image_size):
 
 
 def _import_records(paths, labels, groups, split, out, *, where, class_names, m, patch_size, seed,
-                    val_fraction, test_fraction, image_size, color, app, attrs, augmentation, progress):
+                    val_fraction, test_fraction, image_size, color, window, app, attrs, augmentation, progress):
     """Probe every image, settle size/mode/split, then stream augmented bags into the store."""
     n = len(paths)
     if n == 0:
@@ -123,6 +137,7 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
     if color not in COLORS:
         raise AiftError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
     size_hw = _size_arg(image_size)
+    win = parse_window(window)
     probes = [_probe(p, where) for p in paths]
     if size_hw is None:
         freq = collections.Counter((h, w) for (w, h, _) in probes)
@@ -144,12 +159,13 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
     def batches():
         for a in range(0, n, DEFAULT_CHUNK):
             b = min(n, a + DEFAULT_CHUNK)
-            imgs = np.stack([_to_array(p, size_hw, gray) for p in paths[a:b]])
+            imgs = np.stack([_to_array(p, size_hw, gray, win) for p in paths[a:b]])
             yield a, imgs, labels[a:b], groups[a:b], split[a:b]
 
     attrs = dict(attrs)
     attrs.update({"seed": int(seed) if seed is not None else -1, "image_shape": [size_hw[0], size_hw[1], C],
                   "augmentation": augmentation.to_dict()})
+    attrs.update(describe_window(window))
     write_bags(out, n, m, S, (size_hw[0], size_hw[1], C), np.uint8, batches(), app=app,
                class_names=class_names, attrs=attrs, seed=seed, augmentation=augmentation, progress=progress)
     counts = {name: int((split == i).sum()) for i, name in enumerate(SPLIT_NAMES)}
@@ -168,7 +184,7 @@ def _is_image(p: Path) -> bool:
 
 def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
                   val_fraction: float = 0.1, test_fraction: float = 0.1, image_size=None,
-                  color: str = "auto", group_by: str = "image", app: str | None = None,
+                  color: str = "auto", window=None, group_by: str = "image", app: str | None = None,
                   overwrite: bool = False, augmentation=None, progress=None, **aug_options) -> dict:
     """Import ``root/<class>/…/<image>`` as a candidate store (see the module docstring).
 
@@ -179,6 +195,10 @@ def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, see
         val_fraction, test_fraction: fractions of groups sent to val / test.
         image_size: int or (height, width) all images are resized to; None → most frequent size.
         color: "auto" | "gray" | "rgb".
+        window: intensity window for DICOM and 16-bit / float images (8-bit images are used as
+            they are): ``(lo, hi)``, ``"LO,HI"``, a preset of :data:`aift_tf.volumes.WINDOW_PRESETS`
+            or ``None``/``"auto"`` (per image: the DICOM's own WindowCenter/Width, else the image's
+            0.5-99.5 percentiles). Recorded in the store attributes ``window``/``window_preset``.
         group_by: "image" (each image its own group) or "subfolder".
         app: store ``app`` name; default ``"folder:<root name>"``.
         augmentation / aug_options, progress: as :func:`aift_tf.importers.npz.import_npz`.
@@ -219,7 +239,7 @@ def import_folder(root, out_path, m: int = 8, patch_size: int | None = None, see
     attrs = {"importer": "folder", "source": root.name, "group_kind": group_by}
     return _import_records(paths, labels, groups, None, out, where=str(root),
                            class_names=[p.name for p in class_dirs], m=m, patch_size=patch_size, seed=seed,
-                           val_fraction=vf, test_fraction=tf, image_size=image_size, color=color,
+                           val_fraction=vf, test_fraction=tf, image_size=image_size, color=color, window=window,
                            app=app or f"folder:{root.resolve().name}", attrs=attrs, augmentation=aug,
                            progress=progress)
 
@@ -238,7 +258,7 @@ def _parse_int(s: str):
 
 def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
                val_fraction: float = 0.1, test_fraction: float = 0.1, image_size=None, color: str = "auto",
-               class_names=None, app: str | None = None, overwrite: bool = False, augmentation=None,
+               window=None, class_names=None, app: str | None = None, overwrite: bool = False, augmentation=None,
                progress=None, **aug_options) -> dict:
     """Import a CSV list ``path,label[,group][,split]`` as a candidate store (see the module docstring).
 
@@ -254,38 +274,9 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
     csv_path = Path(csv_path)
     m, patch_size, vf, tf, aug, out = common_args(m, patch_size, val_fraction, test_fraction, augmentation,
                                                    aug_options, out_path, overwrite)
-    if not csv_path.exists():
-        raise AiftError(f"{csv_path}: no such file")
-    if not csv_path.is_file():
-        raise AiftError(f"{csv_path}: not a file")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (UnicodeDecodeError, csv.Error, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AiftError(f"{csv_path}: not a readable UTF-8 CSV file ({msg})") from None
-    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
-    if not rows:
-        raise AiftError(f"{csv_path}: empty CSV (expected a header with columns path,label[,group][,split])")
-    _, header = rows[0]
-    cols = [c.strip().lower() for c in header]
-    missing = [c for c in ("path", "label") if c not in cols]
-    if missing:
-        raise AiftError(f"{csv_path}: missing column(s) {', '.join(missing)} in header {header!r} "
-                        "(expected path,label[,group][,split])")
-    dup = sorted({c for c in cols if cols.count(c) > 1 and c in ("path", "label", "group", "split")})
-    if dup:
-        raise AiftError(f"{csv_path}: duplicate column(s) {', '.join(dup)} in header")
-    ix = {c: cols.index(c) for c in ("path", "label", "group", "split") if c in cols}
-    body = rows[1:]
-    if not body:
-        raise AiftError(f"{csv_path}: no data rows after the header")
-
+    cols, body = read_csv_table(csv_path, ("path", "label"), ("group", "split"), "path,label[,group][,split]")
     paths, raw_labels, raw_groups, raw_split = [], [], [], []
-    for line, r in body:
-        if len(r) < len(header):
-            raise AiftError(f"{csv_path}: line {line} has {len(r)} field(s), the header has {len(header)}")
-        vals = {c: r[i].strip() for c, i in ix.items()}
+    for line, vals in body:
         for c, v in vals.items():
             if not v:
                 raise AiftError(f"{csv_path}: line {line}: empty {c!r} value")
@@ -294,11 +285,7 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
         raw_labels.append((line, vals["label"]))
         raw_groups.append(vals.get("group"))
         if "split" in vals:
-            s = vals["split"].lower()
-            if s not in SPLIT_NAMES:
-                raise AiftError(f"{csv_path}: line {line}: unknown split {vals['split']!r} "
-                    f"(expected train, val or test)")
-            raw_split.append(SPLIT_NAMES.index(s))
+            raw_split.append(parse_split(csv_path, line, vals["split"]))
 
     # labels
     ints = [_parse_int(v) for _, v in raw_labels]
@@ -328,7 +315,7 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
             labels.append(index[v])
 
     # groups: each row its own, or the group column's distinct values in sorted order
-    if "group" in ix:
+    if "group" in cols:
         gints = [_parse_int(g) for g in raw_groups]
         keys = gints if all(g is not None for g in gints) else raw_groups
         uniq = {g: i for i, g in enumerate(sorted(set(keys)))}
@@ -337,21 +324,15 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
         groups = list(range(len(paths)))
 
     split = None
-    if "split" in ix:
+    if "split" in cols:
         split = np.asarray(raw_split, np.uint8)
-        seen = {}
-        for j, ((line, _), g, s) in enumerate(zip(body, groups, raw_split)):
-            if seen.setdefault(g, (s, line))[0] != s:
-                first_s, first_line = seen[g]
-                raise AiftError(
-                    f"{csv_path}: line {line}: group {raw_groups[j]!r} is in split "
-                    f"{SPLIT_NAMES[s]} but line {first_line} puts it in {SPLIT_NAMES[first_s]} (data leakage)"
-                )
+        check_group_splits(csv_path, [line for line, _ in body], raw_groups if "group" in cols else groups,
+                           raw_split)
         if not (split == 0).any():
             raise AiftError(f"{csv_path}: no row has split 'train' (the active-learning pool would be empty)")
 
-    attrs = {"importer": "csv", "source": csv_path.name, "group_kind": "group" if "group" in ix else "image"}
+    attrs = {"importer": "csv", "source": csv_path.name, "group_kind": "group" if "group" in cols else "image"}
     return _import_records(paths, labels, groups, split, out, where=str(csv_path), class_names=class_names,
                            m=m, patch_size=patch_size, seed=seed, val_fraction=vf, test_fraction=tf,
-                           image_size=image_size, color=color, app=app or f"csv:{csv_path.stem}", attrs=attrs,
+                           image_size=image_size, color=color, window=window, app=app or f"csv:{csv_path.stem}", attrs=attrs,
                            augmentation=aug, progress=progress)

@@ -17,13 +17,17 @@ The pieces:
   split into clusters by tobogganing, small clusters dropped, nearby clusters merged.
 * :func:`label_candidates` -- candidate truth from the embolus masks, and per-embolus hits.
 * :func:`extract_patches` -- 2.5-D patches (axial, coronal, sagittal planes through the
-  candidate as the three channels) under random rotation / scale / translation.
+  candidate as the three channels) under random rotation / scale / translation: the library's
+  cutter :mod:`aift_tf.volumes`, re-exported here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+
+# the 2.5-D cutter is the library's (aift_tf.volumes), re-exported for the app and its tests
+from aift_tf.volumes import PLANES, augmentation_params, extract_patches  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # parameters
@@ -672,58 +676,3 @@ def label_candidates(clusters, emboli, nodes=None, lowflow=None, min_fraction=0.
             source[(frac >= 0.25) & (source == 3)] = code
     source[labels == 1] = 0
     return labels, hit, source
-
-
-# --------------------------------------------------------------------------------------------
-# 2.5-D patches
-# --------------------------------------------------------------------------------------------
-
-# in-plane axes (row axis, column axis) of the three orthogonal planes, in (z, y, x) order
-PLANES = (("axial", (1, 2)), ("coronal", (0, 2)), ("sagittal", (0, 1)))
-
-
-def augmentation_params(rng, n, m, scales, max_shift):
-    """Random (angle, scale, 3-D shift as a fraction of the field of view) per patch."""
-    angle = rng.uniform(0.0, 2 * np.pi, size=(n, m))
-    scale = np.asarray(scales, dtype=np.float64)[rng.integers(len(scales), size=(n, m))]
-    shift = rng.uniform(-max_shift, max_shift, size=(n, m, 3))
-    return angle, scale, shift
-
-
-def extract_patches(image, centres, angle, scale, shift, size, fov, window, cval=-1000.0):
-    """2.5-D patches (n, m, size, size, 3) uint8.
-
-    For each candidate and augmentation, the three orthogonal planes through ``centre +
-    shift * fov * scale`` are sampled on a ``size``x``size`` grid spanning ``fov * scale``
-    voxels, rotated in plane by ``angle`` (trilinear interpolation), then HU-windowed to uint8
-    (``window`` = [lo, hi] -> [0, 255]). Channel order: axial, coronal, sagittal.
-
-    Sample points outside the block read the constant ``cval`` (air, -1000 HU by default): no
-    edge replication (which drew streaks) and no mirroring (which drew reflected anatomy). With
-    the [-100, 500] HU window air and lung both map to 0, so where the block ends in lung the
-    border is invisible; where it ends in soft tissue it shows as a straight edge, like the body
-    outline of a real scan.
-    """
-    centres = np.asarray(centres, dtype=np.float64)
-    n, m = angle.shape
-    out = np.zeros((n, m, size, size, 3), np.uint8)
-    if n == 0:
-        return out
-    half = 0.5 * (size - 1) / size  # pixel centres span the field of view
-    u = np.linspace(-half, half, size)
-    uu, vv = np.meshgrid(u, u, indexing="ij")  # (size, size) in units of the field of view
-    ext = fov * scale  # (n, m)
-    ca, sa = np.cos(angle), np.sin(angle)
-    # rotated in-plane coordinates (n, m, size, size)
-    r_row = (ca[..., None, None] * uu - sa[..., None, None] * vv) * ext[..., None, None]
-    r_col = (sa[..., None, None] * uu + ca[..., None, None] * vv) * ext[..., None, None]
-    ctr = centres[:, None, :] + shift * ext[..., None]  # (n, m, 3)
-    lo, hi = window
-    for ch, (_, (ra, cb)) in enumerate(PLANES):
-        coords = np.broadcast_to(ctr[:, :, :, None, None], (n, m, 3, size, size)).copy()
-        coords[:, :, ra] += r_row
-        coords[:, :, cb] += r_col
-        vals = ndi.map_coordinates(image, np.moveaxis(coords, 2, 0).reshape(3, -1), order=1,
-                                   mode="constant", cval=float(cval)).reshape(n, m, size, size)
-        out[..., ch] = np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-    return out

@@ -81,7 +81,10 @@ def simulate_volume(index, seed, vp, cfg, keep_volume=False):
                                               min_fraction=vp["truth_min_fraction"], rule=vp["truth_rule"],
                                               centres=centres)
     rng = np.random.default_rng(aug_seed)
-    angle, scale, shift = V.augmentation_params(rng, len(centres), cfg["m"], cfg["scales"], cfg["max_shift"])
+    # the library cutter (aift_tf.volumes); plain_first=False keeps generator version 3's data
+    # byte-identical: here every patch, patch 0 included, is augmented
+    angle, scale, shift = V.augmentation_params(rng, len(centres), cfg["m"], cfg["scales"], cfg["max_shift"],
+                                                plain_first=False)
     patches = V.extract_patches(vol["image"], centres, angle, scale, shift, cfg["patch_size"], cfg["fov"],
                                 cfg["hu_window"], cval=vp["air_hu"])
     out = dict(patches=patches, labels=labels, centres=centres, sources=sources, hit=hit, info=vol["info"])
