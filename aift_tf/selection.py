@@ -48,6 +48,7 @@ __all__ = [
     "parse_strategy",
     "strategy_scores",
     "select",
+    "cold_start",
 ]
 
 METHODS = ("entropy", "diversity", "entropy+diversity")
@@ -439,3 +440,57 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.nd
             fill = rng.choice(rest, size=b - nonzero.size, replace=False)
             pos = np.concatenate([nonzero, fill])
     return kept[np.sort(pos)].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- cold start
+
+
+def cold_start(pool_ids, oracle, seed: int, minimum: int = 0, per_class: int = 2, num_classes: int = 2) -> np.ndarray:
+    """The first labels of an AIFT run: candidates drawn at random until every class has labels.
+
+    A pre-trained M0 comes with a *new* classification head; fine-tuned on a labeled set that lacks a
+    class, that head learns one class and ranks the pool arbitrarily (or inversely). So the run starts
+    with random draws, in a seeded order, until every class has ``per_class`` labels and at least
+    ``minimum`` candidates are drawn; every draw counts as a label spent.
+
+    Args:
+        pool_ids: ``(n,)`` candidate ids of the unlabeled pool.
+        oracle: ``(n,)`` their labels (the annotator's answers, read one draw at a time), or a
+            callable ``id -> label`` asked in draw order.
+        seed: seeds the draw order (a simulation's paired seed: every strategy shares the set).
+        minimum: draw at least this many.
+        per_class: labels every class needs.
+        num_classes: K.
+
+    Returns:
+        int64 ids in draw order.
+
+    Raises:
+        AiftError: the pool cannot satisfy the rule (a class with fewer than ``per_class`` candidates).
+
+    Example:
+    >>> ids = cold_start([10, 11, 12, 13, 14, 15], [0, 1, 0, 1, 0, 1], seed=0)
+    >>> len(ids) >= 4
+    True
+    """
+    pool_ids = np.asarray(pool_ids, dtype=np.int64).ravel()
+    order = np.random.default_rng([int(seed), 7919]).permutation(pool_ids.size)
+    ask = oracle if callable(oracle) else None
+    labels = None if ask is not None else np.asarray(oracle, dtype=np.int64).ravel()
+    if labels is not None and labels.shape != pool_ids.shape:
+        raise AiftError(f"oracle has {labels.size} labels for {pool_ids.size} pool ids")
+    seen = np.zeros(int(num_classes), dtype=np.int64)
+    need = None
+    for k, i in enumerate(order, start=1):
+        y = int(ask(int(pool_ids[i])) if ask is not None else labels[i])
+        if not 0 <= y < num_classes:
+            raise AiftError(f"label {y} of candidate {int(pool_ids[i])} is outside the classes 0..{num_classes - 1}")
+        seen[y] += 1
+        if k >= minimum and seen.min() >= per_class:
+            need = k
+            break
+    if need is None:
+        short = int(np.argmin(seen))
+        raise AiftError(f"the pool has {int(seen[short])} candidate(s) of class {short}; the cold start needs "
+                        f"{per_class} of every class")
+    return pool_ids[order[:need]]

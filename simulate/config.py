@@ -272,41 +272,11 @@ def resume_conflicts(saved_settings: dict, explicit: dict) -> list:
 
 def draw_initial(pool_ids, pool_labels, seed: int, minimum: int = 0, per_class: int = INITIAL_PER_CLASS,
                  num_classes: int = 2) -> np.ndarray:
-    """The cold-start set of seed `seed`: pool candidates in a seeded random order, drawn until every
-    class has `per_class` labels and at least `minimum` are drawn (every draw is a label spent).
+    """The cold-start set of seed `seed` (:func:`aift_tf.selection.cold_start` with the pool's true labels
+    as the oracle): shared by every strategy of the seed."""
+    from aift_tf.selection import cold_start
 
-    Args:
-        pool_ids: ``(n,)`` candidate ids of the pool.
-        pool_labels: their labels (the oracle's answers; read one draw at a time).
-        seed: the paired seed (every strategy of a seed gets the same set).
-        minimum: draw at least this many.
-        per_class: labels every class needs.
-        num_classes: K.
-
-    Returns:
-        int64 ids in draw order.
-
-    Example:
-    >>> draw_initial([10, 11, 12, 13, 14, 15], [0, 1, 0, 1, 0, 1], seed=0).size >= 4
-    True
-    """
-    pool_ids = np.asarray(pool_ids, dtype=np.int64)
-    pool_labels = np.asarray(pool_labels, dtype=np.int64)
-    counts = np.bincount(pool_labels, minlength=num_classes)
-    short = np.flatnonzero(counts[:num_classes] < per_class)
-    if short.size:
-        raise AiftError(f"the pool has {int(counts[short[0]])} candidate(s) of class {int(short[0])}; the cold "
-                        f"start needs {per_class} of every class")
-    order = np.random.default_rng([int(seed), 7919]).permutation(pool_ids.size)
-    seen = np.zeros(num_classes, dtype=np.int64)
-    need = 0
-    for k, i in enumerate(order, start=1):
-        seen[pool_labels[i]] += 1
-        if seen.min() >= per_class:
-            need = k
-            break
-    need = max(need, int(minimum))
-    return pool_ids[order[:need]]
+    return cold_start(pool_ids, pool_labels, seed, minimum=minimum, per_class=per_class, num_classes=num_classes)
 
 
 def plan_run(cfg: SimConfig, store) -> dict:

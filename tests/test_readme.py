@@ -25,7 +25,7 @@ def test_readme_library_example_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     learner = namespace["learner"]
-    assert learner.round == 4 and learner.labeled_ids.size == 16
+    assert learner.round == 5 and learner.labeled_ids.size == namespace["start"].size + 16
     assert (tmp_path / "pe-state" / "state.json").is_file()
     from aift_tf.export import load_exported
 
