@@ -108,3 +108,38 @@ def test_restart_from_m0_still_learns(tiny_store_path):
         assert rec["restart_from_m0"]
         loss = rec["finetune"]["loss"]
         assert loss[-1] < 0.8 * loss[0]
+
+
+@pytest.mark.parametrize("train_batchnorm", [False, True])
+def test_batchnorm_stays_in_inference_mode_while_fine_tuning(tiny_store_path, tmp_path, train_batchnorm):
+    """Keras's transfer-learning recipe: BatchNorm layers keep M0's statistics (and run in inference
+    mode) while fine-tuning, unless train_batchnorm is asked for (training from scratch)."""
+    import keras
+
+    from aift_tf.finetune import compile_model, fine_tune
+    from aift_tf.store import open_store
+    from aift_tf.zoo import build_model, model_config
+
+    with open_store(tiny_store_path) as store:
+        model = build_model("small_cnn", store.patch_shape, 2, trainable="all", seed=0,
+                            train_batchnorm=train_batchnorm)
+        bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert bns and all(layer.trainable is train_batchnorm for layer in bns)
+        others = [layer for layer in model.layers if layer.weights and layer not in bns]
+        assert all(layer.trainable for layer in others)
+        before = [[np.array(w) for w in layer.get_weights()] for layer in bns]
+        cfg = FineTuneConfig(epochs=2, batch_size=16, learning_rate=1e-2, seed=0)
+        compile_model(model, cfg)
+        pool = store.ids("train")[:20]
+        fine_tune(model, store, pool, store.labels[pool], cfg)
+        after = [[np.array(w) for w in layer.get_weights()] for layer in bns]
+        same = all(np.array_equal(a, b) for x, y in zip(before, after) for a, b in zip(x, y))
+        assert same is (not train_batchnorm)  # gamma, beta, moving mean and variance all untouched
+        x = store.read_float(pool[:4]).reshape((-1,) + tuple(store.patch_shape))
+        if not train_batchnorm:  # frozen BatchNorm: training=True gives the inference output (no dropout in BN)
+            model.get_layer("head_dropout").rate = 0.0
+            np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-5)
+        model.save(tmp_path / "m.keras")
+        again = keras.models.load_model(tmp_path / "m.keras")
+        cfg2 = model_config(again)
+        assert cfg2["trainable"] == "all" and cfg2["train_batchnorm"] is train_batchnorm
