@@ -21,7 +21,7 @@ Example::
 
     path = default_m0("small_cnn", (28, 28, 1))        # .../small_cnn_32x32x3.weights.h5
     model = build_model("small_cnn", (28, 28, 1), num_classes=2, weights=path)
-    print(m0_info(path, "small_cnn", (28, 28, 1))["summary"])
+    print(m0_info(path, "small_cnn", (28, 28, 1))["summary"])   # sha256, card numbers, the adaptation
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent
 _NAME_RE = re.compile(r"^(?P<model>.+)_(?P<h>\d+)x(?P<w>\d+)x(?P<c>\d+)\.weights\.h5$")
 
 __all__ = ["PRETRAINED_DIR", "weights_filename", "card_path", "m0_card", "card_shape", "fits", "default_m0",
-           "adaptation", "m0_info"]
+           "adaptation", "m0_info", "resolve_m0"]
 
 
 def weights_filename(model: str, input_shape) -> str:
@@ -176,8 +176,8 @@ def m0_info(path, model_name: str, patch_shape, source: str = "default-m0") -> d
 
     Returns ``{"source", "weights", "sha256", "model", "m0_shape", "adaptation", "card", "summary"}``:
     ``card`` is the full card (``None`` without one), ``summary`` one line for people (``aift status``,
-    reports), e.g. ``"small_cnn_32x32x3.weights.h5 (sha256 85747a1dd673…; source task 40 classes; val acc
-    0.58; linear probe 0.53 vs random 0.15); adapted 28x28x1 -> resize to 32x32, gray -> RGB"``.
+    reports), e.g. ``"sha256 85747a1dd673…; source task 40 classes; val acc 0.58; linear probe 0.53 vs
+    random 0.15; adapted 28x28x1 -> resize to 32x32, gray -> RGB"``.
     """
     from aift_tf._io import file_sha256
 
@@ -202,9 +202,55 @@ def m0_info(path, model_name: str, patch_shape, source: str = "default-m0") -> d
                          f"{probe.get('random_init_test_accuracy', float('nan')):.2f}")
     else:
         parts.append("no card")
-    summary = f"{path.name} ({'; '.join(parts)})"
     if adapt:
-        summary += f"; adapted {adapt['text']}" if adapt["resize"] or adapt["gray2rgb"] else "; same shape"
+        parts.append(f"adapted {adapt['text']}" if adapt["resize"] or adapt["gray2rgb"] else "same shape")
     return {"source": source, "weights": str(path), "sha256": digest, "model": model_name,
             "m0_shape": list(m0_shape) if m0_shape else None, "adaptation": adapt, "card": card,
-            "summary": summary}
+            "summary": "; ".join(parts)}
+
+
+def resolve_m0(weights, model_name: str, patch_shape, *, fallback: bool = False):
+    """Resolve a ``--weights`` choice for a store: ``(weights for build_model, record)``.
+
+    Args:
+        weights: ``"m0"`` (the shipped M0 that fits, :func:`default_m0`), ``None``/``"none"`` (random
+            init), ``"imagenet"``, or a ``.weights.h5`` / ``.keras`` path.
+        model_name, patch_shape: the zoo model and the store's (H, W, C).
+        fallback: with ``"m0"`` and no M0 that fits: ``True`` → random init, and the record has a
+            ``"warning"`` line for the caller to print; ``False`` → ``AiftError``.
+
+    Returns:
+        ``(weights, record)``: ``weights`` is ``None``, ``"imagenet"`` or an absolute path string;
+        ``record`` has ``source`` (``default-m0``, ``none``, ``imagenet``, ``file``), ``weights`` and
+        ``summary`` (one line), plus ``sha256``, ``m0_shape``, ``adaptation`` for files (no full card).
+
+    Example: ``resolve_m0("m0", "small_cnn", (28, 28, 1))[1]["source"] == "default-m0"``.
+    """
+    def _record(path, source):
+        info = m0_info(path, model_name, patch_shape, source=source)
+        info.pop("card")
+        return str(Path(path).resolve()), info
+
+    if weights is None or str(weights).lower() == "none":
+        return None, {"source": "none", "weights": None, "summary": "random initialisation (--weights none)"}
+    if str(weights).lower() == "imagenet":
+        return "imagenet", {"source": "imagenet", "weights": "imagenet",
+                            "summary": "keras.applications ImageNet weights (from the Keras cache)"}
+    if str(weights).lower() == "m0":
+        path = default_m0(model_name, patch_shape)
+        if path is not None:
+            return _record(path, "default-m0")
+        shape = "x".join(str(int(v)) for v in patch_shape)
+        why = (f"no offline pre-trained M0 fits model {model_name} and patch shape {shape} (shipped M0s: "
+               f"{', '.join(p.name for p in sorted(PRETRAINED_DIR.glob('*.weights.h5'))) or 'none'}; channels "
+               f"must equal the M0's or be 1 for a 3-channel M0)")
+        if not fallback:
+            raise AiftError(f"--weights m0: {why}")
+        return None, {"source": "none", "weights": None, "summary": f"random initialisation: {why}",
+                      "warning": f"warning: {why}: the model starts from RANDOM initialisation, without "
+                                 f"pre-training (pass --weights PATH to use your own M0)"}
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise AiftError(f"weights {str(weights)!r}: no such file (expected m0, none, imagenet or a "
+                        f".keras/.weights.h5 path)")
+    return _record(path, "file")
