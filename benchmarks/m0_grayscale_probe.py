@@ -70,7 +70,8 @@ def _models(random_seeds):
         warnings.simplefilter("ignore")  # the 40-class head is skipped (a new 2-class head)
         out = {"m0": feature_model(build_model("small_cnn", SHAPE, 2, weights=path, seed=0))}
     for s in random_seeds:
-        out[f"random-same/{s}"] = feature_model(build_model("small_cnn", SHAPE, 2, seed=s, backbone_shape=(32, 32, 3)))
+        same = build_model("small_cnn", SHAPE, 2, seed=s, backbone_shape=(32, 32, 3))
+        out[f"random-same/{s}"] = feature_model(same)
         out[f"random/{s}"] = feature_model(build_model("small_cnn", SHAPE, 2, seed=s))
     return out, str(path)
 
