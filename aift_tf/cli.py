@@ -1,6 +1,6 @@
 """``aift``: real annotation rounds with human experts (a thin click layer over :mod:`aift_tf.project`).
 
-    aift init PROJECT --data STORE.h5 [--model NAME --weights none|imagenet|PATH --trainable all|top|head
+    aift init PROJECT --data STORE.h5 [--model NAME --weights m0|none|imagenet|PATH --trainable all|top|head
                                        --strategy aift --learning ACFT-LQ --omega W --epochs E --lr LR
                                        --batch-size B --seed S]
     aift query PROJECT -n 20 [--strategy S --omega W --force]
@@ -115,7 +115,7 @@ def cli():
 @click.argument("project", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Candidate store (.h5); its train split is the pool.")
 @click.option("--model", default="small_cnn", show_default=True, help="Zoo model: small_cnn, alexnet, vgg16, resnet50, mobilenet_v2, efficientnet_b0, densenet121.")
-@click.option("--weights", default="none", show_default=True, help="Starting weights: none, imagenet, or a .keras / .weights.h5 file.")
+@click.option("--weights", default="m0", show_default=True, help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch shape; random init with a warning if none fits, an error if given explicitly), none, imagenet, or a .keras / .weights.h5 file.")
 @click.option("--trainable", type=click.Choice(["all", "top", "head"]), default="all", show_default=True, help="Layers fine-tuned.")
 @click.option("--strategy", default="aift", show_default=True, help=STRATEGY_HELP)
 @click.option("--learning", default="ACFT-LQ", show_default=True, help="Learning strategy: RFT, AFT, ACFT-Q, ACFT-LQ, ACFT-HQ.")
@@ -130,9 +130,10 @@ def init(project, data, model, weights, trainable, strategy, learning, omega, ep
     from aift_tf.project import init_project
 
     bars = _Bars(quiet)
+    explicit = click.get_current_context().get_parameter_source("weights") != click.core.ParameterSource.DEFAULT
     path = init_project(project, data, model=model, weights=weights, trainable=trainable, strategy=strategy,
                         learning=learning, omega=omega, epochs=epochs, learning_rate=lr, batch_size=batch_size,
-                        seed=seed, progress=bars)
+                        seed=seed, progress=bars, m0_fallback=not explicit, warn=_warn)
     _say(quiet)(f"created {path}: model {model} (weights {weights}), strategy {strategy}, learning {learning}; "
                 f"next: aift query {path} -n 20")
 
@@ -209,6 +210,10 @@ def status(project, quiet):
         f"seed {e(c.get('seed'))}",
         f"teach rounds: {s['teach_rounds']}; query rounds: {len(s['query_rounds'])}",
     ]
+    m0 = c.get("m0") if isinstance(c.get("m0"), dict) else {}
+    if m0:  # which M0 the project started from (projects made before this record have none)
+        where = f" {m0['weights']}" if m0.get("weights") else ""
+        lines.insert(2, f"  M0: {m0.get('source')}{where} ({m0.get('summary')})")
     for q in s["query_rounds"]:
         lines.append(f"  round-{q['round']:03d}: {q['n']} queried, {q['labeled']} labeled"
                      + ("" if q["answered"] else " (unanswered)"))
@@ -275,6 +280,8 @@ def main(argv=None):
     # Keras chatter that means nothing to an annotator (M0's optimizer has no slots yet; tf.data is shuffled).
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     warnings.filterwarnings("ignore", message=".*shuffle=True. was passed")
+    # M0's source-task head never fits the store's classes: a new head is expected, not news.
+    warnings.filterwarnings("ignore", message=r".*1 layer\(s\) of .* skipped \(shape mismatch\): head_dense$")
     run_cli(cli, argv, prog_name="aift")
 
 

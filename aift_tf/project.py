@@ -121,14 +121,14 @@ def check_int(value, what: str, where: str, lo: int = 0, hi: Optional[int] = Non
 
 
 def parse_weights(value):
-    """``none`` → None, ``imagenet`` → "imagenet", anything else → an existing file path (absolute)."""
+    """``none`` → None, ``imagenet``/``m0`` → themselves, anything else → an existing file path (absolute)."""
     if value is None or str(value).lower() == "none":
         return None
-    if str(value).lower() == "imagenet":
-        return "imagenet"
+    if str(value).lower() in ("imagenet", "m0"):
+        return str(value).lower()
     p = Path(value).expanduser()
     if not p.is_file():
-        raise AiftError(f"--weights {value}: no such file (expected none, imagenet or a .keras/.weights.h5 path)")
+        raise AiftError(f"--weights {value}: no such file (expected m0, none, imagenet or a .keras/.weights.h5 path)")
     return str(p.resolve())
 
 
@@ -158,10 +158,17 @@ def _locked(path: Path):
 # ------------------------------------------------------------------------------------------------
 
 
-def init_project(path, data, *, model="small_cnn", weights=None, trainable="all", strategy="aift",
+def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all", strategy="aift",
                  learning="ACFT-LQ", omega=1.0, epochs=5, learning_rate=1e-3, batch_size=64, seed=0,
-                 progress: Optional[Callable] = None) -> Path:
-    """Create PROJECT with config.json, checkpoints/round-000 (M0) and an empty ledger."""
+                 progress: Optional[Callable] = None, m0_fallback: bool = True,
+                 warn: Optional[Callable] = None) -> Path:
+    """Create PROJECT with config.json, checkpoints/round-000 (M0) and an empty ledger.
+
+    ``weights="m0"``: the offline pre-trained M0 shipped with aift_tf that fits the store's patch shape
+    (``aift_tf.zoo.pretrained.resolve_m0``); if none fits, ``m0_fallback`` starts from random
+    initialisation and calls ``warn`` (default ``warnings.warn``) with a loud one-line warning, else raises.
+    config.json records the resolved ``weights`` and an ``m0`` record (source, path, sha256, card summary).
+    """
     from aift_tf.finetune import FineTuneConfig, check_learning
     from aift_tf.selection import parse_strategy
     from aift_tf.store import open_store
@@ -186,6 +193,13 @@ def init_project(path, data, *, model="small_cnn", weights=None, trainable="all"
         pool = store.ids("train")
         if pool.size == 0:
             raise AiftError(f"{data}: the 'train' split (the pool to annotate) is empty")
+        from aift_tf.zoo.pretrained import resolve_m0
+
+        weights, m0 = resolve_m0(weights, model, store.patch_shape, fallback=m0_fallback)
+        if m0.get("warning"):
+            import warnings
+
+            (warn or warnings.warn)(m0["warning"])
         config = {
             "format": PROJECT_FORMAT,
             "created": _now(),
@@ -200,6 +214,7 @@ def init_project(path, data, *, model="small_cnn", weights=None, trainable="all"
             "val_split": "val",
             "model": model,
             "weights": weights,
+            "m0": m0,
             "trainable": trainable,
             "strategy": strategy,
             "learning": learning,

@@ -451,7 +451,7 @@ def _parse_shape(ctx, param, value):
 @click.option("--input-shape", callback=_parse_shape, default=None, metavar="H,W,C",
               help="Patch shape M0 will see [default: 32,32,3].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Weights file (*.weights.h5) [default: simulate/weights/<model>_HxWxC.weights.h5].")
+              help="Weights file (*.weights.h5) [default: aift_tf/zoo/pretrained/<model>_HxWxC.weights.h5].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None)
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Source training images.")

@@ -11,9 +11,11 @@ classes, samples, epochs, seed, source-task validation accuracy, a linear-probe 
 pre-trained trunk against a randomly initialised one on held-out shapes/textures, the command that
 rebuilds it, date, machine and the weights' sha256.
 
-Rebuild the committed default M0 (about 10 minutes on 2 CPU cores)::
+The committed M0 is a library asset (``aift_tf/zoo/pretrained/``, found by
+``aift_tf.zoo.pretrained.default_m0``, which also serves other patch shapes by adapting the input inside
+the model). Rebuild it (about 20 minutes on 2 CPU cores)::
 
-    python -m simulate.pretrain --out simulate/weights/small_cnn_32x32x3.weights.h5
+    python -m simulate.pretrain --out aift_tf/zoo/pretrained/small_cnn_32x32x3.weights.h5
 
 Python API::
 
@@ -38,9 +40,11 @@ import numpy as np
 
 from aift_tf._io import atomic_path, file_sha256, write_json_atomic
 from aift_tf.errors import AiftError
+from aift_tf.zoo import pretrained
+from aift_tf.zoo.pretrained import card_path, m0_card, weights_filename  # noqa: F401  (this module's API)
 
 CARD_FORMAT = 1
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = pretrained.PRETRAINED_DIR  # the shipped M0s live in the library (aift_tf/zoo/pretrained/)
 DEFAULT_MODEL = "small_cnn"
 DEFAULT_INPUT_SHAPE = (32, 32, 3)
 DEFAULT_SEED = 0
@@ -53,57 +57,15 @@ DEFAULT_LR = 3e-3
 
 
 # ----------------------------------------------------------------------------------------------
-# locating committed weights
-
-
-def weights_filename(model: str = DEFAULT_MODEL, input_shape=DEFAULT_INPUT_SHAPE) -> str:
-    h, w, c = (int(v) for v in input_shape)
-    return f"{model}_{h}x{w}x{c}.weights.h5"
-
-
-def card_path(weights_path) -> Path:
-    """``X.weights.h5`` -> ``X.json`` (the card beside the weights)."""
-    p = Path(weights_path)
-    name = p.name
-    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else p.stem
-    return p.with_name(stem + ".json")
-
-
-def m0_card(path) -> dict:
-    """The JSON card of the weights file ``path`` (raises ``AiftError`` if missing/unreadable)."""
-    cp = card_path(path)
-    if not cp.exists():
-        raise AiftError(f"{path}: no card {cp.name} beside the weights")
-    try:
-        with open(cp, encoding="utf-8") as f:
-            card = json.load(f)
-    except (OSError, ValueError) as e:
-        raise AiftError(f"{cp}: unreadable card ({e})") from None
-    if not isinstance(card, dict):
-        raise AiftError(f"{cp}: card is not a JSON object")
-    return card
+# locating committed weights: owned by the library (aift_tf.zoo.pretrained); re-exported here
 
 
 def default_m0(model: str = DEFAULT_MODEL, input_shape=DEFAULT_INPUT_SHAPE):
-    """Path of the committed pre-trained M0 for (model, input_shape), or ``None`` if there is none.
-
-    A committed file whose sha256 does not match its card raises ``AiftError`` (a corrupted or
-    half-updated M0 must not be used silently).
+    """``aift_tf.zoo.pretrained.default_m0`` with this module's defaults: the shipped M0 that fits
+    (model, input_shape) — the exact shape, or another size / a 3-channel M0 for a 1-channel store,
+    adapted inside the model by ``build_model`` — or ``None``; ``AiftError`` on a sha256 mismatch.
     """
-    try:
-        name = weights_filename(model, input_shape)
-    except (TypeError, ValueError):
-        return None
-    path = WEIGHTS_DIR / name
-    if not path.exists() or not card_path(path).exists():
-        return None
-    card = m0_card(path)
-    if card.get("model") != model or tuple(card.get("input_shape", ())) != tuple(int(v) for v in input_shape):
-        return None
-    digest = file_sha256(path)
-    if card.get("sha256") != digest:
-        raise AiftError(f"{path}: sha256 {digest[:12]}… does not match its card ({str(card.get('sha256'))[:12]}…)")
-    return path
+    return pretrained.default_m0(model, input_shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,7 +229,8 @@ def pretrain(
     Args:
         model: zoo model name.
         input_shape: (H, W, C) of the patches M0 will see.
-        out: weights path ending in ``.weights.h5``; default ``simulate/weights/<model>_HxWxC.weights.h5``.
+        out: weights path ending in ``.weights.h5``; default
+            ``aift_tf/zoo/pretrained/<model>_HxWxC.weights.h5`` (:data:`WEIGHTS_DIR`).
             The card is written beside it as ``<...>.json``.
         seed: seeds data generation, initialisation, shuffling and the probe.
         epochs, samples, val_samples, batch_size, lr: training budget (Adam, cosine-decayed lr).
@@ -437,7 +400,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--input-shape", type=_parse_shape, default=DEFAULT_INPUT_SHAPE, metavar="H,W,C")
-    parser.add_argument("--out", default=None, help="weights path (*.weights.h5); default: simulate/weights/")
+    parser.add_argument("--out", default=None,
+                        help="weights path (*.weights.h5); default: aift_tf/zoo/pretrained/")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="source training images")

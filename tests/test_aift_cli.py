@@ -147,7 +147,8 @@ def test_init_layout_and_query_round(base):
     for key in ("store", "store_sha256", "model", "weights", "trainable", "strategy", "learning", "omega",
                 "seed", "finetune", "class_names"):
         assert key in cfg
-    assert cfg["finetune"]["epochs"] == 1 and cfg["learning"] == "ACFT-LQ" and cfg["weights"] is None
+    assert cfg["finetune"]["epochs"] == 1 and cfg["learning"] == "ACFT-LQ"
+    assert cfg["weights"].endswith("small_cnn_32x32x3.weights.h5") and cfg["m0"]["source"] == "default-m0"
     assert (p / "ledger.jsonl").read_text() == ""
     state = json.loads((p / "checkpoints" / "round-000" / "state.json").read_text())
     assert state["round"] == 0 and state["labeled_ids"] == []

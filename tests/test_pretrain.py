@@ -126,7 +126,7 @@ def test_committed_default_m0_exists_loads_and_matches_its_card():
     from aift_tf.zoo import build_model
 
     path = pt.default_m0()
-    assert path is not None, "simulate/weights/small_cnn_32x32x3.weights.h5 (+ .json card) is missing"
+    assert path is not None, "aift_tf/zoo/pretrained/small_cnn_32x32x3.weights.h5 (+ .json card) is missing"
     assert path == pt.WEIGHTS_DIR / "small_cnn_32x32x3.weights.h5"
     assert path.stat().st_size < 5_000_000
     card = pt.m0_card(path)
@@ -147,6 +147,15 @@ def test_committed_default_m0_exists_loads_and_matches_its_card():
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_default_m0_is_none_for_shapes_without_committed_weights():
-    assert pt.default_m0("small_cnn", (64, 64, 3)) is None
+def test_default_m0_is_the_library_asset_and_serves_other_shapes():
+    from aift_tf.zoo import pretrained
+
+    # one owner: simulate.pretrain re-exports the library's M0 lookup and card reader
+    assert pt.WEIGHTS_DIR == pretrained.PRETRAINED_DIR
+    assert pt.m0_card is pretrained.m0_card and pt.card_path is pretrained.card_path
+    committed = pt.WEIGHTS_DIR / "small_cnn_32x32x3.weights.h5"
+    for shape in [(64, 64, 3), (28, 28, 1), (17, 9, 1)]:  # adapted inside the model (tests/test_m0_any_store.py)
+        assert pt.default_m0("small_cnn", shape) == committed
+    for shape in [(32, 32, 2), (32, 32, 4)]:  # channels that no shipped M0 can feed
+        assert pt.default_m0("small_cnn", shape) is None
     assert pt.default_m0("vgg16", (32, 32, 3)) is None

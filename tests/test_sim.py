@@ -179,7 +179,7 @@ def test_default_m0_is_resolved():
         assert m0["source"] == "default-m0" and m0["path"] == str(Path(committed).resolve())
         assert len(m0["sha256"]) == 64 and isinstance(m0["card"], dict)
     assert resolve_m0(check_config(SimConfig(weights="none")), (32, 32, 3))["weights"] is None
-    none_shape = resolve_m0(check_config(SimConfig()), (17, 17, 1))
+    none_shape = resolve_m0(check_config(SimConfig()), (17, 17, 2))  # no M0 feeds 2 channels
     assert none_shape["source"] == "none"
 
 

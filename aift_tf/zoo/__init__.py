@@ -37,7 +37,7 @@ def _check_policy(policy):
 
 
 def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trainable="all", seed=None,
-                dropout=0.5, train_batchnorm=False, **options):
+                dropout=0.5, backbone_shape=None, train_batchnorm=False, **options):
     """Build a zoo model.
 
     Args:
@@ -56,11 +56,20 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
         seed: int seeds the layer initialisers; for keras.applications backbones (which take no seed)
             it calls ``keras.utils.set_random_seed(seed)`` (global).
         dropout: rate of ``head_dropout``.
+        backbone_shape: (H', W', C') the backbone's weights were pre-trained on, when it differs from
+            ``input_shape``: the model resizes its input to H'×W' (``pre_resize``) and repeats one channel
+            to three (``pre_gray2rgb``) before the backbone. ``None``: from the weights' card, else none.
+            Recorded in :func:`model_config` (and recovered from a reloaded ``.keras`` graph).
         **options: builder options: ``width`` (alexnet, small_cnn: multiplies filters/units),
             ``filters`` (small_cnn: 4 block widths).
 
     Returns:
         keras.Model named ``name`` with ``model._aift_config`` (see :func:`model_config`).
+
+    Example::
+
+        m = build_model("small_cnn", (28, 28, 1), 2, weights=default_m0("small_cnn", (28, 28, 1)))
+        model_config(m)["backbone_shape"]   # [32, 32, 3]
     """
     mod = _module(name)
     from aift_tf.zoo import _common
@@ -90,6 +99,16 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
             raise AiftError(f"weights {str(weights)!r}: expected None, 'imagenet', a .keras or a .weights.h5 file")
     if weights == "imagenet":
         _weights.check_imagenet_supported(name, input_shape)
+    if backbone_shape is None and path is not None:
+        from aift_tf.zoo import pretrained
+
+        m0_shape = pretrained.card_shape(path, name)
+        if m0_shape is not None and m0_shape != input_shape and pretrained.fits(input_shape, m0_shape):
+            backbone_shape = m0_shape
+    if backbone_shape is not None:
+        backbone_shape = _common.check_backbone_shape(backbone_shape, input_shape,
+                                                      rgb=name in APPLICATION_NAMES)
+        options["backbone_shape"] = backbone_shape
 
     if seed is not None and name in APPLICATION_NAMES:
         import keras

@@ -23,7 +23,7 @@ _CONVS = ((96, 11, 4, True), (256, 5, 1, True), (384, 3, 1, False), (384, 3, 1, 
 _FC = 4096
 
 
-def build(input_shape, num_classes, *, dropout=0.5, seed=None, width=1.0):
+def build(input_shape, num_classes, *, dropout=0.5, seed=None, width=1.0, backbone_shape=None):
     import keras
     from keras import layers
 
@@ -38,7 +38,7 @@ def build(input_shape, num_classes, *, dropout=0.5, seed=None, width=1.0):
     init = keras.initializers.HeNormal(seed=seed)
 
     inp = keras.Input(shape=input_shape, name="input")
-    x = _common.resize_if_smaller(inp, input_shape, MIN_SIZE)
+    x = _common.backbone_input(inp, input_shape, MIN_SIZE, backbone_shape)
     for i, (f, k, s, pool) in enumerate(_CONVS, start=1):
         x = layers.Conv2D(max(1, round(f * width)), k, strides=s, padding="valid" if i == 1 else "same",
                           use_bias=False, kernel_initializer=init, name=f"conv{i}_conv")(x)
@@ -64,4 +64,5 @@ def cuts(model):
 
 
 def options(model) -> dict:
-    return {"width": model.get_layer("conv1_conv").filters / 96.0}
+    width = model.get_layer("conv1_conv").filters / 96.0
+    return _common.with_backbone_shape({"width": width}, model, MIN_SIZE)

@@ -5,7 +5,8 @@ Each model is one flat functional graph::
     input → [pre_resize] → [pre_gray2rgb | pre_adapter] → pre_scale → backbone (keras.applications,
     include_top=False, its own layer names) → backbone_gap → head_dropout → head_dense → head_softmax
 
-* ``pre_resize``: inputs smaller than 32×32 (keras.applications' minimum) are upsampled to 32.
+* ``pre_resize``: inputs smaller than 32×32 (keras.applications' minimum) are upsampled to 32; with
+  ``backbone_shape`` (weights pre-trained on another size) resized to that size.
 * ``pre_gray2rgb``: 1 channel repeated to RGB; ``pre_adapter``: learned 1×1 conv to 3 channels for
   other channel counts (not allowed with ``weights="imagenet"``: AiftError).
 * ``pre_scale``: the scaling keras.applications' ``preprocess_input`` expects, from [0, 1] inputs:
@@ -62,13 +63,13 @@ def _pre_scale(name, x):
     return keras.layers.Rescaling(scale, offset=offset, name="pre_scale")(x)
 
 
-def build(name, input_shape, num_classes, *, dropout=0.5, seed=None):
+def build(name, input_shape, num_classes, *, dropout=0.5, seed=None, backbone_shape=None):
     import warnings
 
     import keras
 
     inp = keras.Input(shape=input_shape, name="input")
-    x = _common.resize_if_smaller(inp, input_shape, MIN_SIZE)
+    x = _common.backbone_input(inp, input_shape, MIN_SIZE, backbone_shape, channels=False)
     x = _common.to_rgb(x, input_shape[2], seed=seed)
     x = _pre_scale(name, x)
     ctor = getattr(keras.applications, _CTORS[name])
@@ -83,3 +84,8 @@ def build(name, input_shape, num_classes, *, dropout=0.5, seed=None):
 def cuts(model):
     c = _CUTS[model.name]
     return c + ["backbone_gap"], c[-1]
+
+
+def options(model) -> dict:
+    """Builder options recoverable from a built (or reloaded) model: ``backbone_shape`` if not the default."""
+    return _common.with_backbone_shape({}, model, MIN_SIZE, channels=False)

@@ -36,26 +36,31 @@ class CaffePreprocess(keras.layers.Layer):
 class ResizeTo(keras.layers.Layer):
     """Resize images to (height, width) (bilinear by default), deterministic and weightless.
 
+    ``antialias=True`` low-pass filters when shrinking (used when a large patch is resized down to an
+    M0's pre-training size).
+
     Used instead of ``keras.layers.Resizing``: that layer's ``call(..., training=True)`` default leaks
     ``training=True`` into the Keras call context, so a plain ``model(x)`` would run every later
     BatchNormalization layer in training mode (batch statistics) — Keras 3.15 behaviour.
     """
 
-    def __init__(self, height, width, interpolation="bilinear", **kwargs):
+    def __init__(self, height, width, interpolation="bilinear", antialias=False, **kwargs):
         super().__init__(**kwargs)
         self.height = int(height)
         self.width = int(width)
         self.interpolation = interpolation
+        self.antialias = bool(antialias)
 
     def call(self, inputs):
         x = keras.ops.cast(inputs, self.compute_dtype)
         return keras.ops.image.resize(x, (self.height, self.width), interpolation=self.interpolation,
-                                      data_format="channels_last")
+                                      antialias=self.antialias, data_format="channels_last")
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update(height=self.height, width=self.width, interpolation=self.interpolation)
+        config.update(height=self.height, width=self.width, interpolation=self.interpolation,
+                      antialias=self.antialias)
         return config

@@ -3,8 +3,9 @@
 Four conv blocks ``block{i}_conv`` (3×3, no bias) → ``block{i}_bn`` → ``block{i}_relu`` →
 ``block{i}_pool`` (2×2 max-pool; block 4 ends in ``block4_gap``, global average pooling), then the
 standard head (``head_dropout``, ``head_dense``, ``head_softmax``). Any channel count is taken as is;
-inputs smaller than 8×8 are upsampled (``pre_resize``). ``filters`` sets the block widths
-(default 32-64-128-128); ``width`` multiplies them.
+inputs smaller than 8×8 are upsampled (``pre_resize``). ``backbone_shape`` (an M0 pre-trained on another
+patch shape) adds ``pre_resize`` to its size and ``pre_gray2rgb`` (1 → 3 channels) in front of the blocks.
+``filters`` sets the block widths (default 32-64-128-128); ``width`` multiplies them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ DEFAULT_FILTERS = (32, 64, 128, 128)
 MIN_SIZE = 8
 
 
-def build(input_shape, num_classes, *, dropout=0.5, seed=None, filters=DEFAULT_FILTERS, width=1.0):
+def build(input_shape, num_classes, *, dropout=0.5, seed=None, filters=DEFAULT_FILTERS, width=1.0,
+          backbone_shape=None):
     import keras
     from keras import layers
 
@@ -28,7 +30,7 @@ def build(input_shape, num_classes, *, dropout=0.5, seed=None, filters=DEFAULT_F
     init = keras.initializers.HeNormal(seed=seed)
 
     inp = keras.Input(shape=input_shape, name="input")
-    x = _common.resize_if_smaller(inp, input_shape, MIN_SIZE)
+    x = _common.backbone_input(inp, input_shape, MIN_SIZE, backbone_shape)
     for i, f in enumerate(filters, start=1):
         x = layers.Conv2D(f, 3, padding="same", use_bias=False, kernel_initializer=init,
                           name=f"block{i}_conv")(x)
@@ -49,4 +51,5 @@ def cuts(model):
 
 def options(model) -> dict:
     """Builder options recoverable from a built (or reloaded) model."""
-    return {"filters": [model.get_layer(f"block{i}_conv").filters for i in range(1, 5)]}
+    out = {"filters": [model.get_layer(f"block{i}_conv").filters for i in range(1, 5)]}
+    return _common.with_backbone_shape(out, model, MIN_SIZE)
