@@ -34,6 +34,8 @@ from simulate.run_folder import RESERVED
 RANDOM_BASELINES = {"random": None, "random-rft": "RFT"}
 DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
 DEFAULT_SEEDS = 10
+#: full training (the ceiling) runs on the first seeds only: it costs as much as a whole strategy's run on a CPU
+DEFAULT_FULL_SEEDS = 3
 DEFAULT_ROUNDS = 10
 DEFAULT_BUDGET_FRACTION = 0.45
 DEFAULT_BUDGET_CAP = 2000
@@ -74,6 +76,7 @@ class SimConfig:
     early_stopping: bool = False
     full_epochs: Optional[int] = None
     full_patience: Optional[int] = None
+    full_seeds: Optional[int] = None
     lr: Optional[float] = None
     train_batch_size: int = 64
     initial: int = 0
@@ -224,6 +227,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.early_stopping = bool(c.early_stopping)
     c.full_epochs = _int_opt("full-training epochs", c.full_epochs, 1)
     c.full_patience = _int_opt("full-training patience", c.full_patience, 1)
+    c.full_seeds = _int_opt("full-training seeds", c.full_seeds, 1)
     c.lr = _float_opt("learning rate", c.lr, low=0, low_open=True)
     c.train_batch_size = _int_opt("training batch size", c.train_batch_size, 1, allow_none=False)
     c.initial = _int_opt("initial", c.initial, 0, allow_none=False)
@@ -284,7 +288,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
 
     Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
-    round, lr, full_epochs, full_patience, early_stopping_split, target_delta, pool_size, test_size.
+    round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size.
     """
     pool = store.ids("train")
     test = store.ids("test")
@@ -347,6 +351,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
         lr=float(cfg.lr if cfg.lr is not None else d["lr"]),
         full_epochs=int(cfg.full_epochs if cfg.full_epochs is not None else d["full_epochs"]),
         full_patience=int(cfg.full_patience if cfg.full_patience is not None else d["full_patience"]),
+        full_seeds=int(min(seeds, cfg.full_seeds if cfg.full_seeds is not None else DEFAULT_FULL_SEEDS)),
         early_stopping_split="val" if has_val else None,
         target_delta=float(cfg.target_delta), pool_size=n_pool, test_size=int(test_labeled.size),
     )

@@ -308,6 +308,7 @@ class Experiment:
         self.progress = progress
         self.froc = bool(saved["data"]["froc"])
         self.seeds = list(range(int(self.plan["seeds"])))
+        self.full_seeds = self.seeds[: int(self.plan["full_seeds"])]
         self.rows = {}  # (job, seed) -> rows
         self.curves = {}  # (job, seed) -> full-training curve rows
         self._m0_eval = {}  # seed -> evaluation of M0 (shared by the strategies)
@@ -416,6 +417,8 @@ class Experiment:
         done = 0
         for seed in self.seeds:
             for job in self._jobs():
+                if job in (FULL, SCRATCH) and seed not in self.full_seeds:
+                    continue
                 sdir = rf.state_dir(self.out, job, seed)
                 rf.clean_temporaries(sdir)
                 r, p = rf.latest_round(sdir)
@@ -429,7 +432,7 @@ class Experiment:
 
     def total_units(self):
         per = self.n_rounds()
-        return len(self.seeds) * (len(self.cfg.strategies) * per + 1 + (1 if self.cfg.scratch else 0))
+        return len(self.seeds) * len(self.cfg.strategies) * per + len(self.full_seeds) * (1 + bool(self.cfg.scratch))
 
     def run(self):
         import warnings
@@ -441,7 +444,7 @@ class Experiment:
         if self.progress.quiet:
             warnings.simplefilter("ignore")
         # the ceiling first: the savings target is fixed from it before any strategy runs
-        for seed in self.seeds:
+        for seed in self.full_seeds:
             self.run_full(FULL, seed)
             if self.cfg.scratch:
                 self.run_full(SCRATCH, seed)
@@ -455,7 +458,7 @@ class Experiment:
         target = rf.read_target(self.out)
         if target is not None:
             return target
-        aucs = [self.rows[(FULL, s)][0]["test_auc"] for s in self.seeds]
+        aucs = [self.rows[(FULL, s)][0]["test_auc"] for s in self.full_seeds]
         mean = float(np.mean(aucs))
         delta = float(self.plan["target_delta"])
         target = {"target_auc": mean - delta, "full_auc_mean": mean, "delta": delta, "seeds": len(aucs),

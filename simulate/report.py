@@ -267,7 +267,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
              and e["final_auc_diff_vs_full"]["ci95"][0] > 0]
     complete = all(
         st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds) and len(out_strats[st]["labels"]) == n_rounds
-        for st in strategies) and len(full["seeds_done"]) == len(seeds)
+        for st in strategies) and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
     summary = {
         "app": data.get("app") if settings.get("app") is None else settings["app"],
         "data": data["path"],
@@ -569,7 +569,8 @@ def render_markdown(summary, config, figures) -> str:
     ci = full.get("ci95")
     L += [f"- Full training (M0 fine-tuned on all {s['pool_size']} pool labels until the validation AUC stopped "
           f"improving, {_f(full.get('epochs_run_mean'), 1)} epochs on average, at most {full['max_epochs']}): AUC "
-          f"{_f(full['auc_mean'])} ± {_f(full['auc_std'])}" + (f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
+          f"{_f(full['auc_mean'])} ± {_f(full['auc_std'])} over {len(full['seeds_done'])} seed(s)"
+          + (f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
           + ". It is the reference, not a strategy: it may use the validation labels."]
     if s.get("scratch"):
         L += [f"- Learning from scratch (no pre-training, whole pool): AUC {_f(s['scratch']['auc_mean'])} ± "

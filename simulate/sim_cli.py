@@ -25,7 +25,7 @@ _SETTING = {
     "learning": "learning", "random_learning": "random_learning", "omega": "omega", "query_size": "query_size",
     "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
     "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
-    "full_epochs": "full_epochs", "full_patience": "full_patience", "lr": "lr",
+    "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
     "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
     "distribute": "distribute",
@@ -87,6 +87,8 @@ Examples:
               help="At most this many epochs of full training / scratch over the whole pool (default 40).")
 @click.option("--full-patience", type=click.IntRange(min=1), default=None, metavar="P",
               help="Full training stops after P epochs without a better validation AUC (default 4).")
+@click.option("--full-seeds", type=click.IntRange(min=1), default=None, metavar="S",
+              help="Full training runs on the first S seeds (default 3; the target is their mean).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate of every fine-tuning (default 1e-4).")
 @click.option("--train-batch-size", type=click.IntRange(min=1), default=64, show_default=True, metavar="P",
