@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from aift_tf._io import file_sha256, write_text_atomic
+from aift_tf._io import write_text_atomic
 from aift_tf.errors import AiftError
 from simulate import run_folder as rf
 from simulate.config import (
@@ -71,25 +71,18 @@ def store_path_for(cfg: SimConfig, cache_dir=None, progress=None) -> Path:
 
 
 def resolve_m0(cfg: SimConfig, patch_shape) -> dict:
-    """Which M0 the run starts from: `{"weights": str|None, "source": ..., "path", "sha256", "card"}`."""
-    from simulate import pretrain
+    """Which M0 the run starts from (:func:`aift_tf.zoo.pretrained.resolve_m0`'s record plus ``path``,
+    ``card`` and, without pre-training, a ``note`` the report prints in its first lines).
+
+    The default (``--weights`` not given) is the offline M0 that fits the store (adapted inside the model
+    to grayscale / another patch size), falling back to random initialisation, said loudly, where none
+    fits; ``--weights m0`` insists on it.
+    """
+    from aift_tf.zoo.pretrained import m0_card
+    from aift_tf.zoo.pretrained import resolve_m0 as library_resolve
 
     shape = tuple(int(v) for v in patch_shape)
     w = cfg.weights
-    if w in (None, "default", "m0"):
-        path = pretrain.default_m0(cfg.model, shape)
-        if path is None:
-            if w == "m0":
-                raise AiftError(f"--weights m0: there is no offline pre-trained M0 for model {cfg.model!r} and "
-                                f"patch shape {'x'.join(map(str, shape))} (build one with python -m simulate.pretrain)")
-            return {"weights": None, "source": "none",
-                    "note": f"no offline pre-trained M0 for {cfg.model} {'x'.join(map(str, shape))}; "
-                            f"random initialisation"}
-        path = Path(path).resolve()
-        return {"weights": str(path), "source": "default-m0", "path": str(path),
-                "sha256": file_sha256(path), "card": pretrain.m0_card(path)}
-    if w == "none":
-        return {"weights": None, "source": "none", "note": "random initialisation (--weights none)"}
     if w == "imagenet":
         # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
         from aift_tf.zoo import weights as zoo_weights
@@ -99,14 +92,20 @@ def resolve_m0(cfg: SimConfig, patch_shape) -> dict:
         if not cached.exists():
             raise AiftError(f"--weights imagenet: {cached} is not in the Keras cache (offline); "
                             f"use --weights m0, none or a weights file")
-        return {"weights": "imagenet", "source": "imagenet", "path": str(cached)}
-    path = Path(w)
-    card = None
-    try:
-        card = pretrain.m0_card(path)
-    except AiftError:
-        card = None
-    return {"weights": str(path), "source": "file", "path": str(path), "sha256": file_sha256(path), "card": card}
+    choice = "m0" if w in (None, "default", "m0") else w
+    weights, record = library_resolve(choice, cfg.model, shape, fallback=w in (None, "default"))
+    record = dict(record, weights=weights)
+    if record["source"] == "none":
+        record["note"] = record["summary"]
+    elif weights != "imagenet":
+        record["path"] = weights
+        try:
+            record["card"] = m0_card(weights)
+        except AiftError:
+            record["card"] = None
+    else:
+        record["path"] = str(cached)
+    return record
 
 
 def froc_applies(store) -> bool:

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf._io import atomic_path, write_json_atomic, write_text_atomic
-from aift_tf.errors import AiftError
 from simulate import run_folder as rf
 from simulate.run_folder import FULL, SCRATCH
 
@@ -619,7 +618,7 @@ def render_markdown(summary, config, figures) -> str:
     L += ["## Setup", "",
           f"- data: `{s['data']}` (sha256 `{s['data_sha256'][:16]}…`), pool {s['pool_size']} candidates, "
           f"test {s['test_size']}",
-          f"- M0: {m0.get('path') or m0.get('source')}" + (f" — {m0['note']}" if m0.get("note") else ""),
+          f"- M0 ({m0.get('source')}): {m0.get('path') or 'none'}" + (f" — {m0['summary']}" if m0.get("summary") else ""),
           f"- model `{s['model']}` (trainable: {s['trainable']}), learning strategy {s['learning']} "
           f"(random: {s['strategies'].get('random', {}).get('learning', '—')}; random-rft: RFT)",
           f"- {s['seeds']} paired seeds; initial set: {ini['rule']} (mean {ini['mean']:.1f} labels); then "
