@@ -14,7 +14,8 @@ Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 
   label count, which is used as a lower bound (its saving is then an upper bound).
 * **saving** vs a reference (a random baseline): ``1 − mean(labels needed) / mean(labels needed by the
   reference)`` over the paired seeds, with a 95% percentile interval from a paired bootstrap over
-  seeds (:func:`aift_tf.metrics.paired_bootstrap`, 4,000 resamples, seeded).
+  seeds (:func:`aift_tf.metrics.paired_bootstrap`, 4,000 resamples, seeded); no interval (and no
+  verdict) with fewer than :data:`MIN_SEEDS_FOR_INTERVAL` paired seeds.
 * **AUC / ALC differences** vs the reference: per seed (same initial set, M0 head and test set), at
   the rounds closest to 25%, 50% and 100% of the queries, and of the area under the curve; mean and
   paired-bootstrap interval.
@@ -44,6 +45,9 @@ CHECKPOINTS = (0.25, 0.5, 1.0)
 N_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20170721  # fixed: the same run folder always gives the same intervals
 RANDOM_REFERENCES = ("random", "random-rft")
+#: fewer paired seeds than this give no interval (a bootstrap over 2-4 seeds has a handful of distinct
+#: resamples and badly under-covers), hence no verdict
+MIN_SEEDS_FOR_INTERVAL = 5
 
 
 def _finite(x):
@@ -62,7 +66,7 @@ def _interval(samples, statistic):
     from aift_tf.metrics import paired_bootstrap
 
     r = paired_bootstrap(samples, statistic, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED)
-    return r["estimate"], (r["ci95"] if r["n"] >= 2 else None)
+    return r["estimate"], (r["ci95"] if r["n"] >= MIN_SEEDS_FOR_INTERVAL else None)
 
 
 def _mean_stat(a, axis=-1):
@@ -363,7 +367,8 @@ def savings_line(name, sv, n_seeds) -> str:
     used = sv["seeds_used"]
     if sv["ci95"] is None:
         return (f"{name} vs {ref}: saving {_pct(sv['estimate'])} to reach AUC {t:.4f} on {used} paired seed(s); "
-                f"no interval and no verdict with fewer than 2 seeds (use --seeds 10).")
+                f"no interval and no verdict with fewer than {MIN_SEEDS_FOR_INTERVAL} paired seeds (the default is "
+                f"10).")
     lo, hi = sv["ci95"]
     c = sv["censored_seeds"]
     cens = (f"; it misses the target within its budget on {c} of {used} seeds, so its true saving is lower still"

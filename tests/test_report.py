@@ -188,13 +188,13 @@ def test_censored_strategy_is_kept_as_a_bound_not_dropped(tmp_path):
 def test_partly_censored_positive_bound_claims_no_saving(tmp_path):
     from simulate.report import build_report
 
-    rnd = [[0.5, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91]] * 4
-    good = [[0.5, 0.8, 0.93, 0.95, 0.95, 0.95, 0.95, 0.95]] * 3 + [[0.5, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]]
-    s = build_report(_fake_run(tmp_path, {"aift": good, "random": rnd}, [0.94] * 4))
+    rnd = [[0.5, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91]] * 5
+    good = [[0.5, 0.8, 0.93, 0.95, 0.95, 0.95, 0.95, 0.95]] * 4 + [[0.5, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]]
+    s = build_report(_fake_run(tmp_path, {"aift": good, "random": rnd}, [0.94] * 5))
     sv = s["strategies"]["aift"]["savings"]
     assert sv["censored_seeds"] == 1 and sv["ci95"][0] > 0
     line = s["verdict"][0]
-    assert "within its budget on only 3 of 4 seeds" in line and "no saving is demonstrated" in line
+    assert "within its budget on only 4 of 5 seeds" in line and "no saving is demonstrated" in line
 
 
 def test_flat_random_curve_sentence_cites_only_measured_quantities(tmp_path):
@@ -216,9 +216,9 @@ def test_flat_random_curve_sentence_cites_only_measured_quantities(tmp_path):
 def test_strategy_above_the_ceiling_is_flagged_first(tmp_path):
     from simulate.report import build_report
 
-    rnd = [[0.5, 0.7, 0.8, 0.85, 0.9, 0.9]] * 4
-    aift = [[0.5, 0.8, 0.9, 0.92, 0.93, 0.93]] * 4
-    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.86, 0.85, 0.87, 0.86]))
+    rnd = [[0.5, 0.7, 0.8, 0.85, 0.9, 0.9]] * 5
+    aift = [[0.5, 0.8, 0.9, 0.92, 0.93, 0.93]] * 5
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.86, 0.85, 0.87, 0.86, 0.86]))
     assert s["ceiling"] == {"reliable": False, "exceeded_by": ["aift", "random"]}
     assert s["verdict"][0].startswith("Full training (AUC 0.8600") and "not a ceiling" in s["verdict"][0]
     text = (tmp_path / "report.md").read_text()
@@ -227,11 +227,12 @@ def test_strategy_above_the_ceiling_is_flagged_first(tmp_path):
     assert "Unreliable: a strategy ends above full training" in text
 
 
-def test_no_m0_is_said_loudly_and_one_seed_gives_no_verdict(tmp_path):
+def test_no_m0_is_said_loudly_and_few_seeds_give_no_verdict(tmp_path):
     from simulate.report import build_report
 
-    s = build_report(_fake_run(tmp_path, {"aift": [[0.5, 0.7, 0.8, 0.9]], "random": [[0.5, 0.6, 0.7, 0.8]]},
-                               [0.9], m0_source="none"))
+    s = build_report(_fake_run(tmp_path, {"aift": [[0.5, 0.7, 0.8, 0.9], [0.5, 0.75, 0.85, 0.9]] * 2,
+                                          "random": [[0.5, 0.6, 0.7, 0.8], [0.5, 0.6, 0.75, 0.8]] * 2},
+                               [0.9] * 4, m0_source="none"))
     assert s["verdict"][0].startswith("NO PRE-TRAINED M0")
     assert s["strategies"]["aift"]["savings"]["ci95"] is None
     assert any("no interval and no verdict" in v for v in s["verdict"])
