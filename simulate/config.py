@@ -12,7 +12,7 @@ The protocol (the defaults and why, docs/results/PROTOCOL.md):
   at least :data:`INITIAL_PER_CLASS` labels (and at least ``initial`` candidates); every draw is a
   label spent; M0's new head is fitted on that set in round 1;
 * **budget**: :data:`DEFAULT_BUDGET_FRACTION` of the pool (at most :data:`DEFAULT_BUDGET_CAP` labels) in
-  :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has >= 10 points;
+  :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has 10 points (M0, the initial set, 8 rounds);
 * **fine-tuning**: a fixed number of gradient steps per round at a low learning rate, BatchNorm in
   inference mode (Keras's transfer-learning recipe); full training (the ceiling) uses the same recipe,
   trained until the validation AUC stops improving.
@@ -36,14 +36,15 @@ DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
 DEFAULT_SEEDS = 10
 #: full training (the ceiling) runs on the first seeds only: it costs as much as a whole strategy's run on a CPU
 DEFAULT_FULL_SEEDS = 3
-DEFAULT_ROUNDS = 10
+DEFAULT_ROUNDS = 8
 DEFAULT_BUDGET_FRACTION = 0.45
 DEFAULT_BUDGET_CAP = 2000
 INITIAL_PER_CLASS = 2
 #: fine-tuning recipe per scale: gradient steps per round, learning rate, full-training epoch cap and patience
+#: (protocol tuning on the simulated PE app only, written down in docs/results/PROTOCOL.md)
 SCALE_DEFAULTS = {
-    "quick": dict(steps=40, lr=1e-4, full_epochs=40, full_patience=4),
-    "paper": dict(steps=200, lr=1e-4, full_epochs=40, full_patience=4),
+    "quick": dict(steps=80, lr=5e-4, full_epochs=30, full_patience=3),
+    "paper": dict(steps=200, lr=5e-4, full_epochs=30, full_patience=3),
 }
 #: settings that may be given again with --resume without conflicting (they do not change results)
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")

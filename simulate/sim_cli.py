@@ -66,7 +66,7 @@ Examples:
 @click.option("--batch-size", "batch_size_alias", type=click.IntRange(min=1), default=None, hidden=True,
               help="Deprecated alias of --query-size.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, metavar="R",
-              help="Query rounds after the initial random set (default 10).")
+              help="Query rounds after the initial random set (default 8).")
 @click.option("--budget", type=click.IntRange(min=1), default=None, metavar="N",
               help="Total labels incl. the initial set (default 45% of the pool, at most 2000).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="S",
@@ -77,20 +77,20 @@ Examples:
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
-              help="Gradient steps per round (quick default 40, paper 200).")
+              help="Gradient steps per round (quick default 80, paper 200).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, metavar="E",
               help="Passes over the labeled patches per round instead of --steps.")
 @click.option("--early-stopping", is_flag=True,
               help="Stop each round's fine-tuning on the store's validation AUC (off: validation labels are "
                    "labels too).")
 @click.option("--full-epochs", type=click.IntRange(min=1), default=None, metavar="E",
-              help="At most this many epochs of full training / scratch over the whole pool (default 40).")
+              help="At most this many epochs of full training / scratch over the whole pool (default 30).")
 @click.option("--full-patience", type=click.IntRange(min=1), default=None, metavar="P",
-              help="Full training stops after P epochs without a better validation AUC (default 4).")
+              help="Full training stops after P epochs without a better validation AUC (default 3).")
 @click.option("--full-seeds", type=click.IntRange(min=1), default=None, metavar="S",
               help="Full training runs on the first S seeds (default 3; the target is their mean).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Adam learning rate of every fine-tuning (default 1e-4).")
+              help="Adam learning rate of every fine-tuning (default 5e-4).")
 @click.option("--train-batch-size", type=click.IntRange(min=1), default=64, show_default=True, metavar="P",
               help="Patches per gradient step.")
 @click.option("--initial", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",

@@ -136,7 +136,7 @@ def test_plan_and_config_without_tensorflow(tiny):
             np.testing.assert_array_equal(ids, draw_initial(pool, store.labels[pool], k))
         p = plan_run(check_config(SimConfig(data=str(tiny), rounds=2, query_size=3, initial=12, seeds=2)), store)
         assert p["initial"]["sizes"] == {"0": 12, "1": 12} and p["budget"] == 18
-        p = plan_run(check_config(SimConfig(data=str(tiny))), store)  # defaults: 45% of the pool in 10 rounds
+        p = plan_run(check_config(SimConfig(data=str(tiny))), store)  # defaults: 45% of the pool in 8 rounds
         assert p["budget"] <= max(round(0.45 * pool.size), p["initial"]["mean"] + p["rounds"]) and p["query_size"] >= 1
         assert p["steps"] == SCALE_DEFAULTS["quick"]["steps"] and p["lr"] == SCALE_DEFAULTS["quick"]["lr"]
         val = store.ids("val")
