@@ -17,8 +17,10 @@ Python API::
 
     from simulate.config import SimConfig
     from simulate.experiment import run_experiment
-    summary = run_experiment(SimConfig(data="pool.h5", strategies=("aift", "random"), rounds=3), out="runs/demo")
-    summary = run_experiment(None, out="runs/demo", resume=True)      # continue / rebuild
+    from simulate.report import build_report
+    done = run_experiment(SimConfig(data="pool.h5", strategies=("aift", "random"), rounds=3), out="runs/demo")
+    summary = build_report(done["out"], runtime=done["runtime"])
+    done = run_experiment(None, out="runs/demo", resume=True)      # continue after a crash
 
 The run folder's layout is :mod:`simulate.run_folder`'s. Every random choice depends only on (seed,
 round): queries on the learner's saved RNG, fine-tuning on ``seed + 1000 * round``, the initial set
@@ -726,7 +728,10 @@ def _open_new(config, out, quiet, argv, cache_dir):
 
 def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = False, quiet: bool = True,
                    argv=None, cache_dir=None, explicit: Optional[dict] = None) -> dict:
-    """Run (or resume) a simulation and write the run folder; returns the summary dict.
+    """Run (or resume) a simulation and write the run folder (its report is :mod:`simulate.report`'s).
+
+    Returns:
+        ``{"out": run folder, "runtime": {...}}``; pass both to :func:`simulate.report.build_report`.
 
     Args:
         config: the settings; ignored with `resume=True` (the run's config.json is used).
@@ -772,13 +777,8 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         finally:
             prog.close()
         exp.flush_csv()
-        from simulate.report import build_report
-
         runtime = {"this_invocation_seconds": round(time.perf_counter() - t_start, 2),
                    "loop_seconds": round(time.perf_counter() - t_loop, 2), "resumed": bool(resume)}
-        summary = build_report(out, runtime=runtime)
-        if not quiet:
-            print(f"report: {out / 'report.md'}", flush=True)
-        return summary
+        return {"out": out, "runtime": runtime}
     finally:
         store.close()

@@ -132,7 +132,7 @@ def cli(ctx, **opts):
     quiet = opts["quiet"]
     argv = ["aift-sim"] + list(sys.argv[1:] if ctx.obj is None else ctx.obj)
 
-    from simulate.config import SimConfig, check_config
+    from simulate.config import SimConfig
     from simulate.experiment import default_out_dir, run_experiment
 
     if opts["resume"]:
@@ -145,17 +145,22 @@ def cli(ctx, **opts):
         settings = {k: opts[c] for c, k in _SETTING.items()}
         if opts["data"] is not None:
             settings["app"] = None
-        config = check_config(SimConfig.from_dict(settings))
+        config = SimConfig.from_dict(settings)  # validated once, by run_experiment
     out = opts["out"] if opts["out"] is not None else default_out_dir(config)
     try:
-        run_experiment(config, out=out, resume=opts["resume"], quiet=quiet, argv=argv,
-                       cache_dir=opts["cache_dir"], explicit=explicit if opts["resume"] else None)
+        done = run_experiment(config, out=out, resume=opts["resume"], quiet=quiet, argv=argv,
+                              cache_dir=opts["cache_dir"], explicit=explicit if opts["resume"] else None)
     except KeyboardInterrupt:
         import shlex
 
         if (Path(out) / "config.json").is_file():
             click.echo(f"interrupted; continue with: aift-sim --out {shlex.quote(str(out))} --resume", err=True)
         raise
+    from simulate.report import build_report
+
+    build_report(done["out"], runtime=done["runtime"])
+    if not quiet:
+        click.echo(f"report: {done['out'] / 'report.md'}")
     return 0
 
 

@@ -236,7 +236,8 @@ def test_end_to_end_every_output(reference_run, tiny):
     fulls = [float(by[("full", k, "1")]["test_auc"]) for k in ("0", "1")]
     assert target["target_auc"] == pytest.approx(np.mean(fulls) - 0.01)
     curve = list(csv.DictReader(open(out / "full_training.csv")))
-    assert {c["seed"] for c in curve} == {"0", "1"} and all(c["val_auc"] != "" for c in curve)
+    assert {c["seed"] for c in curve} == {"0", "1"} and all(c["loss"] != "" for c in curve)
+    assert all((c["val_auc"] != "") == (cfg["plan"]["early_stopping_split"] is not None) for c in curve)
 
     s = json.loads((out / "summary.json").read_text())
     assert s["pool_size"] == 38 and s["test_size"] > 0 and s["seeds"] == 2 and s["complete"]
