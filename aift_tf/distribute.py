@@ -176,6 +176,8 @@ def save_path(path, strategy, scratch=None) -> Path:
 
 
 _TASK = re.compile(r"/job:(?:worker|chief)/replica:\d+/task:(\d+)")
+_GRPC = re.compile(r'grpc_message:"([^"]+)"')
+_ABORTED = re.compile(r"aborted by: ([^\n]+)")
 
 
 def _reachable(address: str, timeout: float = 1.0) -> bool:
@@ -193,10 +195,10 @@ def round_guard(strategy):
 
     When a worker dies (or, with ``get_strategy(..., timeout_seconds=...)``, hangs) TensorFlow aborts the
     collectives of the others (``UnavailableError``, ``DeadlineExceededError``…). Inside the guard that
-    becomes ``AiftError("multi-worker round failed: worker 1 (host:port) …")``: the worker is taken from
-    TensorFlow's message, else found by probing the peers' ports. Nothing written after the failure point
-    (save checkpoints with ``ActiveLearner.save`` — atomic — as the last step inside the guard). The
-    process's collectives stay aborted: exit and restart every worker to rerun the round.
+    becomes ``AiftError("multi-worker round failed on worker 0: worker 1 (host:port) stopped responding
+    …")``: the worker is taken from TensorFlow's message, else found by probing the peers' ports. Save
+    with ``ActiveLearner.save`` (atomic) as the last step inside the guard, so a failed round leaves no
+    checkpoint. The process's collectives stay aborted: exit and restart every worker to rerun the round.
 
     Example:
     >>> with round_guard(strategy):
@@ -217,9 +219,10 @@ def round_guard(strategy):
         dead = [i for i in named if i < len(workers)] or [
             i for i, w in enumerate(workers) if i != me and not _reachable(w)]
         who = ", ".join(f"worker {i} ({workers[i]})" for i in dead) or "a peer worker"
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+        reason = _GRPC.search(text) or _ABORTED.search(text)
+        reason = reason.group(1).strip() if reason else text.strip().splitlines()[0] if text.strip() else ""
         raise AiftError(f"multi-worker round failed on worker {me}: {who} stopped responding "
-                        f"({type(e).__name__}: {first[:120]}); nothing was saved; restart every worker "
+                        f"({type(e).__name__}: {reason[:100]}); nothing was saved; restart every worker "
                         f"to rerun the round") from None
 
 
