@@ -143,3 +143,22 @@ def test_merge_refuses_missing_and_doubled_shards(state, tmp_path):
     bad = _aift(["score", store_path, "--model", state_path, "--shard", "2/2", "--out", tmp_path / "x.h5"],
                 tmp_path, check=False)
     assert bad.returncode == 2 and "0 <= i < N" in bad.stderr and not (tmp_path / "x.h5").exists()
+
+
+def test_shard_from_tf_config(state, tmp_path):
+    """``--shard tf-config``: a multi-worker node scores the share of its task index (in-process CLI)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from aift_tf.score_cli import score
+
+    d, store_path, state_path = state
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]},
+                            "task": {"type": "worker", "index": 2}})
+    res = CliRunner().invoke(score, [str(store_path), "--model", str(state_path), "--shard", "tf-config", "--hash",
+                                     "--out", str(tmp_path / "p.h5"), "--quiet"], env={"TF_CONFIG": tf_config})
+    assert res.exit_code == 0, res.output
+    part = scoring.read_scores(tmp_path / "p.h5")
+    assert (part.attrs["shard_index"], part.attrs["shard_count"], part.attrs["shard_mode"]) == (2, 3, "hash")
+    assert np.array_equal(part.ids, scoring.shard_ids(part.pool_ids, 2, 3, "hash"))
