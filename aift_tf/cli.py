@@ -274,6 +274,11 @@ def recover(project, quiet):
                   f"{res['round']}")
 
 
+from aift_tf.score_cli import score as _score  # noqa: E402  (sharded scoring, issue 15)
+
+cli.add_command(_score)
+
+
 def main(argv=None):
     import warnings
 

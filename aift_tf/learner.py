@@ -214,8 +214,14 @@ class ActiveLearner:
         )
 
     # ------------------------------------------------------------------ query
-    def query(self, b: int):
+    def query(self, b: int, *, scores=None):
         """Choose `b` unlabeled candidates to annotate.
+
+        Args:
+            b: how many.
+            scores: merged scores of the current model over exactly the unlabeled pool
+                (`aift_tf.scoring.read_scores(path)` or the path), used instead of scoring the pool
+                here (sharded scoring, docs/distributed.md); checked against the pool, store and model.
 
         Returns:
             `(ids, scores)`: int64 candidate ids (most worthy first for top-b) and their worth
@@ -227,12 +233,17 @@ class ActiveLearner:
             raise AiftError(f"batch size must be >= 1, got {b}")
         if b > pool.size:
             raise AiftError(f"budget {b} is larger than the {pool.size} unlabeled candidates left in the pool")
+        given = None
+        if scores is not None:
+            from aift_tf.scoring import pool_probabilities
+
+            given = pool_probabilities(scores, pool, self.store, self.model)
         qseed = int(self.rng.integers(2**31 - 1))
         t0 = time.perf_counter()
         if parse_strategy(self.strategy)[0] == "random":
             scores = strategy_scores(np.zeros((pool.size, 1)), "random", seed=qseed)
         else:
-            probs = self.predict(pool)
+            probs = self.predict(pool) if given is None else given
             scores = strategy_scores(probs, self.strategy, seed=qseed)
         picked = select(scores, b, omega=self.omega, seed=qseed)
         self.last_query_seconds = time.perf_counter() - t0

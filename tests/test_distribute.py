@@ -25,6 +25,18 @@ def test_names_and_errors(monkeypatch):
         get_strategy("multi-worker")
 
 
+def test_worker_role_and_save_path(monkeypatch, tmp_path):
+    from aift_tf.distribute import save_path, worker_role
+
+    cluster = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert worker_role() == (1, cluster["worker"])
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 2}}))
+    with pytest.raises(AiftError, match="index 2 does not name one of the 2 workers"):
+        worker_role()
+    assert save_path(tmp_path / "state-2", None) == tmp_path / "state-2"  # no multi-worker: the chief's path
+
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
