@@ -260,12 +260,13 @@ def savings(labels_needed, labels_needed_reference) -> float | None:
 
 
 def paired_bootstrap(samples, statistic, *, n_resamples: int = 4000, confidence: float = 0.95,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, paired: bool = True) -> dict:
     """A statistic of paired samples and its percentile bootstrap interval (``scipy.stats.bootstrap``).
 
     The samples are paired by position (index ``k`` = seed ``k`` of a simulation: every strategy of a
     seed shares M0's head, the initial labels and the test set), so the resampling draws whole seeds
-    (``paired=True``).
+    (``paired=True``). With ``paired=False`` the samples are independent (they may differ in length)
+    and each is resampled on its own.
 
     The interval is the percentile interval of the bootstrap distribution, widened where needed so
     that it always contains the estimate (with very few distinct values a percentile interval can
@@ -282,7 +283,8 @@ def paired_bootstrap(samples, statistic, *, n_resamples: int = 4000, confidence:
         seed: seeds the resampling.
 
     Returns:
-        ``{"estimate": float, "ci95": [lo, hi], "n": pairs, "n_resamples": int, "method": "percentile"}``.
+        ``{"estimate": float, "ci95": [lo, hi], "n": pairs (the smallest sample's size when unpaired),
+        "n_resamples": int, "method": "percentile"}``.
 
     Example:
     >>> diff = lambda a, b, axis=-1: np.mean(a - b, axis=axis)
@@ -293,9 +295,9 @@ def paired_bootstrap(samples, statistic, *, n_resamples: int = 4000, confidence:
     from scipy import stats
 
     arrays = [np.asarray(a, dtype=np.float64) for a in samples]
-    if not arrays or any(a.ndim != 1 for a in arrays) or len({a.size for a in arrays}) != 1:
+    if not arrays or any(a.ndim != 1 for a in arrays) or (paired and len({a.size for a in arrays}) != 1):
         raise AiftError(f"samples must be equally long 1-D arrays, got shapes {[a.shape for a in arrays]}")
-    n = int(arrays[0].size)
+    n = int(min(a.size for a in arrays))
     if n == 0:
         raise AiftError("paired_bootstrap needs at least one pair, got 0")
     for k, a in enumerate(arrays):
@@ -313,7 +315,8 @@ def paired_bootstrap(samples, statistic, *, n_resamples: int = 4000, confidence:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate resamples: handled below
-            res = stats.bootstrap(tuple(arrays), statistic, paired=True, vectorized=True, n_resamples=int(n_resamples),
+            res = stats.bootstrap(tuple(arrays), statistic, paired=bool(paired), vectorized=True,
+                                  n_resamples=int(n_resamples),
                                   confidence_level=float(confidence), method="percentile",
                                   random_state=np.random.default_rng(int(seed)))
         lo_b, hi_b = float(res.confidence_interval.low), float(res.confidence_interval.high)

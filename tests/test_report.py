@@ -20,7 +20,7 @@ def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200,
     """A run folder: curves = {strategy: [per-seed AUC lists, round 0 (M0) first]}; full_aucs per seed."""
     from simulate import run_folder as rf
 
-    seeds = len(full_aucs)
+    seeds = max(len(v) for v in curves.values())
     n_rounds = len(next(iter(curves.values()))[0])  # M0 + initial + query rounds
     initial = list(initial) * seeds if len(initial) == 1 else list(initial)
     config = {
@@ -33,6 +33,7 @@ def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200,
                  "initial": {"rule": "test rule", "minimum": 0, "per_class": 2,
                              "sizes": {str(s): initial[s] for s in range(seeds)}, "mean": float(np.mean(initial))},
                  "steps": 40, "epochs": None, "lr": 1e-4, "full_epochs": 40, "full_patience": 4,
+                 "full_seeds": len(full_aucs),
                  "early_stopping_split": "val", "target_delta": delta},
         "m0": ({"weights": None, "source": "none", "note": "random initialisation (--weights none)"}
                if m0_source == "none" else {"weights": "m0.weights.h5", "source": "default-m0", "path": "m0.weights.h5"}),
@@ -54,10 +55,11 @@ def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200,
     rf.write_config(tmp_path, config)
     rf.write_rounds(tmp_path, rows)
     rf.write_training_curves(tmp_path, [{"job": "full", "seed": s, "epoch": e, "loss": 1.0 / e, "val_auc": 0.8}
-                                        for s in range(seeds) for e in (1, 2, 3)])
+                                        for s in range(len(full_aucs)) for e in (1, 2, 3)])
     full_mean = float(np.mean(full_aucs))
     rf.write_target(tmp_path, {"target_auc": full_mean - delta, "full_auc_mean": full_mean, "delta": delta,
-                               "seeds": seeds, "rule": f"mean full-training test AUC over {seeds} seeds − {delta:g}"})
+                               "seeds": len(full_aucs),
+                               "rule": f"mean full-training test AUC over {len(full_aucs)} seeds − {delta:g}"})
     return tmp_path
 
 
@@ -277,3 +279,18 @@ def test_every_verdict_number_comes_from_the_summary(tmp_path):
     for line in s["verdict"]:
         for tok in re.findall(r"[+-]?\d+(?:\.\d+)?%?", line):
             assert tok in values or tok.lstrip("+") in values or tok in ("95%", "0.05"), (tok, line)
+
+
+def test_ceiling_check_with_full_training_on_fewer_seeds(tmp_path):
+    """Full training runs on the first 3 seeds: the ceiling check compares means without pairing."""
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(6)
+    aift = [_noisy(rng, 0.7, 0.93, 6, 0.003) for _ in range(10)]
+    rnd = [_noisy(rng, 0.7, 0.85, 6, 0.003) for _ in range(10)]
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.88, 0.885, 0.875]))
+    assert s["complete"] and s["full_training"]["seeds_done"] == [0, 1, 2]
+    d = s["strategies"]["aift"]["final_auc_diff_vs_full"]
+    assert d["seeds"] == 10 and d["full_seeds"] == 3 and d["ci95"][0] > 0
+    assert s["ceiling"]["exceeded_by"] == ["aift"] and s["verdict"][0].startswith("Full training")
+    assert s["strategies"]["random"]["final_auc_diff_vs_full"]["ci95"][1] < 0
