@@ -89,6 +89,23 @@ def answer(queries_csv, store_path, skip=()):
     return {int(r["id"]): int(truth[int(r["id"])]) for r in rows if int(r["id"]) not in skip}
 
 
+def first_labels(project, store_path, out_csv):
+    """round-001 answered from the ground truth, plus a pool candidate of each class it lacks, written as the
+    free-form CSV ``out_csv``: teaching it fine-tunes (the learner refuses a labeled set without every class).
+
+    Returns the {id: label} it holds.
+    """
+    truth = answer(Path(project) / "round-001" / "queries.csv", store_path)
+    with open_store(store_path) as s:
+        labels, pool = s.labels.copy(), s.ids("train").tolist()
+    for k in range(len(CLASSES)):
+        if k not in truth.values():
+            i = next(i for i in pool if labels[i] == k and i not in truth)
+            truth[i] = k
+    write_rows(out_csv, [{"id": i, "label": lab} for i, lab in truth.items()])
+    return truth
+
+
 def ledger(project):
     return [json.loads(ln) for ln in (Path(project) / "ledger.jsonl").read_text().splitlines() if ln.strip()]
 
