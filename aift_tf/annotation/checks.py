@@ -107,7 +107,8 @@ def check_name(value, where: str, what: str = "annotator") -> str:
     'dr.lee'
     """
     if not isinstance(value, str) or not NAME_RE.match(value):
-        raise AiftError(f"{where}: {what} name {shown(value)} is not allowed (use letters, digits, '.', '_' or '-', "
+        quoted = repr(printable(value[:70])) if isinstance(value, str) else shown(value)
+        raise AiftError(f"{where}: {what} name {quoted} is not allowed (use letters, digits, '.', '_' or '-', "
                         f"starting with a letter or digit, at most 64 characters)")
     return value
 
