@@ -132,7 +132,10 @@ def _fsync_tree(folder: Path) -> None:
         for name in files:
             p = os.path.join(root, name)
             if not os.path.islink(p):
-                fsync_file(p)
+                try:
+                    fsync_file(p)
+                except OSError as e:
+                    raise (write_failure(p, e) or e) from None
         fsync_dir(root)
 
 
