@@ -194,7 +194,7 @@ _JS = r"""
   var body = document.body, D = body.dataset;
   var classes = JSON.parse(D.classes), K = classes.length;
   var KEY = "aift-labels:" + D.token;
-  var NAME_RE = /^[^\W_][\w.-]{0,63}$/u;
+  var NAME_RE = /^[\p{L}\p{N}][\p{L}\p{N}_.-]{0,63}$/u;
   var cards = Array.prototype.slice.call(document.querySelectorAll(".card"));
   var ann = document.getElementById("annotator");
   var state = {annotator: D.annotator || "", items: {}};

@@ -691,7 +691,6 @@ class Project:
         """Write a round (or adjudication) folder atomically, never replacing one: CSV(s), page(s), patches."""
         from aift_tf.gallery import write_page, write_patches
 
-        k = info["round"]
         stem = target.name
         with atomic_dir(target, replace=False) as tmp:  # never replaces a folder (an annotator's work)
             write_patches(tmp, self.store, [r["id"] for r in rows])

@@ -13,6 +13,7 @@
 """
 
 import errno
+import gc
 import json
 import os
 import shutil
@@ -248,8 +249,6 @@ def test_a_real_full_disk_during_teach(base, tmp_path, free_mb):
         assert r.exit_code == 0, r.stderr
         assert "teach rounds: 1" in status_ok(project) and {e["round"] for e in ledger(project)} == {1}
     finally:
-        import gc
-
         gc.collect()  # h5py files of the in-process commands
         if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

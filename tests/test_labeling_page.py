@@ -191,3 +191,29 @@ def test_label_in_the_browser_reload_download_and_teach(project, base, browser, 
         assert set(expected) <= set(s.ids("train").tolist())
     out = aift("status", project).output
     assert "round-002: 10 queried, 4 labeled (alice, bob; 2 shared)" in out
+
+
+def test_patch_boxes_match_the_montages():
+    """The page enlarges patch j by cropping box j of the montage: the boxes must tile the montage exactly,
+    and a 2.5-D patch's box is its whole row of three planes."""
+    import numpy as np
+
+    from aift_tf.gallery import montage, montage_boxes, montage_planes
+
+    rng = np.random.default_rng(0)
+    bag = rng.integers(0, 256, size=(4, 16, 20, 3), dtype=np.uint8)
+    img = montage(bag)
+    boxes = montage_boxes(4, 16, 20)
+    for j, (x, y, w, h) in enumerate(boxes):
+        tile = img[y:y + h, x:x + w]
+        assert (tile[::h // 16, ::w // 20] == bag[j]).all()
+    assert boxes[-1][0] + boxes[-1][2] == img.shape[1]
+    img = montage_planes(bag, ["axial", "coronal", "sagittal"])
+    boxes = montage_boxes(4, 16, 20, planes=["axial", "coronal", "sagittal"])
+    for j, (x, y, w, h) in enumerate(boxes):
+        row = img[y:y + h, x:x + w]
+        s = h // 16
+        for c in range(3):  # the three planes side by side, grayscale
+            plane = row[:, c * (20 * s + 2): c * (20 * s + 2) + 20 * s]
+            assert (plane[::s, ::s, 0] == bag[j, :, :, c]).all()
+    assert boxes[-1][1] + boxes[-1][3] + 2 == img.shape[0] and boxes[0][0] + boxes[0][2] + 2 == img.shape[1]
