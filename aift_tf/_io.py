@@ -6,11 +6,17 @@ itself is fsynced, so a power cut right after a write cannot lose the new name. 
 permissions a plain ``open``/``mkdir`` would give (``0666``/``0777`` minus the umask), not the private
 ``0600``/``0700`` of :mod:`tempfile`, so a project shared by a group stays readable by its members.
 ``atomic_dir(path, replace=False)`` never replaces an existing ``path`` (``renameat2(RENAME_NOREPLACE)``).
+
+This is the one write path of the package: every file is fsynced before it is renamed into place (so a
+full disk that only shows at fsync is caught too), and a write that fails because the disk is full, read-only
+or forbidden (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, EFBIG, EIO) becomes :class:`WriteFailed`, a one-line
+:class:`~aift_tf.errors.AiftError` naming the final file (never the temporary), after the temporary is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -56,6 +62,90 @@ def fsync_dir(folder) -> None:
         pass  # some filesystems refuse fsync on a folder
     finally:
         os.close(fd)
+
+
+WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large",
+    errno.EIO: "input/output error",
+}
+
+
+class WriteFailed(AiftError):
+    """A write refused by the disk (full, read-only, forbidden); ``path`` is the final file or folder.
+
+    The message is one line: ``PATH: cannot write (no space left on the device); nothing was changed``.
+    """
+
+    def __init__(self, path, reason: str, errno_: int = 0):
+        self.path = Path(path)
+        self.reason = reason
+        self.errno = errno_
+        super().__init__(f"{path}: cannot write ({reason}); nothing was changed")
+
+
+def write_failure(path, exc: BaseException):
+    """:class:`WriteFailed` for ``exc`` if it is a disk-level write error (see ``WRITE_ERRNOS``), else None.
+
+    Libraries that write through C (h5py, Keras' zip writer) do not always set ``errno``; their message is
+    matched against the errno strings as well.
+
+    Example:
+    >>> write_failure("a.json", OSError(errno.ENOSPC, "No space left on device")).reason
+    'no space left on the device'
+    """
+    if isinstance(exc, WriteFailed):
+        return exc
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    code = getattr(exc, "errno", None)
+    if code not in WRITE_ERRNOS:
+        text = str(exc)
+        code = next((c for c in WRITE_ERRNOS if os.strerror(c) in text or f"errno = {c}," in text), None)
+    if code is None:
+        return None
+    return WriteFailed(path, WRITE_ERRNOS[code], code)
+
+
+_deferred = contextvars.ContextVar("aift_io_deferred_fsync", default=False)
+
+
+def fsync_file(path) -> None:
+    """fsync one file's data (raises the OSError a full disk reports at fsync).
+
+    Example:
+    >>> fsync_file("model.keras")
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                try:
+                    fsync_file(p)
+                except OSError as e:
+                    raise (write_failure(p, e) or e) from None
+        fsync_dir(root)
+
+
+def _translate(exc: WriteFailed, tmp: Path, final: Path) -> WriteFailed:
+    """``exc`` with a path inside the temporary folder ``tmp`` re-expressed inside ``final``."""
+    try:
+        rel = exc.path.relative_to(tmp)
+    except ValueError:
+        return exc
+    return WriteFailed(final / rel, exc.reason, exc.errno)
 
 
 def _rename_noreplace(src: Path, dst: Path) -> None:
@@ -106,7 +196,7 @@ def _check_parent(path: Path) -> None:
     if not parent.exists():
         raise AiftError(f"{path}: parent folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise AiftError(f"{path}: folder {parent} is not writable")
+        raise WriteFailed(path, f"folder {parent} is not writable", errno.EACCES)
 
 
 @contextlib.contextmanager
@@ -123,18 +213,26 @@ def atomic_path(path, suffix: str = ""):
     """
     path = Path(path)
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as e:
+        raise (write_failure(path, e) or e) from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would follow the umask
     finally:
         os.close(fd)
     try:
         yield Path(tmp)
+        if not _deferred.get():  # inside atomic_dir the whole folder is fsynced before its rename
+            fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        failed = write_failure(path, e)
+        if failed is not None and failed is not e:
+            raise failed from None
         raise
 
 
@@ -155,10 +253,20 @@ def atomic_dir(path, replace: bool = True):
     """
     path = Path(path)
     _check_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir would follow the umask
     try:
-        yield tmp
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise (write_failure(path, e) or e) from None
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir would follow the umask
+    nested = _deferred.get()  # inside another atomic_dir: the outer one fsyncs the whole tree
+    try:
+        token = _deferred.set(True)
+        try:
+            yield tmp
+        finally:
+            _deferred.reset(token)
+        if not nested:
+            _fsync_tree(tmp)  # every file's data is on disk before the folder's name is
         if not replace:
             try:
                 _rename_noreplace(tmp, path)
@@ -176,17 +284,27 @@ def atomic_dir(path, replace: bool = True):
         else:
             os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        failed = write_failure(getattr(e, "filename", None) or path, e)
+        if isinstance(failed, WriteFailed):
+            failed = _translate(failed, tmp, path)
+            if not str(failed.path).startswith(str(path)):
+                failed = WriteFailed(path, failed.reason, failed.errno)
+            if failed is not e:
+                raise failed from None
         raise
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary sibling, fsync, rename, fsync of the folder).
+
+    Example:
+    >>> write_bytes_atomic("ledger.jsonl", b"{}\n")
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text_atomic(path, text: str) -> None:

@@ -3,8 +3,9 @@
     aift init PROJECT --data STORE.h5 [--model NAME --weights m0|none|imagenet|PATH --trainable all|top|head
                                        --strategy aift --learning ACFT-LQ --omega W --epochs E --lr LR
                                        --batch-size B --seed S]
-    aift query PROJECT -n 20 [--strategy S --omega W --force]
-    aift teach PROJECT round-NNN/queries.csv [--relabel]
+    aift query PROJECT -n 20 [--strategy S --omega W --force --annotators A,B --overlap 0.2]
+    aift teach PROJECT CSV [--relabel --annotator NAME]   (CSV: queries.csv or the page's download)
+    aift adjudicate PROJECT     (list disagreements between annotators to settle)
     aift status PROJECT
     aift export PROJECT --out DIR [--force]
     aift recover PROJECT        (after an error naming a damaged checkpoint)
@@ -104,10 +105,10 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli():
-    """Active, incremental fine-tuning with a human annotator: init → query → teach → status → export.
+    """Active, incremental fine-tuning with human annotators: init → query → teach → status → export.
 
     A PROJECT folder holds the settings, the label ledger, the learner checkpoints and one round-NNN/ folder
-    per query (queries.csv to fill in + gallery.html to look at). See docs/annotation.md.
+    per query (gallery.html to label in the browser, or queries.csv to fill in). See docs/annotation.md.
     """
 
 
@@ -143,32 +144,47 @@ def init(project, data, model, weights, trainable, strategy, learning, omega, ep
 @click.option("-n", "n", type=int, default=20, show_default=True, help="Candidates to query.")
 @click.option("--strategy", default=None, help="Override the project's selection strategy for this round. " + STRATEGY_HELP)
 @click.option("--omega", type=float, default=None, help="Override the project's ω for this round.")
+@click.option("--annotators", default=None, metavar="A,B,...",
+              help="Several annotators: one queries-NAME.csv + gallery-NAME.html each, candidates dealt out in rank order.")
+@click.option("--overlap", type=click.FloatRange(0, 1), default=None,
+              help="With --annotators: the fraction of -n every annotator labels (agreement, kappa).  [default: 0.2]")
 @click.option("--force", is_flag=True, help="Query even though the previous round is still unanswered.")
 @quiet_option
-def query(project, n, strategy, omega, force, quiet):
-    """Score the unlabeled pool; write round-NNN/ (queries.csv + gallery.html)."""
+def query(project, n, strategy, omega, annotators, overlap, force, quiet):
+    """Score the unlabeled pool; write round-NNN/ (labeling page gallery.html + queries.csv)."""
     p, bars = _open(project, quiet)
     with p:
-        info = p.query(n, strategy=strategy, omega=omega, force=force)
+        info = p.query(n, strategy=strategy, omega=omega, force=force, annotators=annotators, overlap=overlap)
     bars.close()
     folder = info["path"]
-    _say(quiet)(f"{folder.name}: {info['n']} candidates (of {info['pool_left']} unlabeled), strategy "
-                f"{info['strategy']}, model of teach round {info['model_round']}\n"
-                f"  look:  {folder / 'gallery.html'}\n"
-                f"  label: {folder / 'queries.csv'} (label column: class index or name; empty = skip)\n"
-                f"  then:  aift teach {project} {folder / 'queries.csv'}")
+    say = _say(quiet)
+    say(f"{folder.name}: {info['n']} candidates (of {info['pool_left']} unlabeled), strategy "
+        f"{info['strategy']}, model of teach round {info['model_round']}")
+    shares = info.get("annotators") or {None: info["ids"]}
+    for name, ids in shares.items():
+        suffix = f"-{name}" if name else ""
+        say(f"  {name + ': ' if name else ''}label {len(ids)} in {folder / f'gallery{suffix}.html'} "
+            f"(Download labels → {folder.name}{suffix}-labels.csv), or fill {folder / f'queries{suffix}.csv'}")
+    if info.get("shared"):
+        say(f"  {len(info['shared'])} candidate(s) shared by every annotator (agreement)")
+    say(f"  then:  aift teach {project} CSV")
 
 
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
 @click.argument("csv_file", metavar="CSV", type=click.Path())
 @click.option("--relabel", is_flag=True, help="Allow changing the label of already-labeled candidates.")
+@click.option("--annotator", default=None, metavar="NAME",
+              help="Who labeled CSV (recorded per ledger entry; default: the CSV's annotator column or queries-NAME.csv).")
 @quiet_option
-def teach(project, csv_file, relabel, quiet):
-    """Import the labels of CSV (columns id,label) and fine-tune the model with them."""
+def teach(project, csv_file, relabel, annotator, quiet):
+    """Import the labels of CSV (columns id,label[,note,annotator]) and fine-tune the model with them."""
+    from aift_tf.annotation.ledger import class_list
+
     p, bars = _open(project, quiet)
     with p:
-        res = p.teach(csv_file, relabel=relabel, warn=_warn)
+        res = p.teach(csv_file, relabel=relabel, annotator=annotator, warn=_warn)
+        names = p.class_names
     bars.close()
     say = _say(quiet)
     plan = res["plan"]
@@ -176,12 +192,29 @@ def teach(project, csv_file, relabel, quiet):
         extra = f" ({len(plan['same'])} already labeled the same way)" if plan["same"] else ""
         say(f"nothing new in {res['csv']}{extra}")
         return
+    n_new = len(plan["new"]) - len(plan["relabel"])
+    what = ("adjudication(s)" if plan["kind"] == "adjudication" else "new label(s)")
+    counts = (f"{n_new} {what}" + (f", {len(plan['relabel'])} relabeled" if plan["relabel"] else "")
+              + (f", {len(plan['same'])} unchanged" if plan["same"] else ""))
+    if res["held"]:
+        _warn(f"warning: {len(res['held'])} label(s) disagree with another annotator (ids "
+              f"{', '.join(map(str, res['held'][:10]))}{' …' if len(res['held']) > 10 else ''}): held out of "
+              f"training until `aift adjudicate {project}` lists them and the adjudication is taught")
+    if not res["trained"]:
+        if res["missing"]:
+            missing = class_list(res["missing"], names)
+            say(f"recorded {counts} in the ledger; no fine-tuning until every class has a label: {missing} "
+                f"{'has' if len(res['missing']) == 1 else 'have'} none yet. The next `aift query {project}` still "
+                f"ranks with the model of teach round {res['round']}; a random round (`aift query {project} -n 20 "
+                f"--strategy random`) finds candidates of every class, and the first teach after which every class "
+                f"has a label fine-tunes on all of them")
+        else:
+            say(f"recorded {counts} in the ledger; nothing new to fine-tune on (the new labels are held out)")
+        return
     rec = res["record"]
     ft = rec["finetune"]
     loss = ", ".join(f"{v:.4f}" for v in ft.get("loss", []))
-    line = (f"teach round {res['round']}: {len(plan['new'])} new label(s)"
-            + (f", {len(plan['relabel'])} relabeled" if plan["relabel"] else "")
-            + (f", {len(plan['same'])} unchanged" if plan["same"] else "")
+    line = (f"teach round {res['round']}: {counts}"
             + f"; {rec['labels']} labeled in total; fine-tuned on {rec['train_candidates']} candidates "
             f"({ft.get('epochs')} epoch(s), loss {loss}, {ft.get('seconds', 0):.1f} s)")
     if ft.get("val_auc"):
@@ -192,14 +225,42 @@ def teach(project, csv_file, relabel, quiet):
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
 @quiet_option
+def adjudicate(project, quiet):
+    """List the candidates annotators disagree on: adjudication-NNN/ (queries.csv + labeling page) to settle."""
+    from aift_tf.project import printable as e
+
+    p, bars = _open(project, quiet)
+    with p:
+        res = p.adjudicate()
+        names = p.class_names
+    bars.close()
+    if not res["ids"]:
+        click.echo(f"no disagreements in {e(project)}: nothing to adjudicate")
+        return
+    folder = res["path"]
+    lines = [f"{len(res['ids'])} disagreement(s)" + (f", already listed in {folder.name} (not answered yet)"
+                                                     if res["existing"] else f" listed in {folder.name}") + ":"]
+    for i in res["ids"]:
+        votes = ", ".join(f"{e(a)}={e(names[lab])}" for a, lab in res["votes"][str(i)].items())
+        lines.append(f"  id {i}: {votes}")
+    lines.append(f"  decide in {folder / 'gallery.html'} (Download labels → {folder.name}-labels.csv) or fill "
+                 f"{folder / 'queries.csv'}; then: aift teach {project} CSV")
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("project", type=click.Path(file_okay=False))
+@quiet_option
 def status(project, quiet):
-    """Rounds, labels per class, pool left, last fine-tune metrics."""
+    """Rounds, labels per class and per annotator, agreement (kappa), pool left, last fine-tune metrics."""
+    from aift_tf.annotation.ledger import class_list
     from aift_tf.project import printable as e  # every string read back from the project is escaped
 
     p, bars = _open(project, quiet)
     with p:
         s = p.status()
         c = p.config
+        names = p.class_names
     bars.close()
     ft = c.get("finetune") if isinstance(c.get("finetune"), dict) else {}
     lines = [
@@ -215,17 +276,40 @@ def status(project, quiet):
         where = f" {m0['weights']}" if m0.get("weights") else ""
         lines.insert(2, f"  M0: {m0.get('source')}{where} ({m0.get('summary')})")
     for q in s["query_rounds"]:
+        who = f" ({', '.join(map(e, q['annotators']))}; {q['shared']} shared)" if q["annotators"] else ""
         lines.append(f"  round-{q['round']:03d}: {q['n']} queried, {q['labeled']} labeled"
-                     + ("" if q["answered"] else " (unanswered)"))
+                     + ("" if q["answered"] else " (unanswered)") + who)
     for name in s["incomplete_rounds"]:
         lines.append(f"  {e(name)}: no query.json (not written by `aift query`; left as it is)")
     per = ", ".join(f"{e(k)} {v}" for k, v in s["per_class"].items())
     lines.append(f"labels: {s['labels']} ({per})")
+    for r in s["pending_rounds"]:
+        lines.append(f"  teach round {r} is in the ledger but not in the model yet: the next query, teach or "
+                     f"export fine-tunes it")
+    if s["not_trained"]:
+        why = (f"no fine-tuning until every class has a label: {class_list(s['missing'], names)} "
+               f"{'has' if len(s['missing']) == 1 else 'have'} none yet" if s["missing"]
+               else "the next teach fine-tunes them")
+        lines.append(f"  {len(s['not_trained'])} label(s) recorded but not trained yet ({why})")
+    if s["disagreements"]:
+        ids = list(s["disagreements"])
+        lines.append(f"disagreements: {len(ids)} (ids {', '.join(map(str, ids[:10]))}{' …' if len(ids) > 10 else ''}) "
+                     f"held out of training; run `aift adjudicate {e(project)}`")
+    if s["annotators"]:
+        lines.append("annotators: " + "; ".join(
+            f"{e(a)} {v['labels']} ({', '.join(f'{e(k)} {n}' for k, n in v['per_class'].items())})"
+            for a, v in s["annotators"].items())
+            + (f"; adjudicated {s['adjudicated']}" if s["adjudicated"] else ""))
+    for g in s["agreement"]:
+        a, b = g["pair"]
+        kappa = "n/a" if g["kappa"] is None else f"{g['kappa']:.2f}"
+        lines.append(f"agreement {e(a)} / {e(b)}: Cohen's kappa {kappa} on {g['n']} shared candidate(s), "
+                     f"{g['agree']} agree")
     lines.append(f"pool left: {s['pool_left']} of {s['pool']} unlabeled")
     if s["history"]:
         h = s["history"][-1]
-        ft = h["finetune"]
-        lines.append(f"last fine-tune (round {h['round']}): {ft.get('epochs')} epoch(s) on {h['train_candidates']} "
+        ft = h.get("finetune", {})
+        lines.append(f"last fine-tune (round {h['round']}): {ft.get('epochs')} epoch(s) on {h.get('train_candidates')} "
                      f"candidates, loss per epoch [{', '.join(f'{v:.4f}' for v in ft.get('loss', []))}], "
                      f"{ft.get('seconds', 0):.1f} s")
         if ft.get("val_auc"):

@@ -1,47 +1,50 @@
-"""An annotation project: the folder behind the ``aift`` command (init / query / teach / status / export).
+"""An annotation project: the folder behind the ``aift`` command
+(init / query / teach / adjudicate / status / export / recover).
 
 Layout of a project folder ``PROJECT/``::
 
     config.json                 settings (model, weights, trainable, strategy, learning, omega, fine-tuning),
                                 store path + sha256, classes; written once by ``init``
-    ledger.jsonl                the label ledger: append-only, one JSON object per label (see below)
+    ledger.jsonl                the label ledger: append-only, one JSON object per label (format 2, see
+                                :mod:`aift_tf.annotation.ledger`; format-1 ledgers of older projects are read)
     checkpoints/round-000/      M0: the initial learner state (``ActiveLearner.save``)
     checkpoints/round-TTT/      the learner state after teach round TTT (the latest is the current model;
                                 M0 and the two most recent are kept)
-    round-NNN/                  one query round: queries.csv, gallery.html, patches/<id>.png, query.json
+    round-NNN/                  one query round: queries.csv + gallery.html (or, for several annotators,
+                                queries-NAME.csv + gallery-NAME.html each), patches/<id>.png, query.json
+    adjudication-NNN/           the disagreements listed by ``aift adjudicate``: queries.csv, gallery.html, ...
 
-Ledger entries (``ledger.jsonl``)::
-
-    {"id": 17, "label": 1, "class": "positive", "round": 2, "query_round": 2, "relabel": false,
-     "time": "2025-01-01T12:00:00+00:00", "source": "round-002/queries.csv", "line": 4}
-
-``round`` is the teach round the label was trained in (the learner goes M_{round-1} → M_round);
-``query_round`` is the ``round-NNN`` folder it answers (null for a free-form CSV). The effective label of
-an id is its last entry. The ledger is never edited: a teach rewrites it as old bytes + new lines into a
-temporary sibling, fsyncs it and renames it over the old file (so it is always complete).
+Labels and training. Every label is appended to the ledger with who gave it (``--annotator``, the CSV's
+``annotator`` column, or the ``queries-NAME.csv`` it answers). An id's label is the consensus of its annotators'
+latest labels; ids they disagree on stay out of training until ``aift adjudicate`` lists them and the
+adjudication is taught. No fine-tuning runs while the labels lack a class (the learner refuses a one-class
+set): such labels are recorded with ``"round": null`` and trained, with everything else, by the first teach
+after which every class has a label. Teach round T trains the consensus of the ledger up to its last entry
+marked ``round: T`` (:func:`aift_tf.annotation.ledger.trained_by_round`).
 
 Crash safety of ``teach`` (the order is what matters)::
 
     1. validate the CSV and config.json against the store (nothing is written if anything is bad)
-    2. load the latest checkpoint and check its model's classes (a damaged checkpoint is refused here,
-       naming ``aift recover PROJECT``; the ledger is untouched)
-    3. append the new entries to the ledger, marked with round T = checkpoint round + 1
+    2. if it will fine-tune: load the latest checkpoint and check its model's classes (a damaged checkpoint is
+       refused here, naming ``aift recover PROJECT``; the ledger is untouched)
+    3. append the new entries to the ledger, marked with round T = checkpoint round + 1 (or null)
     4. fine-tune (ActiveLearner.teach)
     5. save checkpoints/round-T atomically (temporary folder renamed into place)
 
-Every command starts by comparing the ledger with the latest checkpoint: ledger rounds newer than the
-checkpoint (a crash between 3 and 5) are re-applied from that checkpoint, one teach per round, in order.
-So an imported label is never lost and the model always ends up trained on it. ``aift recover``
-(:meth:`Project.repair`) sets a damaged latest checkpoint aside and re-applies the ledger from the
-previous one the same way.
+If 4 or 5 fails with an error (a full disk, no permission, ...), the ledger is put back as it was (a hard link
+to the old file, renamed back: no space needed), so a failed command changes nothing. If the process is killed
+between 3 and 5, every command starts by comparing the ledger with the latest checkpoint and re-applies
+ledger rounds newer than it, one teach per round, in order: an imported label is never lost. ``aift recover``
+(:meth:`Project.repair`) sets a damaged latest checkpoint aside and re-applies the ledger from the previous one.
+``aift status`` only reads: it works on a full or read-only disk and reports rounds still to re-train.
 
 Nothing of the user's is ever replaced: a query round is numbered past every ``round-NNN`` name present
 and its folder is renamed into place with a rename that refuses to overwrite; ``init`` likewise. Every
-value read back (ledger, query.json, state.json, config.json against the store) is checked and refused
-with its file (and ledger line) named.
+file read back (config.json, ledger, query.json, state.json) is checked field by field and refused with its
+file (and ledger line, and field) named (:mod:`aift_tf.annotation.records`).
 
 Test hook: with ``AIFT_TEST_CRASH_AFTER_LEDGER=1`` in the environment, ``teach`` kills its own process
-(``os._exit(137)``) right after step 2, to test the recovery. Never set it otherwise.
+(``os._exit(137)``) right after step 3, to test the recovery. Never set it otherwise.
 
 TensorFlow is imported only when a model is built, loaded or trained (not for validation or ``--help``).
 """
@@ -60,7 +63,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, fsync_dir, write_json_atomic, write_text_atomic
+from aift_tf._io import atomic_dir, fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from aift_tf.annotation.checks import check_int, check_name, printable  # noqa: F401 (re-exported)
+from aift_tf.annotation.labels_csv import problems_error, read_label_csv
+from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
+                                       missing_classes, read_ledger, trained_by_round)
+from aift_tf.annotation.records import check_config, check_query_info, check_state, read_json_file
 from aift_tf.errors import AiftError
 
 PROJECT_FORMAT = 1
@@ -71,9 +79,14 @@ QUERIES = "queries.csv"
 GALLERY = "gallery.html"
 QUERY_INFO = "query.json"
 QUERY_COLUMNS = ("id", "group", "score", "probability", "label")
+ADJUDICATION = "adjudication"
 KEEP_CHECKPOINTS = 2  # besides M0
 CRASH_HOOK = "AIFT_TEST_CRASH_AFTER_LEDGER"
 _ROUND_RE = re.compile(r"^round-(\d{3,})$")
+_ADJ_RE = re.compile(r"^adjudication-(\d{3,})$")
+_QUERIES_RE = re.compile(r"^queries(?:-([^\W_][\w.-]{0,63}))?\.csv$")
+# the name the labeling page gives a downloaded CSV (browsers add " (1)" to a second download)
+_DOWNLOAD_RE = re.compile(r"^(round|adjudication)-(\d{3,})(?:-([^\W_][\w.-]{0,63}?))?-labels(?: ?\(\d+\))?\.csv$")
 
 
 def _now() -> str:
@@ -84,40 +97,8 @@ def round_name(k: int) -> str:
     return f"round-{int(k):03d}"
 
 
-def printable(text) -> str:
-    """``text`` with every non-printable character (terminal controls, bidi overrides) escaped.
-
-    Strings read back from a project or a store (class names, app, paths) are shown through this, so
-    that a class name cannot retitle, clear or rewrite the terminal.
-
-    Example:
-    >>> printable("PE\x1b]0;owned\x07")
-    'PE\\x1b]0;owned\\x07'
-    """
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-
-
 class DamagedCheckpoint(AiftError):
     """A checkpoint folder that cannot be read; the message names ``aift recover PROJECT``."""
-
-
-def check_int(value, what: str, where: str, lo: int = 0, hi: Optional[int] = None) -> int:
-    """``value`` (as parsed from a project's JSON) if it is an integer in ``lo..hi``; else a one-line AiftError.
-
-    A float (``5.7``, ``5.0``, ``Infinity``, ``1e30``), a bool or a string is refused: the project's
-    files are written by ``aift`` with plain integers, so anything else is damage or a hand edit.
-
-    Example:
-    >>> check_int(3, "id", "ledger.jsonl line 2", 0, 47)
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        shown = json.dumps(value) if isinstance(value, (int, float, str, type(None))) else type(value).__name__
-        raise AiftError(f"{where}: {what} {printable(shown)} is not an integer")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise AiftError(f"{where}: {what} {value} is out of range ({rng})")
-    return value
 
 
 def parse_weights(value):
@@ -257,23 +238,8 @@ class Project:
             raise AiftError(f"{self.path}: no such project folder (create one with `aift init`)")
         if not cfg.is_file():
             raise AiftError(f"{self.path}: not an aift project (no {CONFIG})")
-        try:
-            self.config = json.loads(cfg.read_text())
-        except (OSError, ValueError) as e:
-            raise AiftError(f"{cfg}: unreadable ({e})") from None
-        if not isinstance(self.config, dict) or self.config.get("format") != PROJECT_FORMAT:
-            got = self.config.get("format") if isinstance(self.config, dict) else self.config
-            raise AiftError(f"{cfg}: unsupported project format {got!r}")
-        names = self.config.get("class_names")
-        if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) and c for c in names)
-                or len(set(names)) != len(names)):
-            raise AiftError(f"{cfg}: \"class_names\" must be a list of >= 2 distinct names, got "
-                            f"{printable(json.dumps(names))}")
-        for key in ("n", "m"):
-            check_int(self.config.get(key), f"\"{key}\"", str(cfg), 1)
-        for key in ("store", "store_sha256"):
-            if not isinstance(self.config.get(key), str):
-                raise AiftError(f"{cfg}: \"{key}\" must be a string, got {printable(json.dumps(self.config.get(key)))}")
+        self.config = check_config(read_json_file(cfg), cfg)  # every field checked, one line naming it
+        names = self.config["class_names"]
         self.class_names = list(names)
         self._store = None
         self._learner = None
@@ -340,53 +306,60 @@ class Project:
 
     # -- ledger
     def ledger(self) -> list:
-        """Ledger entries in order. Raises on a malformed line (the ledger is written atomically)."""
-        f = self.path / LEDGER
-        if not f.is_file():
-            raise AiftError(f"{f}: the label ledger is missing")
-        out = []
-        n, K = int(self.config["n"]), len(self.class_names)
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise AiftError(f"{f}: unreadable ({e})") from None
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{f} line {i}"
-            try:
-                e = json.loads(line)
-            except ValueError:
-                raise AiftError(f"{where}: not a ledger entry: {line[:80]!r}") from None
-            if not isinstance(e, dict) or not {"id", "label", "round"} <= set(e):
-                raise AiftError(f"{where}: not a ledger entry (needs id, label, round): {line[:80]!r}")
-            check_int(e["id"], "id", where, 0, n - 1)
-            if isinstance(e["label"], int) and not isinstance(e["label"], bool) and not 0 <= e["label"] < K:
-                classes = ", ".join(f"{k}={printable(c)}" for k, c in enumerate(self.class_names))
-                raise AiftError(f"{where}: label {e['label']} of id {e['id']} is not a class ({classes})")
-            check_int(e["label"], "label", where, 0, K - 1)
-            check_int(e["round"], "round", where, 1)
-            if e.get("query_round") is not None:
-                check_int(e["query_round"], "query_round", where, 1)
-            out.append(e)
-        return out
+        """Ledger entries in order, each validated (see :func:`aift_tf.annotation.ledger.read_ledger`)."""
+        return read_ledger(self.path / LEDGER, int(self.config["n"]), self.class_names)
+
+    def consensus(self, ledger=None):
+        """The ledger folded into trainable labels, disagreements and each annotator's labels."""
+        return consensus(self.ledger() if ledger is None else ledger)
 
     def labels(self, ledger=None) -> dict:
-        """Effective labels {id: (label, round)} (last entry wins)."""
-        out = {}
-        for e in self.ledger() if ledger is None else ledger:
-            out[int(e["id"])] = (int(e["label"]), int(e["round"]))
-        return out
+        """Effective (agreed or adjudicated) labels {id: label}; disagreements are left out."""
+        return dict(self.consensus(ledger).labels)
 
-    def _append_ledger(self, entries: list) -> None:
+    def _append_ledger(self, entries: list, keep_old: bool = False):
+        """Append ``entries`` atomically (old bytes + new lines into a temporary, fsync, rename).
+
+        With ``keep_old``, the old ledger is first hard-linked to a hidden sibling (no space needed) and that
+        path returned, so that :meth:`_restore_ledger` can put it back if the command fails later.
+        """
         f = self.path / LEDGER
-        old = f.read_bytes()
+        try:
+            old = f.read_bytes()
+        except OSError as e:
+            raise AiftError(f"{f}: unreadable ({e.strerror or e})") from None
         if old and not old.endswith(b"\n"):
             old += b"\n"
         new = "".join(json.dumps(e, sort_keys=False) + "\n" for e in entries).encode("utf-8")
-        from aift_tf._io import write_bytes_atomic
+        backup = None
+        if keep_old:
+            backup = self.path / f".{LEDGER}.{os.getpid()}.old"
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    backup.unlink()
+                os.link(f, backup)
+            except OSError:
+                backup = None  # no hard links here: a failed fine-tune then keeps the labels (re-trained later)
+        try:
+            write_bytes_atomic(f, old + new)
+        except BaseException:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    backup.unlink()
+            raise
+        return backup
 
-        write_bytes_atomic(f, old + new)
+    def _restore_ledger(self, backup) -> None:
+        """Put the ledger of before :meth:`_append_ledger` back (a rename: works on a full disk)."""
+        if backup is None:
+            return
+        os.replace(backup, self.path / LEDGER)
+        fsync_dir(self.path)
+
+    def _drop_backup(self, backup) -> None:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
 
     # -- checkpoints
     def checkpoints(self) -> list:
@@ -417,23 +390,9 @@ class Project:
         """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
         f = p / "state.json"
         try:
-            st = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            raise self.damaged_checkpoint(p, f"state.json unreadable: {e}") from None
-        try:
-            if not isinstance(st, dict):
-                raise AiftError(f"{f}: not a learner state")
-            check_int(st.get("round"), "round", str(f), 0)
-            n, K = int(self.config["n"]), len(self.class_names)
-            ids, labels = st.get("labeled_ids"), st.get("labeled_labels")
-            if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels):
-                raise AiftError(f"{f}: labeled_ids / labeled_labels are not two lists of the same length")
-            for i, lab in zip(ids, labels):
-                check_int(i, "labeled id", str(f), 0, n - 1)
-                check_int(lab, f"label of id {i}", str(f), 0, K - 1)
+            return check_state(read_json_file(f), f, int(self.config["n"]), len(self.class_names))
         except AiftError as e:
             raise self.damaged_checkpoint(p, str(e)) from None
-        return st
 
     def state(self) -> dict:
         """state.json of the latest checkpoint (no TensorFlow)."""
@@ -547,7 +506,10 @@ class Project:
             if r == 0:
                 continue
             trash = d / f".{p.name}.trash"
-            os.replace(p, trash)
+            try:  # best effort: an old checkpoint that cannot be removed now is removed by a later teach
+                os.replace(p, trash)
+            except OSError:
+                continue
             shutil.rmtree(trash, ignore_errors=True)
         return target
 
@@ -555,110 +517,125 @@ class Project:
     def pool_ids(self) -> np.ndarray:
         return self.store.ids(self.config.get("pool_split", "train"))
 
-    def unlabeled_ids(self, labels=None) -> np.ndarray:
-        labels = self.labels() if labels is None else labels
+    def unlabeled_ids(self, cons=None) -> np.ndarray:
+        """Pool ids nobody has labeled yet (held-out and not-yet-trained labels count as labeled)."""
+        taken = (self.consensus() if cons is None else cons).ids
         pool = self.pool_ids()
-        return pool[~np.isin(pool, np.fromiter(labels.keys(), dtype=np.int64, count=len(labels)))]
+        return pool[~np.isin(pool, np.fromiter(taken, dtype=np.int64, count=len(taken)))]
 
     # -- recovery
-    def pending_rounds(self, ledger=None) -> dict:
-        """Ledger entries of teach rounds newer than the latest checkpoint: {round: [entries]}."""
-        ledger = self.ledger() if ledger is None else ledger
+    def trained(self) -> dict:
+        """{id: label} the latest checkpoint was trained with (state.json; no TensorFlow)."""
         st = self.state()
-        done = int(st["round"])
-        pending = {}
-        for e in ledger:
-            if int(e["round"]) > done:
-                pending.setdefault(int(e["round"]), []).append(e)
-        # consistency: labels trained so far == ledger labels of rounds <= done
-        trained = dict(zip(map(int, st["labeled_ids"]), map(int, st["labeled_labels"])))
-        expected = {int(e["id"]): int(e["label"]) for e in ledger if int(e["round"]) <= done}
+        return dict(zip(map(int, st["labeled_ids"]), map(int, st["labeled_labels"])))
+
+    def pending_rounds(self, ledger=None) -> list:
+        """Ledger teach rounds newer than the latest checkpoint (an interrupted teach), in order."""
+        ledger = self.ledger() if ledger is None else ledger
+        done = int(self.state()["round"])
+        rounds = sorted({int(e["round"]) for e in ledger if e["round"] is not None})
+        if done and done not in rounds:
+            raise AiftError(f"{self.path / LEDGER}: has no entry of teach round {done}, which checkpoint "
+                            f"round-{done:03d} was trained on; the project is damaged")
+        # consistency: the checkpoint was trained on exactly what the ledger says round `done` trained
+        trained, expected = self.trained(), trained_by_round(ledger, done)
         if trained != expected:
             diff = sorted(set(trained.items()) ^ set(expected.items()))[:1]
             raise AiftError(f"{self.path}: the ledger and checkpoint round {done} disagree (first difference: "
                             f"id {diff[0][0]}); the project is damaged")
-        want = list(range(done + 1, done + 1 + len(pending)))
-        if sorted(pending) != want:
-            raise AiftError(f"{self.path / LEDGER}: teach rounds {sorted(pending)} follow checkpoint round {done} "
+        pending = [r for r in rounds if r > done]
+        if pending != list(range(done + 1, done + 1 + len(pending))):
+            raise AiftError(f"{self.path / LEDGER}: teach rounds {pending} follow checkpoint round {done} "
                             f"with a gap; the project is damaged")
         return pending
 
     def recover(self) -> list:
         """Re-apply ledger rounds that the latest checkpoint lacks (an interrupted teach). Returns records."""
-        pending = self.pending_rounds()
+        ledger = self.ledger()
         records = []
-        for r in sorted(pending):
-            entries = pending[r]
-            self.echo(f"recovering: round {r} ({len(entries)} labels from {entries[0].get('source')}) is in the "
+        for r in self.pending_rounds(ledger):
+            target = trained_by_round(ledger, r)
+            src = next((e.get("source") for e in ledger if e["round"] == r), None)
+            self.echo(f"recovering: round {r} ({len(target)} labels, last from {src}) is in the "
                       f"ledger but not in the model; fine-tuning it now")
-            records.append(self._apply(entries, r))
+            records.append(self._apply(target, r))
         return records
 
-    def _apply(self, entries, r) -> dict:
+    def _apply(self, target: dict, r: int) -> dict:
+        """Fine-tune the current learner from its labeled set to ``target`` ({id: label}) as teach round ``r``,
+        and save checkpoint round ``r``. Ids whose label changed or that left ``target`` (a disagreement)
+        are dropped from the labeled set; new and changed ones are taught."""
         learner = self.learner()
         if learner.round != r - 1:
             raise AiftError(f"{self.path}: cannot apply teach round {r} on checkpoint round {learner.round}")
-        ids = np.array([int(e["id"]) for e in entries], dtype=np.int64)
-        labels = np.array([int(e["label"]) for e in entries], dtype=np.int64)
-        again = np.isin(learner.labeled_ids, ids)
-        if again.any():
-            # Relabel workaround (ActiveLearner.teach refuses labeled ids): forget the old labels of these
-            # ids so that they are taught again, with their new labels, in this round.
-            keep = ~again
+        current = dict(zip(learner.labeled_ids.tolist(), learner.labeled_labels.tolist()))
+        drop = np.array([i for i, lab in current.items() if target.get(i) != lab], dtype=np.int64)
+        if drop.size:
+            # ActiveLearner.teach refuses labeled ids: forget the old labels of relabeled / disputed ids so
+            # that they are taught again with their new labels (or stay out while disputed).
+            keep = ~np.isin(learner.labeled_ids, drop)
             learner.labeled_ids = learner.labeled_ids[keep]
             learner.labeled_labels = learner.labeled_labels[keep]
             learner.labeled_round = learner.labeled_round[keep]
+        have = set(learner.labeled_ids.tolist())
+        add = sorted(i for i in target if i not in have)
+        ids = np.array(add, dtype=np.int64)
+        labels = np.array([target[i] for i in add], dtype=np.int64)
         callbacks = list(self.fit_callbacks(r)) if self.fit_callbacks is not None else []
         record = learner.teach(ids, labels, callbacks=callbacks)
         self._save_checkpoint(learner)
         return record
 
     # -- query
-    def round_names(self) -> list:
-        """Every ``round-NNN`` entry of the project folder [(k, path)] in order, complete or not (any file type)."""
+    def round_names(self, kind: str = "round") -> list:
+        """Every ``round-NNN`` (or ``adjudication-NNN``) entry of the project folder [(k, path)] in order, complete
+        or not (any file type)."""
+        rx = _ROUND_RE if kind == "round" else _ADJ_RE
         out = []
         for p in self.path.iterdir():
-            mt = _ROUND_RE.match(p.name)
+            mt = rx.match(p.name)
             if mt:
                 out.append((int(mt.group(1)), p))
         return sorted(out)
 
-    def rounds(self) -> list:
+    def rounds(self, kind: str = "round") -> list:
         """Complete query rounds (folders with a query.json) [(k, path)] in order."""
-        return [(k, p) for k, p in self.round_names() if p.is_dir() and (p / QUERY_INFO).is_file()]
+        return [(k, p) for k, p in self.round_names(kind) if p.is_dir() and (p / QUERY_INFO).is_file()]
 
     def incomplete_rounds(self) -> list:
         """``round-NNN`` names that are not complete query rounds (no query.json; maybe the user's own)."""
         done = {k for k, _ in self.rounds()}
         return [(k, p) for k, p in self.round_names() if k not in done]
 
-    def next_round(self) -> int:
+    def next_round(self, kind: str = "round") -> int:
         """The number of the next query round: one more than every ``round-NNN`` name present."""
-        names = self.round_names()
+        names = self.round_names(kind)
         return names[-1][0] + 1 if names else 1
 
     def round_info(self, p: Path) -> dict:
-        """query.json of round folder ``p``, with the fields the project relies on checked."""
+        """query.json of round folder ``p``, every field the project relies on checked."""
         f = p / QUERY_INFO
-        try:
-            info = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            raise AiftError(f"{f}: unreadable ({e})") from None
-        if not isinstance(info, dict) or not isinstance(info.get("ids"), list):
-            raise AiftError(f"{f}: not a query round (no list of \"ids\")")
-        n = int(self.config["n"])
-        for i in info["ids"]:
-            check_int(i, "queried id", str(f), 0, n - 1)
-        check_int(info.get("n"), "\"n\"", str(f), 1)
-        return info
+        return check_query_info(read_json_file(f), f, int(self.config["n"]))
 
-    def round_answered(self, k: int, p: Path, ledger, labels) -> bool:
+    def round_answered(self, k: int, p: Path, ledger, cons) -> bool:
         info = self.round_info(p)
         if any(e.get("query_round") == k for e in ledger):
             return True
-        return any(int(i) in labels for i in info["ids"])
+        return any(int(i) in cons.ids for i in info["ids"])
 
-    def query(self, n: int, strategy=None, omega=None, force=False) -> dict:
+    def query(self, n: int, strategy=None, omega=None, force=False, annotators=None, overlap=None) -> dict:
+        """A new query round: the ``n`` most worthy unlabeled candidates, a CSV + labeling page each.
+
+        Args:
+            annotators: names (e.g. ``["alice", "bob"]``): one ``queries-NAME.csv`` / ``gallery-NAME.html`` per
+                annotator; the candidates are dealt out in rank order, except a shared subset every annotator
+                labels (for agreement / kappa).
+            overlap: the shared fraction of ``n`` (0..1; default 0.2 with two or more annotators).
+
+        Example:
+        >>> with Project("pe-project") as p:
+        ...     p.query(20, annotators=["alice", "bob"], overlap=0.2)["shared"]
+        """
         from aift_tf.selection import parse_strategy
 
         n = int(n)
@@ -668,15 +645,23 @@ class Project:
             parse_strategy(strategy)
         if omega is not None and (not np.isfinite(float(omega)) or float(omega) < 1):
             raise AiftError(f"--omega {omega}: must be >= 1")
+        names = parse_annotators(annotators)
+        if overlap is not None and not names:
+            raise AiftError(f"--overlap {overlap}: needs --annotators (the annotators who share the subset)")
+        overlap = (0.2 if len(names) > 1 else 0.0) if overlap is None else float(overlap)
+        if not 0.0 <= overlap <= 1.0:
+            raise AiftError(f"--overlap {overlap}: must be between 0 and 1 (the shared fraction of -n)")
         ledger = self.ledger()
-        labels = self.labels(ledger)
+        cons = consensus(ledger)
         rounds = self.rounds()
         if rounds and not force:
             k, p = rounds[-1]
-            if not self.round_answered(k, p, ledger, labels):
-                raise AiftError(f"{p.name} has not been answered yet: fill the label column of {p / QUERIES} and run "
-                                f"`aift teach {self.path} {p / QUERIES}`, or pass --force to query a new round anyway")
-        left = self.unlabeled_ids(labels)
+            if not self.round_answered(k, p, ledger, cons):
+                what = (f"fill the label column of {p / QUERIES} (or label it in {p / GALLERY})"
+                        if (p / QUERIES).exists() else f"label its candidates (gallery-NAME.html in {p})")
+                raise AiftError(f"{p.name} has not been answered yet: {what} and run `aift teach {self.path} "
+                                f"CSV`, or pass --force to query a new round anyway")
+        left = self.unlabeled_ids(cons)
         if n > left.size:
             raise AiftError(f"-n {n} is larger than the {left.size} unlabeled candidates left in the pool")
         self.recover()
@@ -684,15 +669,16 @@ class Project:
         k = self.next_round()  # never the number of an existing round-NNN (complete or not)
         strategy = strategy or learner.strategy
         omega = float(omega) if omega is not None else learner.omega
-        saved = (learner.strategy, learner.omega, learner.rng)
+        saved = (learner.strategy, learner.omega, learner.rng, learner.pool_ids)
         learner.strategy, learner.omega = strategy, omega
+        learner.pool_ids = left  # labels recorded but not trained (held out, a class missing) are not re-queried
         # Query randomness depends on (seed, query round) only: re-running a query is repeatable and
         # no checkpoint has to be rewritten for the RNG.
         learner.rng = np.random.default_rng([int(learner.seed), k])
         try:
             ids, scores = learner.query(n)
         finally:
-            learner.strategy, learner.omega, learner.rng = saved
+            learner.strategy, learner.omega, learner.rng, learner.pool_ids = saved
         probs = learner.predict(ids)  # (n, m, K)
         mean = probs.mean(axis=1)
         K = mean.shape[1]
@@ -704,32 +690,111 @@ class Project:
         rows = [{"id": int(i), "group": int(g), "score": float(s), "probability": float(q),
                  "predicted": self.class_names[int(c)]}
                 for i, g, s, q, c in zip(ids, groups, scores, prob, pred)]
+        shares, shared = assign_annotators([r["id"] for r in rows], names, overlap, seed=[int(learner.seed), k, 7])
         info = {"round": k, "created": _now(), "model_round": int(learner.round), "strategy": strategy,
                 "omega": omega, "n": n, "pool_left": int(left.size), "ids": [int(i) for i in ids],
                 "class_names": self.class_names,
                 "probability": "P(positive)" if K == 2 else "max-class probability"}
+        if names:
+            info.update(annotators=shares, shared=shared, overlap=overlap)
         target = self.path / round_name(k)
-        from aift_tf.gallery import write_gallery
-
-        with atomic_dir(target, replace=False) as tmp:  # never replaces a folder (an annotator's work)
-            write_text_atomic(tmp / QUERIES, _queries_csv(rows))
-            write_json_atomic(tmp / QUERY_INFO, info)
-            write_gallery(tmp, self.store, rows, info, project_name=self.path.name,
-                          group_names=self.store.attrs.get("group_names"))
+        self._write_round(target, rows, info, shares)
         info["path"] = target
         return info
 
+    def _write_round(self, target: Path, rows, info, shares=None, kind: str = "query") -> None:
+        """Write a round (or adjudication) folder atomically, never replacing one: CSV(s), page(s), patches."""
+        from aift_tf.gallery import write_page, write_patches
+
+        stem = target.name
+        with atomic_dir(target, replace=False) as tmp:  # never replaces a folder (an annotator's work)
+            write_patches(tmp, self.store, [r["id"] for r in rows])
+            sheets = ([(None, rows)] if not shares else
+                      [(name, [r for r in rows if r["id"] in set(mine)]) for name, mine in shares.items()])
+            for name, sub in sheets:
+                suffix = f"-{name}" if name else ""
+                write_text_atomic(tmp / f"queries{suffix}.csv", _queries_csv(sub, votes=(kind != "query")))
+                write_page(tmp / f"gallery{suffix}.html", sub, info, self.store, project=self.path,
+                           annotator=name, kind=kind, download=f"{stem}{suffix}-labels.csv")
+            write_json_atomic(tmp / QUERY_INFO, info)
+
+    # -- adjudication
+    def adjudicate(self) -> dict:
+        """List the ids annotators disagree on in a new ``adjudication-NNN/`` (queries.csv + labeling page).
+
+        Teaching that folder's CSV (or the page's download) records adjudications, which settle the ids: they
+        are trained from then on. Returns ``{"ids", "votes", "path"}`` (``path`` None when nothing disagrees;
+        an unanswered earlier list of the same ids is returned instead of a new one).
+
+        Example:
+        >>> with Project("pe-project") as p:
+        ...     p.adjudicate()["path"]
+        PosixPath('pe-project/adjudication-001')
+        """
+        ledger = self.ledger()
+        cons = consensus(ledger)
+        dis = cons.disagreements
+        ids = sorted(dis)
+        votes = {str(i): dict(sorted(dis[i].items())) for i in ids}
+        if not ids:
+            return {"ids": [], "votes": {}, "path": None, "existing": False}
+        prev = self.rounds(ADJUDICATION)
+        if prev:
+            k, p = prev[-1]
+            info = self.round_info(p)
+            if sorted(info["ids"]) == ids:
+                return {"ids": ids, "votes": votes, "path": p, "existing": True}
+        k = self.next_round(ADJUDICATION)
+        groups = self.store.groups[np.array(ids, dtype=np.int64)]
+        rows = [{"id": i, "group": int(g), "score": None, "probability": None, "predicted": "",
+                 "votes": [(a, self.class_names[lab]) for a, lab in sorted(dis[i].items())]}
+                for i, g in zip(ids, groups)]
+        info = {"kind": "adjudication", "round": k, "created": _now(), "n": len(ids), "ids": ids, "votes": votes,
+                "class_names": self.class_names, "model_round": int(self.state()["round"]),
+                "pool_left": int(self.unlabeled_ids(cons).size)}
+        target = self.path / f"{ADJUDICATION}-{k:03d}"
+        self._write_round(target, rows, info, kind="adjudication")
+        return {"ids": ids, "votes": votes, "path": target, "existing": False}
+
     # -- teach
-    def is_round_csv(self, csv_path: Path):
-        """The query round number if ``csv_path`` is PROJECT/round-NNN/queries.csv, else None."""
+    def csv_context(self, csv_path: Path, annotator=None, warn: Callable = print) -> dict:
+        """What a label CSV answers: a query round (its ``queries[-NAME].csv`` or the page's download
+        ``round-NNN[-NAME]-labels.csv``), an adjudication list, or nothing (a free-form CSV).
+
+        Returns ``{"kind": "query"|"adjudication"|None, "k", "folder", "annotator", "ids"}``; ``ids`` is the
+        set the CSV's ids must come from (None: the pool).
+        """
+        ctx = {"kind": None, "k": None, "folder": None, "annotator": annotator, "ids": None}
         try:
             rp = csv_path.resolve()
         except OSError:
-            return None
-        mt = _ROUND_RE.match(rp.parent.name)
-        if rp.name == QUERIES and mt and rp.parent.parent == self.path.resolve():
-            return int(mt.group(1))
-        return None
+            return ctx
+        inside = rp.parent.parent == self.path.resolve()
+        mq, mr, ma = _QUERIES_RE.match(rp.name), _ROUND_RE.match(rp.parent.name), _ADJ_RE.match(rp.parent.name)
+        md = _DOWNLOAD_RE.match(rp.name)
+        if inside and mq and (mr or ma):
+            kind, k, name, folder = ("query" if mr else "adjudication"), int((mr or ma).group(1)), mq.group(1), rp.parent
+        elif md:
+            kind = "query" if md.group(1) == "round" else "adjudication"
+            k, name = int(md.group(2)), md.group(3)
+            folder = self.path / (round_name(k) if kind == "query" else f"{ADJUDICATION}-{k:03d}")
+        else:
+            return ctx
+        ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name)
+        if not (folder / QUERY_INFO).is_file():
+            if kind == "adjudication":
+                raise AiftError(f"{csv_path}: answers {folder.name}, but {folder / QUERY_INFO} is missing (run "
+                                f"`aift adjudicate {self.path}` again)")
+            warn(f"warning: {folder / QUERY_INFO} is missing: the ids of {csv_path} were checked against "
+                 f"the pool instead of the round's queried ids")
+            if not inside:
+                ctx.update(kind=None, k=None, folder=None)
+            return ctx
+        info = self.round_info(folder)
+        share = (info.get("annotators") or {}).get(name) if name else None
+        ctx["ids"] = set(share if share is not None else info["ids"])
+        ctx["info"] = info
+        return ctx
 
     def resolve_csv(self, csv_arg) -> Path:
         p = Path(csv_arg).expanduser()
@@ -741,181 +806,168 @@ class Project:
             raise AiftError(f"{csv_arg}: not a file")
         return p
 
-    def validate_csv(self, csv_path: Path, relabel=False) -> dict:
+    def validate_csv(self, csv_path: Path, relabel=False, annotator=None, warn: Callable = print) -> dict:
         """Parse and check a label CSV against the project (no writes). Returns the plan."""
-        ledger = self.ledger()
-        labels = self.labels(ledger)
-        qround = self.is_round_csv(csv_path)
-        queried = None
-        if qround is not None and (csv_path.parent / QUERY_INFO).is_file():
-            queried = set(int(i) for i in self.round_info(csv_path.parent)["ids"])
-        n = int(self.config["n"])
-        pool = set(self.pool_ids().tolist())
-        K = len(self.class_names)
-        names = {c: i for i, c in enumerate(self.class_names)}
-        lower = {}
-        for i, c in enumerate(self.class_names):
-            lower.setdefault(c.strip().lower(), []).append(i)
-        classes_txt = ", ".join(f"{i}={printable(c)}" for i, c in enumerate(self.class_names))
-        where = str(csv_path)
-        try:
-            text = csv_path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise AiftError(f"{where}: not UTF-8 text (byte {e.start})") from None
-        except OSError as e:
-            raise AiftError(f"{where}: cannot read ({e.strerror or e})") from None
-        reader = csv.reader(text.splitlines(keepends=True))
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise AiftError(f"{where}: empty file (expected a header with columns id,label)") from None
-        except csv.Error as e:
-            raise AiftError(f"{where} line 1: malformed CSV ({e})") from None
-        cols = [h.strip().lower() for h in header]
-        for need in ("id", "label"):
-            if need not in cols:
-                raise AiftError(f"{where} line 1: no {need!r} column in the header {','.join(header)!r} "
-                                f"(expected columns id,label)")
-            if cols.count(need) > 1:
-                raise AiftError(f"{where} line 1: column {need!r} appears twice in the header")
-        ci, cl = cols.index("id"), cols.index("label")
-        problems = []
-        seen = {}
-        new, relabels, same, empty = [], [], [], []
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                problems.append(f"{where} line {reader.line_num}: malformed CSV ({e})")
-                break
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
+        cons = self.consensus()
+        ctx = self.csv_context(csv_path, annotator, warn)
+        pool = set(self.pool_ids().tolist())  # also checks config.json against the store
+        parsed = read_label_csv(csv_path, int(self.config["n"]), self.class_names)
+        problems = list(parsed.problems)
+        new, same, annotators = [], [], set()
+        adjudicating = ctx["kind"] == "adjudication"
+        where_round = (round_name(ctx["k"]) if ctx["kind"] == "query" else
+                       f"{ADJUDICATION}-{ctx['k']:03d}" if adjudicating else None)
+        for row in parsed.rows:
+            def bad(msg, line=row.line):
+                problems.append((line, msg))
 
-            def bad(msg):
-                problems.append(f"{where} line {line}: {msg}")
-
-            raw_id = row[ci].strip() if ci < len(row) else ""
-            raw_label = row[cl].strip() if cl < len(row) else ""
-            if not raw_id:
-                bad("empty id")
+            if ctx["ids"] is not None and row.id not in ctx["ids"]:
+                bad(f"id {row.id} was not queried in {where_round}" if not adjudicating else
+                    f"id {row.id} is not listed in {where_round}")
                 continue
-            try:
-                cid = int(raw_id)
-            except ValueError:
-                try:
-                    f = float(raw_id)
-                    cid = int(f) if f.is_integer() else None
-                except ValueError:
-                    cid = None
-                if cid is None:
-                    bad(f"id {raw_id!r} is not an integer candidate id")
-                    continue
-            if not 0 <= cid < n:
-                bad(f"id {raw_id!r} is not a candidate of the store (ids are 0..{n - 1})")
-                continue
-            if queried is not None and cid not in queried:
-                bad(f"id {cid} was not queried in {round_name(qround)}")
-                continue
-            if queried is None and cid not in pool:
-                bad(f"id {cid} is not in the {self.config.get('pool_split', 'train')!r} pool (it belongs to the "
+            if ctx["ids"] is None and row.id not in pool:
+                bad(f"id {row.id} is not in the {self.config.get('pool_split', 'train')!r} pool (it belongs to the "
                     f"store's evaluation splits)")
                 continue
-            if cid in seen:
-                bad(f"id {cid} appears twice (first on line {seen[cid]})")
-                continue
-            seen[cid] = line
-            if not raw_label:
-                empty.append(cid)
-                continue
-            lab = None
-            if raw_label in names:
-                lab = names[raw_label]
-            elif re.fullmatch(r"[+-]?\d+(\.0*)?", raw_label):
-                v = int(float(raw_label))
-                if 0 <= v < K:
-                    lab = v
-            elif len(lower.get(raw_label.lower(), [])) == 1:
-                lab = lower[raw_label.lower()][0]
-            if lab is None:
-                bad(f"label {raw_label!r} of id {cid} is not a class ({classes_txt})")
-                continue
-            if cid in labels:
-                old, old_round = labels[cid]
-                if old == lab:
-                    same.append(cid)
+            who = ctx["annotator"]
+            if row.annotator is not None:
+                if annotator is not None and row.annotator != annotator:
+                    bad(f"annotator {row.annotator!r} of id {row.id} differs from --annotator {annotator}")
                     continue
+                who = row.annotator
+            seed = {"id": row.id, "label": row.label, "line": row.line, "annotator": who, "note": row.note,
+                    "adjudication": adjudicating, "relabel": False}
+            if adjudicating:
+                if cons.votes.get(row.id) == {ADJUDICATED: row.label}:
+                    same.append(row.id)
+                else:
+                    new.append(seed)
+                continue
+            prev = cons.annotated.get(who or UNNAMED, {}).get(row.id)
+            if prev == row.label:
+                same.append(row.id)
+                continue
+            if prev is not None:
                 if not relabel:
-                    bad(f"id {cid} is already labeled {self.class_names[old]!r} (teach round {old_round}), "
-                        f"not {raw_label!r}; pass --relabel to change it")
+                    by = f" by {who}" if who else ""
+                    bad(f"id {row.id} is already labeled {self.class_names[prev]!r}{by}, not "
+                        f"{self.class_names[row.label]!r}; pass --relabel to change it")
                     continue
-                relabels.append((cid, lab, line))
-                continue
-            new.append((cid, lab, line))
+                seed["relabel"] = True
+            new.append(seed)
+            annotators.add(who)
         if problems:
-            more = f" (+{len(problems) - 1} more problem{'s' if len(problems) > 2 else ''}; nothing was changed)" \
-                if len(problems) > 1 else " (nothing was changed)"
-            raise AiftError(problems[0] + more)
-        return {"new": new, "relabel": relabels, "same": same, "empty": empty, "query_round": qround,
-                "rows": len(seen)}
+            raise problems_error(str(csv_path), problems, parsed.truncated)
+        return {"new": new, "relabel": [s for s in new if s["relabel"]], "same": same, "empty": parsed.empty,
+                "query_round": ctx["k"] if ctx["kind"] == "query" else None, "kind": ctx["kind"],
+                "rows": len(parsed.rows) + len(parsed.empty), "annotators": annotators, "context": ctx}
 
-    def teach(self, csv_arg, relabel=False, warn: Callable = print) -> dict:
+    def teach(self, csv_arg, relabel=False, annotator=None, warn: Callable = print) -> dict:
+        """Record a label CSV in the ledger and fine-tune on it (when every class has a label).
+
+        Returns a dict: ``nothing_new``, ``plan``, ``trained`` (bool), ``record`` (when trained), ``round``,
+        ``missing`` (classes without a label: no fine-tuning), ``held`` (new ids in disagreement).
+
+        Example:
+        >>> with Project("pe-project") as p:
+        ...     p.teach("round-001/queries-alice.csv")["round"]
+        1
+        """
+        if annotator is not None:
+            check_name(annotator, "--annotator")
         csv_path = self.resolve_csv(csv_arg)
-        plan = self.validate_csv(csv_path, relabel=relabel)  # also checks config.json against the store
-        if plan["query_round"] is not None and not (csv_path.parent / QUERY_INFO).is_file():
-            warn(f"warning: {csv_path.parent / QUERY_INFO} is missing: the ids of {csv_path} were checked against "
-                 f"the pool instead of the round's queried ids")
+        plan = self.validate_csv(csv_path, relabel=relabel, annotator=annotator, warn=warn)
         if plan["empty"]:
-            shown = ", ".join(map(str, plan["empty"][:10])) + (" …" if len(plan["empty"]) > 10 else "")
-            warn(f"warning: {csv_path}: {len(plan['empty'])} row(s) with an empty label skipped (ids {shown}); "
+            shown_ids = ", ".join(map(str, plan["empty"][:10])) + (" …" if len(plan["empty"]) > 10 else "")
+            warn(f"warning: {csv_path}: {len(plan['empty'])} row(s) with an empty label skipped (ids {shown_ids}); "
                  f"they stay in the pool")
         recovered = self.recover()
-        todo = plan["new"] + plan["relabel"]
+        todo = plan["new"]
+        out = {"nothing_new": not todo, "plan": plan, "recovered": recovered, "csv": csv_path, "trained": False,
+               "missing": [], "held": []}
         if not todo:
-            return {"nothing_new": True, "plan": plan, "recovered": recovered, "csv": csv_path}
-        # Everything the fine-tune needs is loaded and checked BEFORE the ledger is touched: config.json against
-        # the store (validate_csv opened it), the checkpoint, and the model's classes against the project's
-        # (learner()), so the labels, checked against the project's classes, are classes of the model too.
-        learner = self.learner()
-        r = int(learner.round) + 1
+            return out
+        ledger = self.ledger()
         try:
             source = str(csv_path.resolve().relative_to(self.path.resolve()))
         except ValueError:
             source = str(csv_path.resolve())
         t = _now()
-        relabeled = {c for c, _, _ in plan["relabel"]}
-        entries = [{"id": int(c), "label": int(lab), "class": self.class_names[lab], "round": r,
-                    "query_round": plan["query_round"], "relabel": c in relabeled, "time": t,
-                    "source": source, "line": int(line)}
-                   for c, lab, line in sorted(todo, key=lambda x: x[2])]
-        self._append_ledger(entries)  # 1. the labels are safe from here on
+        entries = [{"v": LEDGER_VERSION, "id": int(s["id"]), "label": int(s["label"]),
+                    "class": self.class_names[s["label"]], "annotator": s["annotator"], "note": s["note"],
+                    "adjudication": s["adjudication"], "round": None, "query_round": plan["query_round"],
+                    "relabel": s["relabel"], "time": t, "source": source, "line": int(s["line"])}
+                   for s in sorted(todo, key=lambda s: s["line"])]
+        after = consensus(ledger + entries)
+        target, trained = after.labels, self.trained()
+        behind = [i for i in target if trained.get(i) != target[i]]
+        missing = missing_classes(target, len(self.class_names))
+        out["held"] = sorted({e["id"] for e in entries} & set(after.disagreements))
+        out["missing"] = missing
+        train = bool(behind) and not missing
+        if train:
+            # Everything the fine-tune needs is loaded and checked BEFORE the ledger is touched: config.json
+            # against the store (validate_csv opened it), the checkpoint, and the model's classes.
+            r = int(self.learner().round) + 1
+            for e in entries:
+                e["round"] = r
+        backup = self._append_ledger(entries, keep_old=train)  # the labels are safe from here on
+        out["round"] = int(self.state()["round"])
+        if not train:
+            return out
         if os.environ.get(CRASH_HOOK) == "1":  # test hook: die between the ledger and the checkpoint
             os._exit(137)
-        record = self._apply(entries, r)  # 2. fine-tune  3. checkpoint
-        return {"nothing_new": False, "plan": plan, "record": record, "recovered": recovered, "csv": csv_path,
-                "round": r}
+        try:
+            record = self._apply(target, r)  # fine-tune, then the checkpoint
+        except Exception:
+            # a failed command changes nothing: unless the checkpoint already exists, put the ledger back
+            if (self.path / CHECKPOINTS / round_name(r) / "state.json").is_file():
+                self._drop_backup(backup)
+            else:
+                self._restore_ledger(backup)
+            raise
+        self._drop_backup(backup)
+        out.update(trained=True, record=record, round=r)
+        return out
 
     # -- status
     def status(self) -> dict:
-        self.recover()
+        """Everything ``aift status`` shows. Read-only (works on a full or read-only disk); rounds in the ledger
+        but not in the model yet are reported as ``pending`` (the next query/teach/export re-trains them)."""
         ledger = self.ledger()
-        labels = self.labels(ledger)
+        cons = consensus(ledger)
         st = self.state()
-        counts = [0] * len(self.class_names)
-        for lab, _ in labels.values():
+        pending = self.pending_rounds(ledger)
+        K = len(self.class_names)
+        counts = [0] * K
+        for lab in cons.labels.values():
             counts[lab] += 1
+        trained = self.trained()
+        behind = sorted(set(i for i in cons.labels if trained.get(i) != cons.labels[i])
+                        | set(i for i in trained if i not in cons.labels))
         rounds = []
         for k, p in self.rounds():
             info = self.round_info(p)
-            rounds.append({"round": k, "n": info["n"], "answered": self.round_answered(k, p, ledger, labels),
-                           "labeled": sum(int(i) in labels for i in info["ids"])})
+            rounds.append({"round": k, "n": info["n"], "answered": self.round_answered(k, p, ledger, cons),
+                           "labeled": sum(int(i) in cons.ids for i in info["ids"]),
+                           "annotators": sorted((info.get("annotators") or {}).keys()),
+                           "shared": len(info.get("shared", []))})
+        per_annotator = {}
+        for name, labs in sorted(cons.annotated.items()):
+            c = [0] * K
+            for lab in labs.values():
+                c[lab] += 1
+            per_annotator[name] = {"labels": len(labs), "per_class": dict(zip(self.class_names, c))}
         incomplete = [p.name for _, p in self.incomplete_rounds()]
-        return {"incomplete_rounds": incomplete, "teach_rounds": int(st["round"]), "labels": len(labels),
+        return {"incomplete_rounds": incomplete, "teach_rounds": int(st["round"]), "labels": len(cons.labels),
                 "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
-                "pool_left": int(self.unlabeled_ids(labels).size), "query_rounds": rounds,
-                "history": st.get("history", []), "checkpoint": self.checkpoints()[-1][1]}
+                "pool_left": int(self.unlabeled_ids(cons).size), "query_rounds": rounds,
+                "history": st.get("history", []), "checkpoint": self.checkpoints()[-1][1],
+                "pending_rounds": pending, "not_trained": behind if not pending else [],
+                "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
+                "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},
+                "adjudicated": len(cons.adjudicated), "annotators": per_annotator,
+                "agreement": agreement(cons, K)}
 
     # -- export
     def export(self, out, force=False) -> Path:
@@ -937,11 +989,65 @@ class Project:
         return export_model(learner.model, out, patches_per_candidate=self.store.m, provenance=prov)
 
 
-def _queries_csv(rows) -> str:
+def parse_annotators(value) -> list:
+    """``"alice,bob"`` or ``["alice", "bob"]`` → checked, distinct names (``[]`` for None / empty).
+
+    Example:
+    >>> parse_annotators("alice, bob")
+    ['alice', 'bob']
+    """
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(x).strip() for x in items if str(x).strip()]
+    for name in names:
+        check_name(name, "--annotators")
+    dup = [x for x in names if names.count(x) > 1]
+    if dup:
+        raise AiftError(f"--annotators: {dup[0]!r} is listed twice")
+    return names
+
+
+def assign_annotators(ids, names, overlap: float, seed) -> tuple:
+    """Deal ranked ``ids`` out to annotators: a shared subset (``overlap`` of them, drawn with ``seed``) goes to
+    everybody, the rest round-robin in rank order (so every annotator gets as many hard cases).
+
+    Returns:
+        ``({name: [ids in rank order]}, [shared ids in rank order])``; ``({}, [])`` without names.
+
+    Example:
+    >>> assign_annotators([5, 3, 8, 1, 9], ["a", "b"], 0.2, seed=0)
+    ({'a': [5, 8, 9], 'b': [5, 3, 1]}, [5])
+    """
+    ids = [int(i) for i in ids]
+    if not names:
+        return {}, []
+    n = len(ids)
+    n_shared = 0
+    if len(names) > 1 and overlap > 0:
+        n_shared = min(n, max(1, int(round(overlap * n))))
+    rng = np.random.default_rng(seed)
+    pos = set(rng.choice(n, n_shared, replace=False).tolist()) if n_shared else set()
+    shared = [i for p, i in enumerate(ids) if p in pos]
+    rest = [i for p, i in enumerate(ids) if p not in pos]
+    own = {name: set() for name in names}
+    for j, i in enumerate(rest):
+        own[names[j % len(names)]].add(i)
+    shares = {name: [i for i in ids if i in own[name] or i in pos_ids] for name, pos_ids in
+              ((name, set(shared)) for name in names)}
+    return shares, shared
+
+
+def _queries_csv(rows, votes: bool = False) -> str:
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    if votes:  # an adjudication list: who said what instead of the model's score
+        w.writerow(("id", "group", "votes", "label"))
+        for r in rows:
+            w.writerow([r["id"], r["group"], " | ".join(f"{a}: {c}" for a, c in r["votes"]), ""])
+        return buf.getvalue()
     w.writerow(QUERY_COLUMNS)
     for r in rows:
         w.writerow([r["id"], r["group"], f"{r['score']:.6g}", f"{r['probability']:.4f}", ""])

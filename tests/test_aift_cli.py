@@ -7,6 +7,7 @@ annotator would (class indices and class names mixed).
 
 import csv
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -88,6 +89,23 @@ def answer(queries_csv, store_path, skip=()):
     return {int(r["id"]): int(truth[int(r["id"])]) for r in rows if int(r["id"]) not in skip}
 
 
+def first_labels(project, store_path, out_csv):
+    """round-001 answered from the ground truth, plus a pool candidate of each class it lacks, written as the
+    free-form CSV ``out_csv``: teaching it fine-tunes (the learner refuses a labeled set without every class).
+
+    Returns the {id: label} it holds.
+    """
+    truth = answer(Path(project) / "round-001" / "queries.csv", store_path)
+    with open_store(store_path) as s:
+        labels, pool = s.labels.copy(), s.ids("train").tolist()
+    for k in range(len(CLASSES)):
+        if k not in truth.values():
+            i = next(i for i in pool if labels[i] == k and i not in truth)
+            truth[i] = k
+    write_rows(out_csv, [{"id": i, "label": lab} for i, lab in truth.items()])
+    return truth
+
+
 def ledger(project):
     return [json.loads(ln) for ln in (Path(project) / "ledger.jsonl").read_text().splitlines() if ln.strip()]
 
@@ -127,7 +145,7 @@ def test_help_does_not_import_tensorflow():
     code = (
         "import sys\n"
         "from aift_tf.cli import main\n"
-        "for cmd in ([], ['init'], ['query'], ['teach'], ['status'], ['export'], ['recover']):\n"
+        "for cmd in ([], ['init'], ['query'], ['teach'], ['status'], ['export'], ['recover'], ['adjudicate']):\n"
         "    try:\n"
         "        main(cmd + ['--help'])\n"
         "    except SystemExit as e:\n"
@@ -138,7 +156,7 @@ def test_help_does_not_import_tensorflow():
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("NO-TF")
-    assert "--relabel" in r.stdout and "--omega" in r.stdout
+    assert "--relabel" in r.stdout and "--omega" in r.stdout and "--annotators" in r.stdout and "--annotator" in r.stdout
 
 
 def test_init_layout_and_query_round(base):
@@ -164,7 +182,10 @@ def test_init_layout_and_query_round(base):
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
     page = (p / "round-001" / "gallery.html").read_text()
     assert "tiny &lt;test&gt;" in page and "<test>" not in page  # the app name is escaped
-    assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
+    # a labeling page that makes no network request: no URL, no external script/style/link, a CSP forbidding any
+    assert "http://" not in page and "https://" not in page and "<script src" not in page and "<link" not in page
+    assert "default-src 'none'" in html.unescape(page) and "connect-src 'none'" in html.unescape(page)
+    assert 'data-download="round-001-labels.csv"' in page and "Download labels" in page
     ids_in_page = [int(r["id"]) for r in rows]
     positions = [page.index(f'id="c{i}"') for i in ids_in_page]
     assert positions == sorted(positions)  # one card per candidate, ordered by score
@@ -295,23 +316,51 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
     store = base["store"]
     q1 = project / "round-001" / "queries.csv"
     rows1 = read_rows(q1)
-    skipped = int(rows1[-1]["id"])
-    truth1 = answer(q1, store, skip={skipped})
+    with open_store(store) as s:
+        truth_all, pool = s.labels.copy(), s.ids("train").tolist()
+    ids1 = [int(r["id"]) for r in rows1]
+    positives1 = {i for i in ids1 if truth_all[i] == 1}
+    truth1 = answer(q1, store, skip=positives1)  # round 1 answered with its negatives only
+    assert truth1 and set(truth1.values()) == {0}
 
-    # 1. teach, killed right after the ledger write (test hook)
-    r = aift_subprocess("teach", project, q1, "--quiet", env={"AIFT_TEST_CRASH_AFTER_LEDGER": "1"})
-    assert r.returncode == 137, r.stderr
+    # 1. one class only: the labels are recorded (real work) but nothing is fine-tuned (the learner refuses a
+    #    one-class set); the message says why and what to do next
+    r = aift("teach", project, q1)
+    assert r.exit_code == 0, r.stderr
+    assert "no fine-tuning until every class has a label: class 1 (positive) has none yet" in r.output
+    assert f"aift query {project}" in r.output and "--strategy random" in r.output
     led = ledger(project)
     assert {e["id"]: e["label"] for e in led} == truth1
-    assert {e["round"] for e in led} == {1} and {e["query_round"] for e in led} == {1}
-    assert all(e["source"] == "round-001/queries.csv" and e["time"] and e["line"] >= 2 for e in led)
-    assert checkpoint_rounds(project) == ["round-000"]  # the model never saw them
+    assert {e["round"] for e in led} == {None} and {e["query_round"] for e in led} == {1}
+    assert all(e["v"] == 2 and e["annotator"] is None for e in led)
+    assert checkpoint_rounds(project) == ["round-000"]
+    out = aift("status", project).output
+    assert f"labels: {len(truth1)} (negative {len(truth1)}, positive 0)" in out
+    assert f"{len(truth1)} label(s) recorded but not trained yet (no fine-tuning until every class" in out
+    assert "teach rounds: 0" in out
+    r = aift("query", project, "-n", 3, "--quiet")  # the round counts as answered; held labels are not re-queried
+    assert r.exit_code == 0, r.stderr
+    assert not {int(x["id"]) for x in read_rows(project / "round-002" / "queries.csv")} & set(truth1)
+    shutil.rmtree(project / "round-002")
 
-    # 2. the next command recovers: round 1 is fine-tuned from the last checkpoint; the file is then "nothing new"
+    # 2. a positive arrives (a free-form CSV); teach is killed right after the ledger write (test hook)
+    pos = sorted(positives1)[:2] or [next(i for i in pool if truth_all[i] == 1 and i not in ids1)]
+    extra = tmp_path / "positives.csv"
+    write_rows(extra, [{"id": i, "label": "positive"} for i in pos])
+    r = aift_subprocess("teach", project, extra, "--quiet", env={"AIFT_TEST_CRASH_AFTER_LEDGER": "1"})
+    assert r.returncode == 137, r.stderr
+    led = ledger(project)
+    assert [e["id"] for e in led if e["round"] == 1] == pos and len(led) == len(truth1) + len(pos)
+    assert all(e["source"] == "round-001/queries.csv" and e["time"] and e["line"] >= 2 for e in led[:len(truth1)])
+    assert checkpoint_rounds(project) == ["round-000"]  # the model never saw them
+    truth1 = {**truth1, **{i: 1 for i in pos}}
+
+    # 3. the next command recovers: round 1 is fine-tuned on EVERY label so far (the held negatives too)
     r = aift("teach", project, "round-001/queries.csv")  # relative to the project
     assert r.exit_code == 0, r.stderr
     assert "recovering: round 1" in r.output and "nothing new" in r.output
-    assert "1 row(s) with an empty label" in r.stderr
+    if positives1:
+        assert f"{len(positives1)} row(s) with an empty label" in r.stderr
     assert checkpoint_rounds(project) == ["round-000", "round-001"]
     st = json.loads((project / "checkpoints" / "round-001" / "state.json").read_text())
     assert st["round"] == 1
@@ -331,7 +380,7 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
     write_rows(flip, [{"id": some, "label": 1 - truth1[some]}])
     _bad_teach(project, flip, "flip.csv", "line 2", str(some), "--relabel")
 
-    # 4. round 2
+    # 4. round 2 (the trial round-002 of step 1 was removed)
     r = aift("query", project, "-n", 8, "--quiet")
     assert r.exit_code == 0, r.stderr
     q2 = project / "round-002" / "queries.csv"

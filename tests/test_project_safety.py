@@ -26,8 +26,8 @@ from aift_tf._io import atomic_dir, atomic_path, write_text_atomic
 from aift_tf.errors import AiftError
 from aift_tf.store import open_store, write_store
 from conftest import make_separable_arrays
-from test_aift_cli import (CLASSES, ROOT, aift, answer, base, ledger, one_line_error, project,  # noqa: F401
-                           read_rows, write_rows)
+from test_aift_cli import (CLASSES, ROOT, aift, answer, base, first_labels, ledger, one_line_error,  # noqa: F401
+                           project, read_rows, write_rows)
 
 
 def snapshot(folder):
@@ -178,9 +178,9 @@ def test_concurrent_init_of_one_path_only_one_wins(base, tmp_path):
 
 
 def test_teach_with_a_damaged_checkpoint_leaves_the_ledger_and_recover_fixes_it(project, base, tmp_path):
-    q1 = project / "round-001" / "queries.csv"
-    truth1 = answer(q1, base["store"])
-    r = aift("teach", project, q1, "--quiet")
+    first = tmp_path / "first.csv"
+    truth1 = first_labels(project, base["store"], first)
+    r = aift("teach", project, first, "--quiet")
     assert r.exit_code == 0, r.stderr
     queried = set(truth1)
     more = [i for i in pool_ids(base["store"]) if i not in queried][:3]
@@ -219,12 +219,12 @@ def test_teach_with_a_damaged_checkpoint_leaves_the_ledger_and_recover_fixes_it(
     assert "teach rounds: 2" in status_ok(project)
 
 
-def test_recover_rebuilds_a_damaged_m0(project, base):
+def test_recover_rebuilds_a_damaged_m0(project, base, tmp_path):
     m0 = project / "checkpoints" / "round-000" / "model.keras"
     m0.write_bytes(b"PK\x03\x04 not a model")
-    answer(project / "round-001" / "queries.csv", base["store"])
+    first_labels(project, base["store"], tmp_path / "first.csv")
     before = snapshot(project)
-    r = aift("teach", project, "round-001/queries.csv")
+    r = aift("teach", project, tmp_path / "first.csv")
     assert r.exit_code == 2
     assert_survived(before, project)
     line = one_line_error(r.stderr)

@@ -51,8 +51,12 @@ def _get(f, npz: Path, key: str) -> np.ndarray:
     try:
         return f[key]
     except ValueError as e:  # object arrays need pickle
+        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
+            raise AiftError(f"{npz}: key {key!r} is an object array, which only pickle can load; pickle is refused "
+                            f"(loading it can run arbitrary code): save {key!r} as a plain numeric or string "
+                            f"array (e.g. np.asarray(x, dtype=np.uint8) / dtype=str)") from None
         msg = str(e).splitlines()[0] if str(e) else ""
-        raise AiftError(f"{npz}: key {key!r} cannot be read without pickle (object array?): {msg}") from None
+        raise AiftError(f"{npz}: key {key!r} is unreadable ({msg})") from None
     except Exception as e:  # noqa: BLE001 - corrupt member
         raise AiftError(f"{npz}: key {key!r} is unreadable ({type(e).__name__})") from None
 

@@ -1,0 +1,139 @@
+"""One-line validation helpers for values read back from a project (JSON) or typed by a user.
+
+Every check raises :class:`~aift_tf.errors.AiftError` with the file (and line or field) and the bad value
+quoted, through :func:`printable` so that terminal control characters are never printed raw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Optional
+
+from aift_tf.errors import AiftError
+
+#: Annotator names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-`` (at most 64); they become
+#: parts of file names (``queries-NAME.csv``), so nothing else is allowed.
+NAME_RE = re.compile(r"^[^\W_][\w.-]{0,63}$")
+MAX_NOTE = 2000
+
+
+def printable(text) -> str:
+    """``text`` with every non-printable character (terminal controls, bidi overrides) escaped.
+
+    Strings read back from a project or a store (class names, app, paths) are shown through this, so
+    that a class name cannot retitle, clear or rewrite the terminal.
+
+    Example:
+    >>> printable("PE\\x1b]0;owned\\x07")
+    'PE\\\\x1b]0;owned\\\\x07'
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def shown(value) -> str:
+    """A JSON-ish rendering of ``value`` for an error message (escaped, at most 80 characters).
+
+    Example:
+    >>> shown([1, "a"])
+    '[1, "a"]'
+    """
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = type(value).__name__
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return printable(text)
+
+
+def check_int(value, what: str, where: str, lo: int = 0, hi: Optional[int] = None) -> int:
+    """``value`` (as parsed from a project's JSON) if it is an integer in ``lo..hi``; else a one-line AiftError.
+
+    A float (``5.7``, ``5.0``, ``Infinity``, ``1e30``), a bool or a string is refused: the project's
+    files are written by ``aift`` with plain integers, so anything else is damage or a hand edit.
+
+    Example:
+    >>> check_int(3, "id", "ledger.jsonl line 2", 0, 47)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AiftError(f"{where}: {what} {shown(value)} is not an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise AiftError(f"{where}: {what} {value} is out of range ({rng})")
+    return value
+
+
+def check_number(value, what: str, where: str, lo: Optional[float] = None) -> float:
+    """A finite JSON number (int or float, not bool) ``>= lo``; else a one-line AiftError.
+
+    Example:
+    >>> check_number(1.5, '"omega"', "config.json", 1)
+    1.5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AiftError(f"{where}: {what} {shown(value)} is not a finite number")
+    if lo is not None and value < lo:
+        raise AiftError(f"{where}: {what} {value} must be >= {lo}")
+    return float(value)
+
+
+def check_str(value, what: str, where: str, *, optional: bool = False, choices=None, empty: bool = False):
+    """A string (or None when ``optional``), optionally one of ``choices``; else a one-line AiftError.
+
+    Example:
+    >>> check_str("all", '"trainable"', "config.json", choices=("all", "top", "head"))
+    'all'
+    """
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        kind = "a string or null" if optional else "a string"
+        raise AiftError(f"{where}: {what} must be {kind}, got {shown(value)}")
+    if not empty and not value:
+        raise AiftError(f"{where}: {what} is empty")
+    if choices is not None and value not in choices:
+        raise AiftError(f"{where}: {what} {shown(value)} is not one of {', '.join(choices)}")
+    return value
+
+
+def check_name(value, where: str, what: str = "annotator") -> str:
+    """An annotator name (see ``NAME_RE``); else a one-line AiftError quoting it.
+
+    Example:
+    >>> check_name("dr.lee", "--annotator")
+    'dr.lee'
+    """
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        quoted = repr(printable(value[:70])) if isinstance(value, str) else shown(value)
+        raise AiftError(f"{where}: {what} name {quoted} is not allowed (use letters, digits, '.', '_' or '-', "
+                        f"starting with a letter or digit, at most 64 characters)")
+    return value
+
+
+def field(obj: dict, key: str, where: str):
+    """``obj[key]``, or a one-line AiftError naming the missing field.
+
+    Example:
+    >>> field({"n": 3}, "n", "config.json")
+    3
+    """
+    if key not in obj:
+        raise AiftError(f"{where}: field \"{key}\" is missing")
+    return obj[key]
+
+
+def check_object(obj, where: str) -> dict:
+    """``obj`` if it is a JSON object; else a one-line AiftError saying what it is.
+
+    Example:
+    >>> check_object({}, "config.json")
+    {}
+    """
+    if not isinstance(obj, dict):
+        kinds = {list: "a list", str: "a string", type(None): "null", bool: "a boolean", int: "a number",
+                 float: "a number"}
+        raise AiftError(f"{where}: not a JSON object (got {kinds.get(type(obj), type(obj).__name__)})")
+    return obj
