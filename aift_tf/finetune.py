@@ -26,6 +26,7 @@ from aift_tf.errors import AiftError
 
 LEARNING_STRATEGIES = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+MONITORS = {"val_auc": "max", "val_loss": "min"}
 
 
 def check_learning(name: str) -> str:
@@ -54,9 +55,12 @@ class FineTuneConfig:
         learning_rate: optimizer learning rate.
         optimizer: `"adam"`, `"sgd"` (with `momentum`) or `"rmsprop"`.
         momentum: SGD momentum.
-        patience: early stopping on validation candidate AUC (``keras.callbacks.EarlyStopping`` on
-            ``val_auc``, epochs without improvement); `None` disables it. The best epoch's weights
+        patience: early stopping on the validation candidates (``keras.callbacks.EarlyStopping`` on
+            ``monitor``, epochs without improvement); `None` disables it. The best epoch's weights
             are restored.
+        monitor: ``"val_auc"`` (candidate AUC, higher is better) or ``"val_loss"`` (candidate-level
+            cross-entropy, lower is better; keeps improving after a small validation split's AUC
+            saturates at 1.0).
         augment: on-the-fly augmentation of training patches.
         balance: class-balanced sampling of training patches (PE has about 1 positive in 9).
         mixed_precision: use `mixed_float16` (GPU only; applied when the model is built).
@@ -76,6 +80,7 @@ class FineTuneConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     patience: Optional[int] = None
+    monitor: str = "val_auc"
     augment: bool = False
     balance: bool = True
     mixed_precision: bool = False
@@ -94,6 +99,8 @@ class FineTuneConfig:
             raise AiftError(f"learning rate must be a positive number, got {self.learning_rate!r}")
         if self.optimizer not in OPTIMIZERS:
             raise AiftError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.monitor not in MONITORS:
+            raise AiftError(f"monitor must be one of {', '.join(MONITORS)}; got {self.monitor!r}")
         if self.patience is not None and int(self.patience) < 1:
             raise AiftError(f"patience must be >= 1 or None, got {self.patience!r}")
 
@@ -201,8 +208,9 @@ def reseed_layers(model, seed: int) -> None:
 
 
 def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=None):
-    """A Keras callback that writes the validation candidate AUC into ``logs["val_auc"]`` each epoch
-    (list it before ``keras.callbacks.EarlyStopping(monitor="val_auc")``, which reads it)."""
+    """A Keras callback that writes the validation candidates' AUC and cross-entropy (of the mean patch
+    prediction) into ``logs["val_auc"]`` and ``logs["val_loss"]`` each epoch (list it before
+    ``keras.callbacks.EarlyStopping``, which reads them)."""
     import keras
 
     from aift_tf.metrics import auc, candidate_probability
@@ -221,10 +229,14 @@ def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=
                 probs = features.predict(self.model, val_ids, batch_size=batch_size)
             else:
                 probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size, strategy=strategy)
-            value = float(auc(val_labels, candidate_probability(probs)))
+            p = candidate_probability(probs)
+            value = float(auc(val_labels, p))
             self.history.append(value)
             if logs is not None:
+                from sklearn.metrics import log_loss
+
                 logs["val_auc"] = value
+                logs["val_loss"] = float(log_loss(val_labels == 1, np.clip(p, 1e-7, 1 - 1e-7), labels=[False, True]))
 
     return CandidateAUC()
 
@@ -307,8 +319,8 @@ def fine_tune(
         if config.patience is not None:
             import keras
 
-            stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=int(config.patience),
-                                                    restore_best_weights=True)
+            stopper = keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
+                                                    patience=int(config.patience), restore_best_weights=True)
             cbs.append(stopper)
     t0 = time.perf_counter()
     hist = model.fit(ds, epochs=int(config.epochs), steps_per_epoch=config.steps_per_epoch, callbacks=cbs,
@@ -320,6 +332,8 @@ def fine_tune(
     out["patches"] = int(ids.size * store.m)
     out["candidates"] = int(ids.size)
     if stopper is not None and stopper.best is not None and np.isfinite(stopper.best):
-        out["best_val_auc"] = float(stopper.best)
-        out["best_epoch"] = int(np.argmax(out["val_auc"])) + 1
+        best = int(np.argmax(out["val_auc"]) if config.monitor == "val_auc" else np.argmin(out["val_loss"]))
+        out["best_epoch"] = best + 1
+        out["best_val_auc"] = float(out["val_auc"][best])
+        out["best_" + config.monitor] = float(stopper.best)
     return out

@@ -4,7 +4,7 @@ A run compares selection strategies (AIFT, the two random baselines, others) on 
 whose pool labels are known. Per paired seed k:
 
 1. **full training** (the ceiling): M0 fine-tuned on the whole pool with the rounds' recipe until the
-   validation AUC stops improving (it may use the validation labels: it is the reference, not a
+   validation loss stops improving (it may use the validation labels: it is the reference, not a
    strategy charged for labels). Once every seed has it, the savings target
    ``mean full-training AUC − target_delta`` is fixed in ``target.json``, before any strategy runs;
 2. every strategy: round 1 teaches the seed's cold-start random set (shared by every strategy of the
@@ -56,6 +56,8 @@ from simulate.run_folder import FROC_RATES, FULL, SCRATCH
 #: rounds with --early-stopping: the round's steps are split into this many checks of the validation AUC
 EARLY_STOPPING_CHECKS = 5
 EARLY_STOPPING_PATIENCE = 2
+#: what full training's early stopping watches on the validation split
+FULL_MONITOR = "val_loss"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,12 +341,15 @@ class Experiment:
 
     def _full_finetune(self, seed):
         """Full training's recipe: the rounds' rate and batch size, passes over the whole pool until the
-        validation AUC stops improving (at most full_epochs)."""
+        validation loss stops improving (at most full_epochs). The loss, not the AUC: a small validation
+        split's AUC saturates at 1.0 within a few epochs (colonoscopy frames) and would stop the ceiling
+        long before it converges."""
         from aift_tf.finetune import FineTuneConfig
 
         p = self.plan
         return FineTuneConfig(epochs=p["full_epochs"], batch_size=self.cfg.train_batch_size, learning_rate=p["lr"],
-                              patience=p["full_patience"] if p["early_stopping_split"] else None, seed=int(seed))
+                              patience=p["full_patience"] if p["early_stopping_split"] else None,
+                              monitor=FULL_MONITOR, seed=int(seed))
 
     def _speed_options(self, trainable) -> dict:
         """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
@@ -608,9 +613,10 @@ class Experiment:
         hist = rec["finetune"]
         row = self._row(name, seed, 1, rec["labels"], rec["positives"], ev, hist.get("seconds", 0.0), 0.0)
         curve = [{"job": name, "seed": int(seed), "epoch": e + 1, "loss": float(hist["loss"][e]),
-                  "val_auc": float(hist["val_auc"][e]) if "val_auc" in hist else None}
+                  "val_auc": float(hist["val_auc"][e]) if "val_auc" in hist else None,
+                  "val_loss": float(hist["val_loss"][e]) if "val_loss" in hist else None}
                  for e in range(len(hist.get("loss", [])))]
-        info = {"max_epochs": self.plan["full_epochs"], "epochs_run": hist.get("epochs"),
+        info = {"max_epochs": self.plan["full_epochs"], "epochs_run": hist.get("epochs"), "monitor": FULL_MONITOR,
                 "best_epoch": hist.get("best_epoch"), "best_val_auc": hist.get("best_val_auc"),
                 "early_stopping_split": self.plan["early_stopping_split"], "weights": weights, "curve": curve}
         rf.save_round(sdir, 1, [row], None, ev, extra=info)
@@ -650,7 +656,7 @@ def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict
             "seeds": "seed k (0..seeds-1) builds M0's head, draws the initial random set, seeds the learner's "
                      "query RNG and fine-tuning (seed + 1000*round); every strategy of a seed shares them",
             "full_training": "M0 fine-tuned on the whole labeled pool with the rounds' recipe until the validation "
-                             "AUC stops improving (at most plan.full_epochs epochs); it may use validation labels",
+                             "loss stops improving (at most plan.full_epochs epochs); it may use validation labels",
         },
     }
 

@@ -573,7 +573,7 @@ def render_markdown(summary, config, figures) -> str:
     L += [f"- {line}" for line in s["verdict"] if line not in loud]
     full = s["full_training"]
     ci = full.get("ci95")
-    L += [f"- Full training (M0 fine-tuned on all {s['pool_size']} pool labels until the validation AUC stopped "
+    L += [f"- Full training (M0 fine-tuned on all {s['pool_size']} pool labels until the validation loss stopped "
           f"improving, {_f(full.get('epochs_run_mean'), 1)} epochs on average, at most {full['max_epochs']}): AUC "
           f"{_f(full['auc_mean'])} ± {_f(full['auc_std'])} over {len(full['seeds_done'])} seed(s)"
           + (f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")

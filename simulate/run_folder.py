@@ -5,7 +5,7 @@ Layout::
     config.json                 every setting, the plan, data path + sha256, M0, versions, command line
     target.json                 the savings target, fixed from full training before any strategy runs
     rounds.csv                  one row per (strategy, seed, round); rewritten atomically after every round
-    full_training.csv           full training's (and scratch's) training curve: loss and validation AUC per epoch
+    full_training.csv           full training's (and scratch's) training curve: loss, validation AUC and loss per epoch
     summary.json, report.md     built from the files above by :mod:`simulate.report`
     learning_curves.png, positives_found.png, froc.png
     models/<strategy>/seed<k>/[round<r>/]   exported models (aift_tf.export)
@@ -45,7 +45,7 @@ ROUND_FIELDS = (
     "strategy", "seed", "round", "labels", "positives_found", "test_auc",
     "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds",
 )
-CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc")
+CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc", "val_loss")
 _INTS = {"seed", "round", "labels", "positives_found", "epoch"}
 _ROUND_RE = re.compile(r"^round(\d+)$")
 

@@ -143,3 +143,22 @@ def test_batchnorm_stays_in_inference_mode_while_fine_tuning(tiny_store_path, tm
         again = keras.models.load_model(tmp_path / "m.keras")
         cfg2 = model_config(again)
         assert cfg2["trainable"] == "all" and cfg2["train_batchnorm"] is train_batchnorm
+
+
+def test_early_stopping_on_validation_loss(tiny_store_path):
+    from aift_tf.finetune import compile_model, fine_tune
+    from aift_tf.store import open_store
+    from aift_tf.zoo import build_model
+
+    with pytest.raises(AiftError, match="monitor must be one of val_auc, val_loss; got 'val_acc'"):
+        FineTuneConfig(monitor="val_acc")
+    with open_store(tiny_store_path) as store:
+        model = build_model("small_cnn", store.patch_shape, 2, trainable="top", seed=0)
+        cfg = FineTuneConfig(epochs=6, batch_size=16, learning_rate=1e-2, patience=1, monitor="val_loss", seed=0)
+        compile_model(model, cfg)
+        pool, val = store.ids("train"), store.ids("test")  # any labeled split with both classes will do
+        h = fine_tune(model, store, pool, store.labels[pool], cfg, val_ids=val)
+        assert len(h["val_loss"]) == h["epochs"] == len(h["val_auc"]) and all(v > 0 for v in h["val_loss"])
+        assert h["best_val_loss"] == min(h["val_loss"]) and h["best_epoch"] == int(np.argmin(h["val_loss"])) + 1
+        if h["epochs"] < 6:  # stopped: the epoch after the best did not improve
+            assert h["val_loss"][-1] >= h["best_val_loss"]
