@@ -319,15 +319,20 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
     with open_store(store) as s:
         truth_all, pool = s.labels.copy(), s.ids("train").tolist()
     ids1 = [int(r["id"]) for r in rows1]
-    positives1 = {i for i in ids1 if truth_all[i] == 1}
-    truth1 = answer(q1, store, skip=positives1)  # round 1 answered with its negatives only
-    assert truth1 and set(truth1.values()) == {0}
+    # round 1 answered with one class only (whichever M0's queries hold; the other is "missing")
+    keep = 0 if any(truth_all[i] == 0 for i in ids1) else 1
+    missing = 1 - keep
+    positives1 = {i for i in ids1 if truth_all[i] == missing}  # the skipped rows
+    truth1 = answer(q1, store, skip=positives1)
+    assert truth1 and set(truth1.values()) == {keep}
+    n_keep = {CLASSES[keep]: len(truth1), CLASSES[missing]: 0}
 
     # 1. one class only: the labels are recorded (real work) but nothing is fine-tuned (the learner refuses a
     #    one-class set); the message says why and what to do next
     r = aift("teach", project, q1)
     assert r.exit_code == 0, r.stderr
-    assert "no fine-tuning until every class has a label: class 1 (positive) has none yet" in r.output
+    assert f"no fine-tuning until every class has a label: class {missing} ({CLASSES[missing]}) has none yet" \
+        in r.output
     assert f"aift query {project}" in r.output and "--strategy random" in r.output
     led = ledger(project)
     assert {e["id"]: e["label"] for e in led} == truth1
@@ -335,7 +340,7 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
     assert all(e["v"] == 2 and e["annotator"] is None for e in led)
     assert checkpoint_rounds(project) == ["round-000"]
     out = aift("status", project).output
-    assert f"labels: {len(truth1)} (negative {len(truth1)}, positive 0)" in out
+    assert f"labels: {len(truth1)} ({CLASSES[0]} {n_keep[CLASSES[0]]}, {CLASSES[1]} {n_keep[CLASSES[1]]})" in out
     assert f"{len(truth1)} label(s) recorded but not trained yet (no fine-tuning until every class" in out
     assert "teach rounds: 0" in out
     r = aift("query", project, "-n", 3, "--quiet")  # the round counts as answered; held labels are not re-queried
@@ -343,17 +348,17 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
     assert not {int(x["id"]) for x in read_rows(project / "round-002" / "queries.csv")} & set(truth1)
     shutil.rmtree(project / "round-002")
 
-    # 2. a positive arrives (a free-form CSV); teach is killed right after the ledger write (test hook)
-    pos = sorted(positives1)[:2] or [next(i for i in pool if truth_all[i] == 1 and i not in ids1)]
+    # 2. the missing class arrives (a free-form CSV); teach is killed right after the ledger write (test hook)
+    pos = sorted(positives1)[:2] or [next(i for i in pool if truth_all[i] == missing and i not in ids1)]
     extra = tmp_path / "positives.csv"
-    write_rows(extra, [{"id": i, "label": "positive"} for i in pos])
+    write_rows(extra, [{"id": i, "label": CLASSES[missing]} for i in pos])
     r = aift_subprocess("teach", project, extra, "--quiet", env={"AIFT_TEST_CRASH_AFTER_LEDGER": "1"})
     assert r.returncode == 137, r.stderr
     led = ledger(project)
     assert [e["id"] for e in led if e["round"] == 1] == pos and len(led) == len(truth1) + len(pos)
     assert all(e["source"] == "round-001/queries.csv" and e["time"] and e["line"] >= 2 for e in led[:len(truth1)])
     assert checkpoint_rounds(project) == ["round-000"]  # the model never saw them
-    truth1 = {**truth1, **{i: 1 for i in pos}}
+    truth1 = {**truth1, **{i: missing for i in pos}}
 
     # 3. the next command recovers: round 1 is fine-tuned on EVERY label so far (the held negatives too)
     r = aift("teach", project, "round-001/queries.csv")  # relative to the project
