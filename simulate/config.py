@@ -9,8 +9,9 @@ The protocol (the defaults and why, docs/results/PROTOCOL.md):
 * **paired seeds**: seed k fixes M0's new head, the initial random set, the queries' RNG and the
   fine-tuning order; every strategy of seed k shares them and the test set;
 * **cold start**: before round 1 candidates are drawn at random from the pool until every class has
-  at least :data:`INITIAL_PER_CLASS` labels (and at least ``initial`` candidates); every draw is a
-  label spent; M0's new head is fitted on that set in round 1;
+  at least :data:`INITIAL_PER_CLASS` labels and at least ``initial`` candidates are drawn (default: one
+  round's worth, so the new head is not fitted on 4 labels); every draw is a label spent; M0's new head
+  is fitted on that set in round 1;
 * **budget**: :data:`DEFAULT_BUDGET_FRACTION` of the pool (at most :data:`DEFAULT_BUDGET_CAP` labels) in
   :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has 10 points (M0, the initial set, 8 rounds);
 * **fine-tuning**: a fixed number of gradient steps per round at a low learning rate, BatchNorm in
@@ -80,7 +81,7 @@ class SimConfig:
     full_seeds: Optional[int] = None
     lr: Optional[float] = None
     train_batch_size: int = 64
-    initial: int = 0
+    initial: Optional[int] = None  # None = one round's worth (see plan_run)
     target_delta: float = 0.01
     export: bool = True
     export_every_round: bool = False
@@ -231,7 +232,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.full_seeds = _int_opt("full-training seeds", c.full_seeds, 1)
     c.lr = _float_opt("learning rate", c.lr, low=0, low_open=True)
     c.train_batch_size = _int_opt("training batch size", c.train_batch_size, 1, allow_none=False)
-    c.initial = _int_opt("initial", c.initial, 0, allow_none=False)
+    c.initial = _int_opt("initial", c.initial, 0)
     c.target_delta = _float_opt("target delta", c.target_delta, low=0, high=0.5, allow_none=False)
     c.export = bool(c.export)
     c.export_every_round = bool(c.export_every_round)
@@ -308,15 +309,22 @@ def plan_run(cfg: SimConfig, store) -> dict:
     d = SCALE_DEFAULTS["paper" if cfg.scale == "paper" and cfg.data is None else "quick"]
     seeds = cfg.seeds if cfg.seeds is not None else DEFAULT_SEEDS
     labels = store.labels[pool]
-    if cfg.initial >= n_pool:
-        raise AiftError(f"initial {cfg.initial} random labels is not less than the pool of {n_pool} candidates")
-    sizes = {str(s): int(draw_initial(pool, labels, s, cfg.initial).size) for s in range(seeds)}
+    R, b, B = cfg.rounds, cfg.query_size, cfg.budget
+    if B is not None and B > n_pool:
+        raise AiftError(f"budget {B} labels is larger than the pool of {n_pool} candidates")
+    minimum = cfg.initial
+    if minimum is None:  # one round's worth: the budget split into the initial set + the query rounds
+        R0 = R if R is not None else DEFAULT_ROUNDS
+        B0 = B if B is not None else min(int(round(DEFAULT_BUDGET_FRACTION * n_pool)), DEFAULT_BUDGET_CAP)
+        minimum = b if b is not None else B0 // (R0 + 1)
+    if minimum >= n_pool:
+        raise AiftError(f"initial {minimum} random labels is not less than the pool of {n_pool} candidates")
+    sizes = {str(s): int(draw_initial(pool, labels, s, minimum).size) for s in range(seeds)}
     init_max = max(sizes.values())
     init_mean = float(np.mean(list(sizes.values())))
     avail = n_pool - init_max
     if avail < 1:
         raise AiftError(f"the initial random set takes the whole pool of {n_pool} candidates")
-    R, b, B = cfg.rounds, cfg.query_size, cfg.budget
     if B is not None:
         if B > n_pool:
             raise AiftError(f"budget {B} labels is larger than the pool of {n_pool} candidates")
@@ -346,7 +354,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
     return dict(
         seeds=int(seeds), query_size=int(b), rounds=int(R), budget=int(round(init_mean) + R * b),
         initial={"rule": f"random draws until every class has >= {INITIAL_PER_CLASS} labels, at least "
-                         f"{cfg.initial} draws", "minimum": int(cfg.initial), "per_class": INITIAL_PER_CLASS,
+                         f"{minimum} draws", "minimum": int(minimum), "per_class": INITIAL_PER_CLASS,
                  "sizes": sizes, "mean": init_mean},
         steps=None if steps is None else int(steps), epochs=None if cfg.epochs is None else int(cfg.epochs),
         lr=float(cfg.lr if cfg.lr is not None else d["lr"]),

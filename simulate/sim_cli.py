@@ -93,8 +93,9 @@ Examples:
               help="Adam learning rate of every fine-tuning (default 5e-4).")
 @click.option("--train-batch-size", type=click.IntRange(min=1), default=64, show_default=True, metavar="P",
               help="Patches per gradient step.")
-@click.option("--initial", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="At least N random labels before round 1 (drawn until every class has 2 labels anyway).")
+@click.option("--initial", type=click.IntRange(min=0), default=None, metavar="N",
+              help="At least N random labels before round 1, drawn until every class has 2 labels anyway "
+                   "(default: one round's worth).")
 @click.option("--target-delta", type=click.FloatRange(min=0, max=0.5), default=0.01, show_default=True,
               metavar="D", help="Savings target: mean full-training AUC − D.")
 @click.option("--out", type=click.Path(), default=None, metavar="DIR",

@@ -131,9 +131,10 @@ def test_plan_and_config_without_tensorflow(tiny):
         sizes = p["initial"]["sizes"]
         assert set(sizes) == {str(k) for k in range(10)} and p["initial"]["mean"] == pytest.approx(np.mean(list(sizes.values())))
         for k in range(10):  # every seed's cold start: >= 2 labels of every class, shared by every strategy
-            ids = draw_initial(pool, store.labels[pool], k)
+            ids = draw_initial(pool, store.labels[pool], k, p["initial"]["minimum"])
             assert ids.size == sizes[str(k)] and np.bincount(store.labels[ids], minlength=2).min() >= 2
-            np.testing.assert_array_equal(ids, draw_initial(pool, store.labels[pool], k))
+            np.testing.assert_array_equal(ids, draw_initial(pool, store.labels[pool], k, 4))
+        assert p["initial"]["minimum"] == 4  # default: one round's worth (the query size)
         p = plan_run(check_config(SimConfig(data=str(tiny), rounds=2, query_size=3, initial=12, seeds=2)), store)
         assert p["initial"]["sizes"] == {"0": 12, "1": 12} and p["budget"] == 18
         p = plan_run(check_config(SimConfig(data=str(tiny))), store)  # defaults: 45% of the pool in 8 rounds
