@@ -273,8 +273,8 @@ def status(project, quiet):
     ]
     m0 = c.get("m0") if isinstance(c.get("m0"), dict) else {}
     if m0:  # which M0 the project started from (projects made before this record have none)
-        where = f" {m0['weights']}" if m0.get("weights") else ""
-        lines.insert(2, f"  M0: {m0.get('source')}{where} ({m0.get('summary')})")
+        where = f" {e(m0['weights'])}" if m0.get("weights") else ""
+        lines.insert(2, f"  M0: {e(m0.get('source'))}{where} ({e(m0.get('summary'))})")
     for q in s["query_rounds"]:
         who = f" ({', '.join(map(e, q['annotators']))}; {q['shared']} shared)" if q["annotators"] else ""
         lines.append(f"  round-{q['round']:03d}: {q['n']} queried, {q['labeled']} labeled"
