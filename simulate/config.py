@@ -16,7 +16,7 @@ The protocol (the defaults and why, docs/results/PROTOCOL.md):
   :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has 10 points (M0, the initial set, 8 rounds);
 * **fine-tuning**: a fixed number of gradient steps per round at a low learning rate, BatchNorm in
   inference mode (Keras's transfer-learning recipe); full training (the ceiling) uses the same recipe,
-  trained until the validation loss stops improving.
+  trained until the validation AUC stops improving.
 """
 
 from __future__ import annotations

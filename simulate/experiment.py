@@ -4,7 +4,7 @@ A run compares selection strategies (AIFT, the two random baselines, others) on 
 whose pool labels are known. Per paired seed k:
 
 1. **full training** (the ceiling): M0 fine-tuned on the whole pool with the rounds' recipe until the
-   validation loss stops improving (it may use the validation labels: it is the reference, not a
+   validation AUC stops improving (it may use the validation labels: it is the reference, not a
    strategy charged for labels). Once every seed has it, the savings target
    ``mean full-training AUC − target_delta`` is fixed in ``target.json``, before any strategy runs;
 2. every strategy: round 1 teaches the seed's cold-start random set (shared by every strategy of the
@@ -57,7 +57,7 @@ from simulate.run_folder import FROC_RATES, FULL, SCRATCH
 EARLY_STOPPING_CHECKS = 5
 EARLY_STOPPING_PATIENCE = 2
 #: what full training's early stopping watches on the validation split
-FULL_MONITOR = "val_loss"
+FULL_MONITOR = "val_auc"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,9 +341,8 @@ class Experiment:
 
     def _full_finetune(self, seed):
         """Full training's recipe: the rounds' rate and batch size, passes over the whole pool until the
-        validation loss stops improving (at most full_epochs). The loss, not the AUC: a small validation
-        split's AUC saturates at 1.0 within a few epochs (colonoscopy frames) and would stop the ceiling
-        long before it converges."""
+        validation AUC stops improving (at most full_epochs). The validation loss was tried too and
+        stopped PE's full training after ~7 epochs, far below its AUC peak (docs/results/PROTOCOL.md)."""
         from aift_tf.finetune import FineTuneConfig
 
         p = self.plan
@@ -656,7 +655,7 @@ def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict
             "seeds": "seed k (0..seeds-1) builds M0's head, draws the initial random set, seeds the learner's "
                      "query RNG and fine-tuning (seed + 1000*round); every strategy of a seed shares them",
             "full_training": "M0 fine-tuned on the whole labeled pool with the rounds' recipe until the validation "
-                             "loss stops improving (at most plan.full_epochs epochs); it may use validation labels",
+                             "AUC stops improving (at most plan.full_epochs epochs); it may use validation labels",
         },
     }
 

@@ -354,10 +354,12 @@ def ceiling_line(summary) -> str | None:
     if c["reliable"] or not _finite(full.get("auc_mean")):
         return None
     ci = full.get("ci95")
+    stopped = (f" It stopped after {full['epochs_run_mean']:.1f} epochs on average (at most {full['max_epochs']}), "
+               f"when the validation AUC stopped improving." if _finite(full.get("epochs_run_mean")) else "")
     return (f"Full training (AUC {full['auc_mean']:.4f}" + (f", 95% CI {ci[0]:.4f} to {ci[1]:.4f}" if ci else "")
             + f") is not a ceiling here: {', '.join(c['exceeded_by'])} ended above it beyond the interval, so "
-              f"the savings target is unreliable. Train full training longer (--full-epochs, --full-patience) or "
-              f"check that the store's validation split represents its test split.")
+              f"the savings target is unreliable.{stopped} Train full training longer (--full-epochs, "
+              f"--full-patience) or check that the store's validation split represents its test split.")
 
 
 def savings_line(name, sv, n_seeds) -> str:
@@ -573,7 +575,7 @@ def render_markdown(summary, config, figures) -> str:
     L += [f"- {line}" for line in s["verdict"] if line not in loud]
     full = s["full_training"]
     ci = full.get("ci95")
-    L += [f"- Full training (M0 fine-tuned on all {s['pool_size']} pool labels until the validation loss stopped "
+    L += [f"- Full training (M0 fine-tuned on all {s['pool_size']} pool labels until the validation AUC stopped "
           f"improving, {_f(full.get('epochs_run_mean'), 1)} epochs on average, at most {full['max_epochs']}): AUC "
           f"{_f(full['auc_mean'])} ± {_f(full['auc_std'])} over {len(full['seeds_done'])} seed(s)"
           + (f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
