@@ -383,6 +383,10 @@ def savings_line(name, sv, n_seeds) -> str:
     if lo > 0 and not c:
         return f"{name} saves {_pct(sv['estimate'])} of the labels {ref} needs to reach AUC {t:.4f} " \
                f"({_ci_pct(sv['ci95'])} over {used} paired seeds)."
+    if lo > 0 and c == used:
+        return (f"{name} does not reach AUC {t:.4f} within its budget on any of the {used} seeds: its saving over "
+                f"{ref} is at most {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} of that bound), so no saving is "
+                f"demonstrated.")
     if lo > 0:
         return (f"{name} reaches AUC {t:.4f} within its budget on only {used - c} of {used} seeds: its saving over "
                 f"{ref} is at most {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} of that bound), so no saving is "

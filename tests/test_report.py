@@ -294,3 +294,15 @@ def test_ceiling_check_with_full_training_on_fewer_seeds(tmp_path):
     assert d["seeds"] == 10 and d["full_seeds"] == 3 and d["ci95"][0] > 0
     assert s["ceiling"]["exceeded_by"] == ["aift"] and s["verdict"][0].startswith("Full training")
     assert s["strategies"]["random"]["final_auc_diff_vs_full"]["ci95"][1] < 0
+
+
+def test_never_reaching_the_target_on_any_seed_is_said_so(tmp_path):
+    from simulate.report import build_report
+
+    rnd = [[0.5, 0.7, 0.75, 0.78, 0.8, 0.81]] * 5
+    aift = [[0.5, 0.7, 0.8, 0.84, 0.86, 0.87]] * 5  # target 0.89: neither reaches it; aift is closer
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.9] * 5))
+    sv = s["strategies"]["aift"]["savings"]
+    assert sv["censored_seeds"] == sv["seeds_used"] == 5 and sv["ci95"][0] > 0
+    assert s["verdict"][0].startswith("aift does not reach AUC 0.8900 within its budget on any of the 5 seeds")
+    assert "no saving is demonstrated" in s["verdict"][0]
