@@ -65,6 +65,7 @@ class SimConfig:
     learning: str = "ACFT-LQ"
     random_learning: Optional[str] = None
     omega: float = 1.0
+    max_per_group: Optional[int] = None  # no query takes more than K candidates of one group (every strategy)
     query_size: Optional[int] = None
     rounds: Optional[int] = None
     budget: Optional[int] = None
@@ -198,6 +199,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     if c.random_learning is not None:
         c.random_learning = check_learning(c.random_learning)
     c.omega = _float_opt("omega", c.omega, low=1, allow_none=False)
+    c.max_per_group = _int_opt("max per group", c.max_per_group, 1)
     c.query_size = _int_opt("query size", c.query_size, 1)
     c.rounds = _int_opt("rounds", c.rounds, 1)
     c.budget = _int_opt("budget", c.budget, 1)

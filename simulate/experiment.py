@@ -539,6 +539,7 @@ class Experiment:
             learner = ActiveLearner(
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
                 strategy=selection_of(strategy), learning=self._learning_for(strategy), omega=cfg.omega,
+                max_per_group=cfg.max_per_group,
                 finetune=self._round_finetune(seed), seed=seed, progress=cb, val_split=val,
                 **self._speed_options(cfg.trainable),
             )

@@ -280,6 +280,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "seeds": len(seeds),
         "seed_values": seeds,
         "query_size": plan["query_size"],
+        "max_per_group": settings.get("max_per_group"),
         "rounds": plan["rounds"],
         "budget": plan["budget"],
         "initial": plan["initial"],
@@ -627,7 +628,9 @@ def render_markdown(summary, config, figures) -> str:
           f"- model `{s['model']}` (trainable: {s['trainable']}), learning strategy {s['learning']} "
           f"(random: {s['strategies'].get('random', {}).get('learning', '—')}; random-rft: RFT)",
           f"- {s['seeds']} paired seeds; initial set: {ini['rule']} (mean {ini['mean']:.1f} labels); then "
-          f"{s['rounds']} rounds × {s['query_size']} candidates (budget ~{s['budget']} labels)",
+          f"{s['rounds']} rounds × {s['query_size']} candidates (budget ~{s['budget']} labels)"
+          + (f"; at most {s['max_per_group']} candidates of one group per round (every strategy)"
+             if s.get("max_per_group") else ""),
           f"- fine-tuning: {recipe}",
           f"- command: `{config.get('command_line') or ''}`", ""]
     if s.get("runtime"):

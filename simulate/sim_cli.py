@@ -23,6 +23,7 @@ LEARNING = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")  # = aift_tf.finetune.
 _SETTING = {
     "app": "app", "data": "data", "scale": "scale", "app_seed": "app_seed", "strategies": "strategies",
     "learning": "learning", "random_learning": "random_learning", "omega": "omega", "query_size": "query_size",
+    "max_per_group": "max_per_group",
     "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
     "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
     "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
@@ -53,14 +54,19 @@ Examples:
               help="Where generated app stores are cached (default $AIFT_CACHE or ~/.cache/aift-tf).")
 @click.option("--strategies", default="aift,random,random-rft", show_default=True, metavar="LIST",
               help="Comma-separated: aift, entropy, diversity, entropy+diversity[@ALPHA], least-confidence, "
-                   "margin, mean-entropy, and the random baselines random (continual: the strategies' learning) "
-                   "and random-rft (restart from M0 every round, the journal's RFT).")
+                   "margin, mean-entropy, bald[@T] and mc-entropy[@T] (MC dropout, T passes, default 10), coreset "
+                   "(k-center greedy on trunk features), aift+coreset[@W] (k-center among the top W x round size "
+                   "by AIFT worth, default 3), and the random baselines random (continual: the strategies' "
+                   "learning) and random-rft (restart from M0 every round, the journal's RFT).")
 @click.option("--learning", default="ACFT-LQ", show_default=True, metavar="|".join(LEARNING),
               help="Learning strategy: how each round fine-tunes (journal Table 2).")
 @click.option("--random-learning", default=None, metavar="NAME",
               help="Learning strategy for 'random' (default: the same as --learning).")
 @click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
+@click.option("--max-per-group", type=click.IntRange(min=1), default=None, metavar="K",
+              help="No round takes more than K candidates of one group (video / volume / patient: the store's "
+                   "groups); applies to every strategy's queries, not to the initial random set.")
 @click.option("--query-size", "-n", "query_size", type=click.IntRange(min=1), default=None, metavar="B",
               help="Candidates queried per round (default: budget / rounds).")
 @click.option("--batch-size", "batch_size_alias", type=click.IntRange(min=1), default=None, hidden=True,
