@@ -88,6 +88,7 @@ class SimConfig:
     scratch: bool = False
     cache_trunk: Optional[bool] = None  # None = on whenever trainable is top/head
     distribute: str = "none"
+    stop: Optional[str] = None  # a stopping rule to evaluate, "kappa:THRESHOLD:K" (aift_tf.stopping)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -242,6 +243,10 @@ def check_config(cfg: SimConfig) -> SimConfig:
     from aift_tf.trunk_cache import check_cacheable
 
     c.distribute = canonical_name(c.distribute)
+    if c.stop is not None:
+        from aift_tf.stopping import parse_stop_rule
+
+        c.stop = parse_stop_rule(c.stop)["text"]
     if c.cache_trunk is None:
         c.cache_trunk = c.trainable != "all"
     c.cache_trunk = bool(c.cache_trunk)
@@ -357,4 +362,15 @@ def plan_run(cfg: SimConfig, store) -> dict:
         full_seeds=int(min(seeds, cfg.full_seeds if cfg.full_seeds is not None else DEFAULT_FULL_SEEDS)),
         early_stopping_split="val" if has_val else None,
         target_delta=float(cfg.target_delta), pool_size=n_pool, test_size=int(test_labeled.size),
+        stop=None if cfg.stop is None else _stop_plan(cfg.stop, n_pool),
     )
+
+
+def _stop_plan(rule: str, n_pool: int) -> dict:
+    """The stopping rule a run evaluates: the rule and the stop set (per seed, drawn from the pool)."""
+    from aift_tf.stopping import DEFAULT_STOP_SET, parse_stop_rule
+
+    r = parse_stop_rule(rule)
+    return {"rule": r["text"], "threshold": r["threshold"], "rounds": r["rounds"],
+            "stop_set_size": int(min(DEFAULT_STOP_SET, n_pool)),
+            "stop_set": "per seed k: aift_tf.stopping.draw_stop_set(pool, seed=k) (shared by the strategies)"}

@@ -376,12 +376,29 @@ class Experiment:
             out["sens"] = [float(x) for x in r["sensitivity"]]
         return out
 
-    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s):
+    def _stop_ids(self, seed):
+        """The seed's stop set (with --stop), shared by every strategy of the seed."""
+        from aift_tf.stopping import draw_stop_set
+
+        return draw_stop_set(self.store.ids("train"), seed=int(seed), size=self.plan["stop"]["stop_set_size"])
+
+    def _stop_check(self, learner, seed, previous):
+        """(stop-set classes of the current model, kappa vs `previous`) with --stop; (None, None) without."""
+        if not self.plan.get("stop"):
+            return None, None
+        from aift_tf.stopping import agreement, predicted_classes
+
+        pred = predicted_classes(learner.predict(self._stop_ids(seed)))
+        kappa = None if previous is None else agreement(pred, previous, self.store.num_classes)
+        return pred, kappa
+
+    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s, stop_kappa=None):
         return {
             "strategy": strategy, "seed": int(seed), "round": int(rnd), "labels": int(labels),
             "positives_found": int(positives), "test_auc": float(ev["auc"]),
             "sens_fp1": ev["sens"][0], "sens_fp2": ev["sens"][1], "sens_fp3": ev["sens"][2],
             "finetune_seconds": round(float(finetune_s), 3), "scoring_seconds": round(float(scoring_s), 3),
+            "stop_kappa": None if stop_kappa is None else float(stop_kappa),
         }
 
     def _jobs(self):
@@ -534,6 +551,9 @@ class Experiment:
             learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
                                          **self._speed_options(cfg.trainable))
             rows = rf.read_rows(latest)
+            stop_pred = rf.read_stop_predictions(latest)
+            if stop_pred is None:  # a run folder from before --stop saved them: recompute (same model)
+                stop_pred, _ = self._stop_check(learner, seed, None)
         else:
             val = self.plan["early_stopping_split"] if cfg.early_stopping else None
             learner = ActiveLearner(
@@ -548,7 +568,8 @@ class Experiment:
             if ev is None:
                 ev = self._m0_eval[seed] = self._evaluate(learner)
             rows = [self._row(strategy, seed, 0, 0, 0, ev, 0.0, 0.0)]
-            rf.save_round(sdir, 0, rows, learner, ev)
+            stop_pred, _ = self._stop_check(learner, seed, None)
+            rf.save_round(sdir, 0, rows, learner, ev, stop_predictions=stop_pred)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self._tb_eval(strategy, seed, rows[-1])
@@ -563,13 +584,14 @@ class Experiment:
             rec = learner.teach(ids, self.store.labels[ids], callbacks=self._callbacks(strategy, seed, rnd, label),
                                 verbose=0)
             ev = self._evaluate(learner)
+            stop_pred, kappa = self._stop_check(learner, seed, stop_pred)
             row = self._row(strategy, seed, rnd, rec["labels"], rec["positives"], ev,
-                            rec["finetune"].get("seconds", 0.0), scoring)
+                            rec["finetune"].get("seconds", 0.0), scoring, stop_kappa=kappa)
             rows = rows + [row]
             if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
                 self._export(learner, strategy, seed, rf.export_dir(self.out, strategy, seed) / f"round{rnd}", rnd)
             self._tb_eval(strategy, seed, row)
-            rf.save_round(sdir, rnd, rows, learner, ev)
+            rf.save_round(sdir, rnd, rows, learner, ev, stop_predictions=stop_pred)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self.progress.advance()

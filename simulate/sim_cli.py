@@ -29,7 +29,7 @@ _SETTING = {
     "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
     "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
-    "distribute": "distribute",
+    "distribute": "distribute", "stop": "stop",
 }
 
 EPILOG = """\b
@@ -114,6 +114,10 @@ Examples:
               help="Run the frozen trunk once per patch and cache it (default: on when --trainable is top/head).")
 @click.option("--distribute", default="none", show_default=True, metavar="none|mirrored|multi-worker",
               help="tf.distribute strategy for scoring and fine-tuning (multi-worker reads TF_CONFIG).")
+@click.option("--stop", default=None, metavar="kappa:T:K",
+              help="Evaluate a stopping rule: Cohen's kappa of consecutive models on a fixed stop set of pool "
+                   "candidates >= T for K rounds (e.g. kappa:0.99:3); the report says where each strategy would "
+                   "have stopped and its AUC gap to full training there.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def cli(ctx, **opts):

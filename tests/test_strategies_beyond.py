@@ -237,7 +237,7 @@ def test_harness_parser_accepts_new_strategies():
 @pytest.fixture(scope="module")
 def learner_store(tmp_path_factory):
     from aift_tf.store import open_store, write_store
-    from tests.conftest import make_separable_arrays
+    from conftest import make_separable_arrays
 
     a = make_separable_arrays(n=40, m=4, size=16, groups=8)
     path = tmp_path_factory.mktemp("beyond") / "s.h5"
