@@ -33,6 +33,8 @@ from simulate.run_folder import RESERVED
 #: the two random baselines (issue: journal's RFT restarts from M0 each round; continual isolates selection)
 RANDOM_BASELINES = {"random": None, "random-rft": "RFT"}
 DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
+#: --m0: the offline M0 shipped with aift_tf (as --weights says), or self-supervised on the run's own pool
+M0_CHOICES = ("offline", "self-supervised")
 DEFAULT_SEEDS = 10
 #: full training (the ceiling) runs on the first seeds only: it costs as much as a whole strategy's run on a CPU
 DEFAULT_FULL_SEEDS = 3
@@ -72,6 +74,7 @@ class SimConfig:
     seeds: Optional[int] = None
     model: str = "small_cnn"
     weights: Optional[str] = None  # None = default M0 if one exists, else none
+    m0: Optional[str] = None  # None/"offline" = --weights decides; "self-supervised" = SimCLR on this store's pool
     trainable: str = "top"
     steps: Optional[int] = None
     epochs: Optional[int] = None
@@ -224,6 +227,14 @@ def check_config(cfg: SimConfig) -> SimConfig:
                 raise AiftError(f"weights {w!r}: no such file (expected none, imagenet, m0 or a "
                                 f".weights.h5/.keras path)")
             c.weights = str(p.resolve())
+    if c.m0 is not None:
+        c.m0 = str(c.m0).strip().lower()
+        if c.m0 not in M0_CHOICES:
+            raise AiftError(f"unknown --m0 {cfg.m0!r}; valid: {', '.join(M0_CHOICES)}")
+        if c.m0 == "offline":
+            c.m0 = None
+        elif c.weights not in (None, "default"):
+            raise AiftError(f"give --m0 self-supervised or --weights {c.weights}, not both")
     c.steps = _int_opt("steps", c.steps, 1)
     c.epochs = _int_opt("epochs", c.epochs, 1)
     if c.steps is not None and c.epochs is not None:

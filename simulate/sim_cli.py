@@ -24,7 +24,7 @@ _SETTING = {
     "app": "app", "data": "data", "scale": "scale", "app_seed": "app_seed", "strategies": "strategies",
     "learning": "learning", "random_learning": "random_learning", "omega": "omega", "query_size": "query_size",
     "max_per_group": "max_per_group",
-    "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
+    "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights", "m0": "m0",
     "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
     "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
@@ -80,6 +80,10 @@ Examples:
 @click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
 @click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
+@click.option("--m0", "m0", default=None, metavar="offline|self-supervised",
+              help="M0: the offline pre-trained M0 (default; see --weights) or self-supervised pre-training on this "
+                   "store's own unlabeled pool (SimCLR with the candidate's patches as views, ~2-3 min on 2 cores at "
+                   "quick scale, cached per store; labels never read).")
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
