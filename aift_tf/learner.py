@@ -286,7 +286,8 @@ class ActiveLearner:
 
         Returns:
             `(ids, scores)`: int64 candidate ids (most worthy first for top-b) and their worth
-            (float64; for `random`, the uniform draws that ranked them).
+            (float64; for `random`, the uniform draws that ranked them; for `coreset`, the k-center
+            distance at which each was picked, in pick order; for `aift+coreset`, their AIFT worth).
         """
         pool = self.unlabeled_ids()
         b = int(b)

@@ -800,16 +800,13 @@ def select_batch(strategy: str, b: int, *, n: int | None = None, probs=None, mc_
         b = _check_int("budget", b)
         if not 1 <= b <= worth.shape[0]:
             raise AiftError(f"budget {b} must be between 1 and the {worth.shape[0]} candidates")
-        top = np.argsort(-worth, kind="stable")[:min(worth.shape[0], math.ceil(float(param) * b - 1e-9))]
-        if groups is not None and max_per_group is not None:
-            g, cap = _check_cap(groups, max_per_group, worth.shape[0])
-            sub, _ = kcenter_greedy(x[top], min(b, top.size), centers=centers, seed=seed, groups=g[top],
-                                    max_per_group=cap) if _allowed(g[top], cap) >= b else (None, None)
-            if sub is None:  # the top W·b cannot fill b under the cap: widen to the whole pool
-                top = np.argsort(-worth, kind="stable")
-                sub, _ = kcenter_greedy(x[top], b, centers=centers, seed=seed, groups=g[top], max_per_group=cap)
-        else:
-            sub, _ = kcenter_greedy(x[top], b, centers=centers, seed=seed)
+        order = np.argsort(-worth, kind="stable")
+        top = order[:min(worth.shape[0], math.ceil(float(param) * b - 1e-9))]
+        g, cap = _check_cap(groups, max_per_group, worth.shape[0])
+        if cap is not None and _allowed(g[top], cap) < b:
+            top = order  # the top W·b cannot fill b under the cap: widen to the whole pool
+        sub, _ = kcenter_greedy(x[top], b, centers=centers, seed=seed, groups=None if cap is None else g[top],
+                                max_per_group=cap)
         idx = top[sub]
         return idx.astype(np.int64), worth[idx]
     if method == "random":

@@ -279,3 +279,19 @@ def test_learner_mc_dropout_features_and_cap(learner_store):
         lr.strategy = strategy
         ids, _ = lr.query(4)
         assert len(set(ids.tolist())) == 4 and not np.isin(ids, lr.labeled_ids).any()
+
+
+def test_aift_coreset_with_cap_widens_when_the_prefilter_cannot_fill_the_round():
+    probs = np.linspace(0.05, 0.5, 12)[:, None].repeat(4, axis=1)  # worth rises with the index
+    X = np.arange(12, dtype=float)[:, None]
+    groups = np.array([0] * 9 + [1, 2, 3])
+    # b = 3, W = 1: the prefilter is indices 11, 10, 9 (groups 3, 2, 1), which the cap of 1 allows
+    idx, _ = select_batch("aift+coreset@1", 3, probs=probs, features=X, centers=X[:1], groups=groups, max_per_group=1)
+    assert sorted(idx.tolist()) == [9, 10, 11]
+    # b = 4: the prefilter 11, 10, 9, 8 has one candidate of each of the four groups
+    idx, _ = select_batch("aift+coreset@1", 4, probs=probs, features=X, centers=X[:1], groups=groups, max_per_group=1)
+    assert sorted(groups[idx].tolist()) == [0, 1, 2, 3]
+    # b = 2: the prefilter 11, 10 is one group, which a cap of 1 cannot fill: widened to the whole pool
+    idx, _ = select_batch("aift+coreset@1", 2, probs=probs, features=X, centers=X[:1],
+                          groups=np.array([0] * 10 + [1, 1]), max_per_group=1)
+    assert sorted(np.array([0] * 10 + [1, 1])[idx].tolist()) == [0, 1]
