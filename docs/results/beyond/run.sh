@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The measured comparison of issue 13 (docs/results/beyond/README.md). Per simulated app, two aift-sim runs
+# with the same paired seeds: the offline M0 (aift, random and the reviewer's baselines) and the
+# self-supervised M0 pre-trained on the app's own pool (aift, random). Run from the repository root:
+#   bash docs/results/beyond/run.sh [RUNS_DIR]
+set -euo pipefail
+RUNS=${1:-runs/beyond}
+SEEDS=${SEEDS:-5}
+mkdir -p "$RUNS"
+for app in pulmonary-embolism colonoscopy-frames polyp-detection; do
+  aift-sim --app "$app" --seeds "$SEEDS" --strategies aift,random,bald@10,coreset,aift+coreset \
+    --stop kappa:0.99:3 --no-export -q --out "$RUNS/$app-offline"
+  aift-sim --app "$app" --seeds "$SEEDS" --strategies aift,random --m0 self-supervised \
+    --stop kappa:0.99:3 --no-export -q --out "$RUNS/$app-ssl"
+done
