@@ -3,6 +3,7 @@ AIFT (aift+coreset) and the group cap, each against a plain-numpy reference on f
 through the learner (MC dropout on the cached trunk, pooled trunk features) and the harness' parser."""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -295,3 +296,31 @@ def test_aift_coreset_with_cap_widens_when_the_prefilter_cannot_fill_the_round()
     idx, _ = select_batch("aift+coreset@1", 2, probs=probs, features=X, centers=X[:1],
                           groups=np.array([0] * 10 + [1, 1]), max_per_group=1)
     assert sorted(np.array([0] * 10 + [1, 1])[idx].tolist()) == [0, 1]
+
+
+@pytest.mark.slow
+def test_aift_sim_new_strategies_stop_and_cap_are_deterministic(tmp_path):
+    """Two identical aift-sim runs with the new strategies, a group cap and --stop give the same rows."""
+    import csv
+    import subprocess
+    import sys
+
+    from test_sim import ENV, _write_tiny
+
+    data = _write_tiny(tmp_path / "tiny.h5")
+    args = ["--data", data, "--rounds", "2", "--query-size", "4", "--seeds", "2", "--steps", "3", "--full-epochs", "2",
+            "--lr", "0.003", "--weights", "none", "--strategies", "bald@3,coreset,aift+coreset", "--max-per-group",
+            "2", "--stop", "kappa:0.9:1", "--no-export", "-q"]
+    rows = []
+    for k in (1, 2):
+        r = subprocess.run([sys.executable, "-m", "simulate.sim_cli", *map(str, args), "--out", tmp_path / f"r{k}"],
+                           capture_output=True, text=True, env=ENV, timeout=900)
+        assert r.returncode == 0, r.stderr
+        with open(tmp_path / f"r{k}" / "rounds.csv") as f:
+            rows.append([{c: v for c, v in row.items() if not c.endswith("_seconds")} for row in csv.DictReader(f)])
+    assert rows[0] == rows[1]
+    kappas = [row["stop_kappa"] for row in rows[0] if row["strategy"] != "full" and row["round"] != "0"]
+    assert kappas and all(k != "" for k in kappas)
+    summary = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert set(summary["stopping"]["strategies"]) == {"bald@3", "coreset", "aift+coreset"}
+    assert summary["max_per_group"] == 2
