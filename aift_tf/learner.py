@@ -159,6 +159,7 @@ class ActiveLearner:
         self.cache_trunk = cache_trunk if isinstance(cache_trunk, bool) or cache_trunk is None else str(cache_trunk)
         self._cache = None
         self._rest = None
+        self._feature_cache = None  # trunk features for coreset strategies without a trunk cache (lazy)
         if not cache_trunk:
             self.cache_trunk = False
             return
@@ -270,7 +271,7 @@ class ActiveLearner:
         from aift_tf.zoo import split_frozen
 
         if self._cache is None:
-            if getattr(self, "_feature_cache", None) is None:
+            if self._feature_cache is None:
                 trunk, rest = split_frozen(self.model)
                 if rest is self.model:
                     raise AiftError(f"model {self.model.name!r} has no frozen trunk (trainable 'all'): coreset "
