@@ -332,8 +332,10 @@ def _stopping_summary(by_strategy, stop, full_mean):
                                 "auc_gap_to_full": gap, "final_labels": int(rs[-1]["labels"])}
         hit = [v for v in per_seed.values() if v]
         gaps = [v["auc_gap_to_full"] for v in hit if _finite(v["auc_gap_to_full"])]
+        last = [rs[-1].get("stop_kappa") for rs in by.values() if _finite(rs[-1].get("stop_kappa"))]
         out["strategies"][st] = {
             "per_seed": per_seed, "stopped_seeds": len(hit), "seeds": len(per_seed),
+            "last_kappa_mean": float(np.mean(last)) if last else None,
             "labels_mean": float(np.mean([v["labels"] for v in hit])) if hit else None,
             "auc_gap_mean": float(np.mean(gaps)) if gaps else None,
             "auc_gap_max": float(np.max(gaps)) if gaps else None,
@@ -349,7 +351,8 @@ def stopping_line(summary) -> str | None:
     parts = []
     for name, e in sp["strategies"].items():
         if not e["stopped_seeds"]:
-            parts.append(f"{name} never within its budget ({e['seeds']} seeds)")
+            last = "" if e.get("last_kappa_mean") is None else f", kappa at the last round {e['last_kappa_mean']:.3f}"
+            parts.append(f"{name} never within its budget ({e['seeds']} seeds{last})")
             continue
         gap = "" if e["auc_gap_mean"] is None else \
             f", test AUC {e['auc_gap_mean']:+.3f} below full training on average (worst {e['auc_gap_max']:+.3f})"
