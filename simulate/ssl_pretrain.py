@@ -104,6 +104,14 @@ def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip((x - mean) * c + mean + b, 0.0, 1.0).astype(np.float32)
 
 
+def _backbone_shape(model):
+    """The backbone shape a zoo model was built with (an M0 of another patch shape adapts the input)."""
+    from aift_tf.zoo import model_config
+
+    shape = model_config(model).get("backbone_shape")
+    return tuple(shape) if shape else None
+
+
 def encoder_of(model):
     """The zoo model's trunk up to its pooled features (the input of ``head_dropout``)."""
     import keras
@@ -118,7 +126,7 @@ def encoder_of(model):
 def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_STEPS,
                  batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR,
                  temperature: float = DEFAULT_TEMPERATURE, seed: int = 0, split: str | None = "train",
-                 progress=True) -> dict:
+                 init=None, progress=True) -> dict:
     """Pre-train ``model``'s trunk on the patches of store ``data`` (SimCLR, see the module docstring).
 
     Args:
@@ -131,6 +139,8 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
         temperature: NT-Xent temperature.
         seed: seeds initialisation, the candidate draws and the augmentation.
         split: which split's candidates to use (default the pool, ``"train"``); ``None`` = every candidate.
+        init: ``None`` (random initialisation) or a ``.weights.h5`` to start from (e.g. the offline M0:
+            continued, domain-adaptive pre-training on the pool).
         progress: ``True`` shows a tqdm bar; a callable gets ``(step, steps, loss)``; ``False`` silent.
 
     Returns:
@@ -176,12 +186,12 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
             return raw.astype(np.float32) / scale if scale != 1.0 else raw.astype(np.float32)
 
         set_seeds(seed, deterministic=True)
-        net = build_model(model, shape, num_classes=2, weights=None, trainable="all", train_batchnorm=True,
-                          seed=seed)
+        net = build_model(model, shape, num_classes=2, weights=None if init is None else str(init), trainable="all",
+                          train_batchnorm=True, seed=seed)
         enc = encoder_of(net)
-        init = keras.initializers.GlorotUniform
-        proj = keras.Sequential([keras.layers.Dense(PROJECTION[0], activation="relu", kernel_initializer=init(seed)),
-                                 keras.layers.Dense(PROJECTION[1], kernel_initializer=init(seed + 1))],
+        glorot = keras.initializers.GlorotUniform
+        proj = keras.Sequential([keras.layers.Dense(PROJECTION[0], activation="relu", kernel_initializer=glorot(seed)),
+                                 keras.layers.Dense(PROJECTION[1], kernel_initializer=glorot(seed + 1))],
                                 name="projection")
         proj.build((None, int(enc.output_shape[-1])))
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
@@ -231,7 +241,8 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
             raise AiftError(f"self-supervised pre-training diverged (loss {losses[-1]}); lower --lr")
 
         # the trunk into a model with a placeholder head (skipped by any task's build_model), no optimizer slots
-        clean = build_model(model, shape, num_classes=PLACEHOLDER_CLASSES, weights=None, seed=seed)
+        clean = build_model(model, shape, num_classes=PLACEHOLDER_CLASSES, weights=None, seed=seed,
+                            backbone_shape=_backbone_shape(net))
         for layer in clean.layers:
             if layer.weights and not layer.name.startswith("head_"):
                 layer.set_weights(net.get_layer(layer.name).get_weights())
@@ -243,7 +254,8 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
             "kind": "M0 self-supervised on the unlabeled pool (SimCLR; positive pairs = two patches of one "
                     "candidate); labels never read",
             "model": model,
-            "input_shape": list(shape),
+            # the shape the trunk runs at: the store's, or the init M0's when the input is adapted to it
+            "input_shape": list(_backbone_shape(net) or shape),
             "weights_file": out.name,
             "sha256": file_sha256(out),
             "size_bytes": out.stat().st_size,
@@ -264,6 +276,7 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
             "steps": steps, "batch_size": batch,
             "optimizer": f"Adam, lr {lr:g} cosine-decayed to {lr * 0.01:g}",
             "seed": seed,
+            "init": "random" if init is None else {"weights": str(init), "sha256": file_sha256(init)},
             "final_loss": float(np.mean(losses[-tail:])),
             "final_positive_accuracy": float(np.mean(accs[-tail:])),
             "chance_positive_accuracy": 1.0 / (2 * batch - 1),

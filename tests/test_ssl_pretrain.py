@@ -137,3 +137,20 @@ def test_sim_m0_self_supervised_is_resolved_and_cached(stores, tmp_path, monkeyp
         mtime = files[0].stat().st_mtime_ns
         again = resolve_m0(cfg, st.patch_shape, store=st, cache_dir=tmp_path)  # reused, not retrained
         assert again["sha256"] == rec["sha256"] and files[0].stat().st_mtime_ns == mtime
+
+
+def test_init_from_the_offline_m0_keeps_its_adapted_input(stores, tmp_path):
+    import warnings
+
+    from aift_tf.zoo import build_model
+    from aift_tf.zoo.pretrained import default_m0
+    from simulate.ssl_pretrain import ssl_pretrain
+
+    m0 = default_m0("small_cnn", (16, 16, 3))
+    card = ssl_pretrain(stores["unlabeled"], tmp_path / "i.weights.h5", steps=2, batch_size=8, init=m0, progress=False)
+    assert card["input_shape"] == [32, 32, 3] and card["init"]["weights"] == str(m0)  # the M0's shape, resized
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build_model("small_cnn", (16, 16, 3), num_classes=2, weights=str(tmp_path / "i.weights.h5"))
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert model.get_layer("pre_resize") is not None and all("head_dense" in s for s in skipped), skipped
