@@ -261,6 +261,10 @@ def status(project, quiet):
         s = p.status()
         c = p.config
         names = p.class_names
+        from aift_tf.stopping import checkpoint_agreement  # kappa of consecutive models (predictions cached)
+
+        stop = checkpoint_agreement(p.store, [d for _, d in p.checkpoints()], seed=int(c.get("seed") or 0),
+                                    pool_split=c.get("pool_split", "train"), cache_dir=p.path / "stopping")
     bars.close()
     ft = c.get("finetune") if isinstance(c.get("finetune"), dict) else {}
     lines = [
@@ -318,6 +322,7 @@ def status(project, quiet):
             lines.append("validation AUC: n/a (the store's val split has no labels of both classes)")
     else:
         lines.append("last fine-tune: none yet (M0)")
+    lines.append(stop["line"])
     click.echo("\n".join(lines))
 
 

@@ -37,7 +37,7 @@ from aift_tf.finetune import (
     learning_plan,
     reset_optimizer,
 )
-from aift_tf.selection import parse_strategy, select, strategy_scores
+from aift_tf.selection import parse_strategy, select_batch, strategy_needs
 
 STATE_FORMAT = 1
 
@@ -69,6 +69,11 @@ class ActiveLearner:
         distribute: `None`/`"none"`, `"mirrored"`, `"multi-worker"` or a `tf.distribute.Strategy`;
             the model is built (or cloned) and compiled under its scope, fine-tuning and scoring
             run through it (see `aift_tf.distribute`, docs/distributed.md).
+        max_per_group: no query takes more than this many candidates of one group (`store.groups`:
+            video, volume, patient); `None` = no cap.
+
+    Strategies `bald@T` / `mc-entropy@T` score with `predict_stochastic`, `coreset` / `aift+coreset`
+    with `candidate_features` (see `aift_tf.selection.select_batch`).
     """
 
     def __init__(
@@ -90,8 +95,10 @@ class ActiveLearner:
         progress: Optional[Callable] = None,
         cache_trunk=False,
         distribute=None,
+        max_per_group: Optional[int] = None,
     ):
         self.store = store
+        self.max_per_group = _check_max_per_group(max_per_group)
         parse_strategy(strategy)  # validates
         self.strategy = strategy
         self.learning = check_learning(learning)
@@ -152,6 +159,7 @@ class ActiveLearner:
         self.cache_trunk = cache_trunk if isinstance(cache_trunk, bool) or cache_trunk is None else str(cache_trunk)
         self._cache = None
         self._rest = None
+        self._feature_cache = None  # trunk features for coreset strategies without a trunk cache (lazy)
         if not cache_trunk:
             self.cache_trunk = False
             return
@@ -213,6 +221,66 @@ class ActiveLearner:
             batch_size=self.predict_batch_size, progress=self._stage("score"), strategy=self.distribute,
         )
 
+    def predict_stochastic(self, ids, passes: int, seed: int = 0) -> np.ndarray:
+        """Patch probabilities of `passes` stochastic forward passes with dropout on (MC dropout).
+
+        BatchNorm stays in inference mode (its layers are frozen by the zoo's policies; a model whose
+        BatchNorm is trainable is refused). With a trunk cache only the trainable rest runs `passes`
+        times, on the cached features. The dropout masks depend only on `seed` (every `SeedGenerator`
+        of the model is re-seeded first; fine-tuning re-seeds them again every round).
+
+        Returns:
+            float32 `(passes, len(ids), m, K)`.
+        """
+        import keras
+
+        from aift_tf.finetune import reseed_layers
+
+        ids = np.asarray(ids, dtype=np.int64)
+        passes = int(passes)
+        if passes < 1:
+            raise AiftError(f"passes must be >= 1, got {passes}")
+        net = self._rest if self._cache is not None else self.model
+        if not any(isinstance(layer, keras.layers.Dropout) for layer in net.layers):
+            raise AiftError(f"model {self.model.name!r} has no Dropout layer after its frozen trunk: MC dropout "
+                            f"(bald, mc-entropy) needs one")
+        bn = [layer.name for layer in net.layers
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        if bn:
+            raise AiftError(f"MC dropout needs BatchNorm in inference mode; layer {bn[0]!r} is trainable")
+        reseed_layers(net, seed)
+        m, step = int(self.store.m), max(1024, self.predict_batch_size)  # patches per call
+        out = None
+        for a in range(0, ids.size, max(1, step // m)):
+            chunk = ids[a:a + max(1, step // m)]
+            x = (self._cache.read(chunk).reshape((-1,) + self._cache.feature_shape) if self._cache is not None
+                 else self.store.read_float(chunk).reshape((-1,) + tuple(self.store.patch_shape)))
+            for t in range(passes):
+                y = np.asarray(net(x, training=True), dtype=np.float32)
+                if out is None:
+                    out = np.empty((passes, ids.size, m, y.shape[-1]), dtype=np.float32)
+                out[t, a:a + chunk.size] = y.reshape(chunk.size, m, -1)
+        if out is None:
+            out = np.empty((passes, 0, m, int(net.output_shape[-1])), dtype=np.float32)
+        return out
+
+    def candidate_features(self, ids) -> np.ndarray:
+        """The frozen trunk's features of `ids`, averaged over each candidate's patches and the spatial
+        axes: float32 `(len(ids), channels)` (the k-center space of `coreset`)."""
+        from aift_tf.trunk_cache import TrunkCache
+        from aift_tf.zoo import split_frozen
+
+        if self._cache is None:
+            if self._feature_cache is None:
+                trunk, rest = split_frozen(self.model)
+                if rest is self.model:
+                    raise AiftError(f"model {self.model.name!r} has no frozen trunk (trainable 'all'): coreset "
+                                    f"strategies need trunk features; use trainable 'top' or 'head'")
+                self._feature_cache = TrunkCache(self.store, trunk, batch_size=self.predict_batch_size,
+                                                 strategy=self.distribute)
+            return self._feature_cache.pooled(ids)
+        return self._cache.pooled(ids)
+
     # ------------------------------------------------------------------ query
     def query(self, b: int, *, scores=None):
         """Choose `b` unlabeled candidates to annotate.
@@ -225,7 +293,8 @@ class ActiveLearner:
 
         Returns:
             `(ids, scores)`: int64 candidate ids (most worthy first for top-b) and their worth
-            (float64; for `random`, the uniform draws that ranked them).
+            (float64; for `random`, the uniform draws that ranked them; for `coreset`, the k-center
+            distance at which each was picked, in pick order; for `aift+coreset`, their AIFT worth).
         """
         pool = self.unlabeled_ids()
         b = int(b)
@@ -240,14 +309,20 @@ class ActiveLearner:
             given = pool_probabilities(scores, pool, self.store, self.model)
         qseed = int(self.rng.integers(2**31 - 1))
         t0 = time.perf_counter()
-        if parse_strategy(self.strategy)[0] == "random":
-            scores = strategy_scores(np.zeros((pool.size, 1)), "random", seed=qseed)
-        else:
-            probs = self.predict(pool) if given is None else given
-            scores = strategy_scores(probs, self.strategy, seed=qseed)
-        picked = select(scores, b, omega=self.omega, seed=qseed)
+        needs = strategy_needs(self.strategy)
+        kw = {}
+        if "probs" in needs:
+            kw["probs"] = self.predict(pool) if given is None else given
+        if "mc" in needs:
+            kw["mc_probs"] = self.predict_stochastic(pool, parse_strategy(self.strategy)[1], seed=qseed)
+        if "features" in needs:
+            kw["features"] = self.candidate_features(pool)
+            kw["centers"] = self.candidate_features(self.labeled_ids) if self.labeled_ids.size else None
+        if self.max_per_group is not None:
+            kw.update(groups=self.store.groups[pool], max_per_group=self.max_per_group)
+        picked, scores = select_batch(self.strategy, b, n=pool.size, omega=self.omega, seed=qseed, **kw)
         self.last_query_seconds = time.perf_counter() - t0
-        return pool[picked], scores[picked]
+        return pool[picked], scores
 
     # ------------------------------------------------------------------ teach
     def _check_teach(self, ids, labels):
@@ -378,6 +453,7 @@ class ActiveLearner:
             "strategy": self.strategy,
             "learning": self.learning,
             "omega": self.omega,
+            "max_per_group": self.max_per_group,
             "seed": self.seed,
             "pool_split": self.pool_split,
             "val_split": self.val_split,
@@ -439,6 +515,7 @@ class ActiveLearner:
         self.strategy = state["strategy"]
         self.learning = state["learning"]
         self.omega = float(state["omega"])
+        self.max_per_group = _check_max_per_group(state.get("max_per_group"))
         self.config = FineTuneConfig.from_dict(state["finetune"])
         self.seed = int(state["seed"])
         self.pool_split = state["pool_split"]
@@ -463,6 +540,14 @@ class ActiveLearner:
         with self._scope():
             self._setup_cache(state.get("cache_trunk", False) if cache_trunk is None else cache_trunk)
         return self
+
+
+def _check_max_per_group(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise AiftError(f"max_per_group must be an integer >= 1 or None, got {value!r}")
+    return int(value)
 
 
 def _clone_in_scope(model):

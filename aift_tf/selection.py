@@ -23,6 +23,20 @@ the multi-class form of the journal version (ACFT, Medical Image Analysis 2021):
 so the worth of every candidate is computed in O(m) with array operations. ``worth_matrix``
 builds R explicitly for one candidate (documentation, tests).
 
+Beyond the paper (issue 13), the same module holds the standard baselines a reviewer asks for,
+each a pure function of arrays:
+
+* ``bald@T`` / ``mc-entropy@T`` (Gal, Islam & Ghahramani, ICML 2017): ``T`` stochastic passes with
+  dropout on give ``mc_probs`` ``(T, n, m, K)``; the candidate prediction of pass t is the mean over its
+  patches ``q_t``; ``mc-entropy`` = H(mean_t q_t), ``bald`` = H(mean_t q_t) − mean_t H(q_t)
+  (:func:`mc_scores`).
+* ``coreset`` (Sener & Savarese, ICLR 2018): k-center greedy on candidate features, the labeled set as
+  the initial centers (:func:`kcenter_greedy`).
+* ``aift+coreset[@W]``: the top ``W·b`` unlabeled candidates by AIFT worth, then k-center greedy
+  among them (batch-aware AIFT, :func:`select_batch`).
+* a group cap (``max_per_group``): no query takes more than K candidates of one group (video, volume,
+  patient) — :func:`select` and :func:`kcenter_greedy` skip a group once it has K.
+
 This module imports numpy only.
 """
 
@@ -49,14 +63,29 @@ __all__ = [
     "strategy_scores",
     "select",
     "cold_start",
+    "MC_METHODS",
+    "BATCH_METHODS",
+    "DEFAULT_MC_PASSES",
+    "DEFAULT_PREFILTER",
+    "strategy_needs",
+    "mc_scores",
+    "kcenter_greedy",
+    "select_batch",
 ]
 
 METHODS = ("entropy", "diversity", "entropy+diversity")
 BASELINES = ("random", "least-confidence", "margin", "mean-entropy")
 # Base names accepted by ``parse_strategy``; the AIFT methods may carry "@ALPHA".
+#: MC-dropout strategies ("@T" = stochastic passes) and batch (k-center) strategies
+MC_METHODS = ("bald", "mc-entropy")
+BATCH_METHODS = ("coreset", "aift+coreset")
 STRATEGIES = ("random", "entropy", "diversity", "entropy+diversity", "aift",
-              "least-confidence", "margin", "mean-entropy")
+              "least-confidence", "margin", "mean-entropy") + MC_METHODS + BATCH_METHODS
 AIFT_ALIAS = ("entropy+diversity", 0.25)
+#: T of ``bald`` / ``mc-entropy`` without "@T" (Gal et al. used 20 on MNIST; 10 halves the cost)
+DEFAULT_MC_PASSES = 10
+#: W of ``aift+coreset`` without "@W": k-center runs among the top W·b candidates by AIFT worth
+DEFAULT_PREFILTER = 3.0
 
 EPS = float(np.finfo(np.float64).eps)
 _LAMBDAS = {"entropy": (1.0, 0.0), "diversity": (0.0, 1.0), "entropy+diversity": (1.0, 1.0)}
@@ -290,50 +319,98 @@ def baseline_scores(probs, method: str, seed: int | None = None) -> np.ndarray:
 # ----------------------------------------------------------------------------- strategies
 
 
-def parse_strategy(strategy: str) -> tuple[str, float | None]:
-    """Split a strategy string into ``(method, alpha)``.
+def _parse_number(strategy, text, what):
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise AiftError(f"strategy {strategy!r}: {what} {text!r} is not a number") from None
 
-    ``"entropy"``, ``"diversity"`` and ``"entropy+diversity"`` may carry ``"@ALPHA"`` (a decimal
-    or a fraction: ``"entropy@0.25"``, ``"diversity@1/4"``); without it alpha is 1.
-    ``"aift"`` is ``"entropy+diversity@0.25"``. Baselines (``BASELINES``) return alpha ``None``.
+
+def parse_strategy(strategy: str) -> tuple[str, float | int | None]:
+    """Split a strategy string into ``(method, parameter)``.
+
+    * ``"entropy"``, ``"diversity"`` and ``"entropy+diversity"`` may carry ``"@ALPHA"`` (a decimal or a
+      fraction: ``"entropy@0.25"``, ``"diversity@1/4"``); without it alpha is 1. ``"aift"`` is
+      ``"entropy+diversity@0.25"``.
+    * ``"bald"`` and ``"mc-entropy"`` may carry ``"@T"``, the number of stochastic (MC-dropout) passes,
+      an integer >= 2 (default :data:`DEFAULT_MC_PASSES`).
+    * ``"aift+coreset"`` may carry ``"@W"`` >= 1: k-center greedy runs among the top ``W·b`` candidates
+      by AIFT worth (default :data:`DEFAULT_PREFILTER`).
+    * Baselines (``BASELINES``) and ``"coreset"`` take no parameter and return ``None``.
 
     Args:
         strategy: the strategy string (case and surrounding spaces are ignored).
 
     Returns:
-        ``(method, alpha)``.
+        ``(method, parameter)``: alpha (float), T (int), W (float) or None.
 
     Example:
-    >>> parse_strategy("entropy+diversity@1/4")
-    ('entropy+diversity', 0.25)
+    >>> parse_strategy("entropy+diversity@1/4"), parse_strategy("bald@20")
+    (('entropy+diversity', 0.25), ('bald', 20))
     """
     if not isinstance(strategy, str):
         raise AiftError(f"strategy must be a string, got {strategy!r}")
     s = strategy.strip().lower()
-    base, sep, alpha_text = s.partition("@")
+    base, sep, param = s.partition("@")
     base = base.strip()
     valid = ", ".join(STRATEGIES)
     if base not in STRATEGIES:
         raise AiftError(f"unknown strategy {strategy!r}; valid strategies: {valid} "
-                        f"(entropy/diversity methods may add @ALPHA, e.g. entropy+diversity@0.25)")
+                        f"(entropy/diversity methods may add @ALPHA, e.g. entropy+diversity@0.25; "
+                        f"bald/mc-entropy @T passes, e.g. bald@10; aift+coreset @W, e.g. aift+coreset@3)")
     if base == "aift":
         if sep:
             raise AiftError(f"strategy {strategy!r}: aift is entropy+diversity@0.25 and takes no @ALPHA; "
                             f"write entropy+diversity@ALPHA instead")
         return AIFT_ALIAS
-    if base in BASELINES:
+    if base in BASELINES or base == "coreset":
         if sep:
-            raise AiftError(f"strategy {strategy!r}: @ALPHA applies only to {', '.join(METHODS)}")
+            raise AiftError(f"strategy {strategy!r}: {base} takes no @ parameter (@ALPHA applies only to "
+                            f"{', '.join(METHODS)}, @T to {', '.join(MC_METHODS)}, @W to aift+coreset)")
         return base, None
+    if base in MC_METHODS:
+        if not sep:
+            return base, DEFAULT_MC_PASSES
+        t = _parse_number(strategy, param, "passes T")
+        if t != int(t) or t < 2:
+            raise AiftError(f"strategy {strategy!r}: passes T {param.strip()} must be an integer >= 2")
+        return base, int(t)
+    if base == "aift+coreset":
+        if not sep:
+            return base, DEFAULT_PREFILTER
+        w = _parse_number(strategy, param, "factor W")
+        if not (math.isfinite(w) and w >= 1):
+            raise AiftError(f"strategy {strategy!r}: factor W {param.strip()} must be >= 1")
+        return base, w
     if not sep:
         return base, 1.0
-    try:
-        alpha = float(Fraction(alpha_text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise AiftError(f"strategy {strategy!r}: alpha {alpha_text!r} is not a number") from None
+    alpha = _parse_number(strategy, param, "alpha")
     if not 0.0 < alpha <= 1.0:
-        raise AiftError(f"strategy {strategy!r}: alpha {alpha_text.strip()} is outside (0, 1]")
+        raise AiftError(f"strategy {strategy!r}: alpha {param.strip()} is outside (0, 1]")
     return base, alpha
+
+
+def strategy_needs(strategy: str) -> frozenset:
+    """What a strategy's query needs from the model: a subset of ``{"probs", "mc", "features"}``.
+
+    ``"probs"``: patch probabilities ``(n, m, K)`` of the unlabeled pool; ``"mc"``: ``T`` stochastic
+    passes ``(T, n, m, K)``; ``"features"``: candidate features ``(n, d)`` of the pool and of the labeled
+    set (the k-center's initial centers). ``random`` needs nothing.
+
+    Example:
+    >>> sorted(strategy_needs("aift+coreset"))
+    ['features', 'probs']
+    """
+    method, _ = parse_strategy(strategy)
+    if method == "random":
+        return frozenset()
+    if method in MC_METHODS:
+        return frozenset({"mc"})
+    if method == "coreset":
+        return frozenset({"features"})
+    if method == "aift+coreset":
+        return frozenset({"probs", "features"})
+    return frozenset({"probs"})
 
 
 def strategy_scores(probs, strategy: str, seed: int | None = None) -> np.ndarray:
@@ -351,10 +428,64 @@ def strategy_scores(probs, strategy: str, seed: int | None = None) -> np.ndarray
     >>> strategy_scores([[0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6]], "aift").round(2)
     array([2.02])
     """
-    method, alpha = parse_strategy(strategy)
-    if alpha is None:
+    method, param = parse_strategy(strategy)
+    if method in MC_METHODS:
+        return mc_scores(probs, method)
+    if method in BATCH_METHODS:
+        raise AiftError(f"strategy {strategy!r} is a batch rule (k-center greedy on candidate features), not a "
+                        f"score per candidate; use select_batch")
+    if param is None:
         return baseline_scores(probs, method, seed=seed)
-    return score_candidates(probs, method, alpha)
+    return score_candidates(probs, method, param)
+
+
+# ----------------------------------------------------------------------------- MC dropout
+
+
+def _entropy(q: np.ndarray) -> np.ndarray:
+    """Natural-log entropy over the last axis, 0·log 0 = 0."""
+    return -(q * np.log(np.where(q > 0, q, 1.0))).sum(axis=-1)
+
+
+def mc_scores(mc_probs, method: str = "bald") -> np.ndarray:
+    """BALD or MC-dropout entropy of every candidate from ``T`` stochastic passes.
+
+    The candidate prediction of pass t is the mean of its patches' probabilities, ``q_t`` (n, K) (the
+    candidate prediction used everywhere in aift_tf); ``p̄ = mean_t q_t``.
+
+    * ``"mc-entropy"``: ``H(p̄)``, the entropy of the MC-averaged prediction (max-entropy);
+    * ``"bald"``: ``H(p̄) − mean_t H(q_t)``, the mutual information between the prediction and the
+      model's weights (Houlsby et al. 2011; Gal, Islam & Ghahramani, ICML 2017).
+
+    Natural logarithm, ``0 · log 0 = 0``.
+
+    Args:
+        mc_probs: ``(T, n, m, K)`` softmax probabilities or ``(T, n, m)`` P(positive), T >= 1.
+        method: ``"bald"`` or ``"mc-entropy"``.
+
+    Returns:
+        float64 ``(n,)``, larger = query first.
+
+    Example:
+    >>> mc = [[[0.9]], [[0.1]]]            # two passes that disagree completely on one candidate
+    >>> mc_scores(mc, "bald").round(3), mc_scores(mc, "mc-entropy").round(3)
+    (array([0.368]), array([0.693]))
+    """
+    if not isinstance(method, str) or method not in MC_METHODS:
+        raise AiftError(f"unknown MC method {method!r}; valid: {', '.join(MC_METHODS)}")
+    try:
+        a = np.asarray(mc_probs, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AiftError(f"mc_probs must be a numeric array, got {type(mc_probs).__name__} ({e})") from None
+    if a.ndim not in (3, 4) or a.shape[0] < 1:
+        raise AiftError(f"mc_probs must have shape (T, n, m) or (T, n, m, K), got shape {a.shape}")
+    T, n = a.shape[0], a.shape[1]
+    P, _ = _as_probs(a.reshape((T * n,) + a.shape[2:]), name="mc_probs")
+    q = P.mean(axis=1).reshape(T, n, -1)  # (T, n, K) candidate predictions per pass
+    h_mean = _entropy(q.mean(axis=0))
+    if method == "mc-entropy":
+        return h_mean
+    return np.maximum(h_mean - _entropy(q).mean(axis=0), 0.0)  # >= 0 (Jensen); clip rounding noise
 
 
 # ----------------------------------------------------------------------------- query
@@ -377,7 +508,46 @@ def as_scores(scores) -> np.ndarray:
     return s
 
 
-def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.ndarray:
+def _check_cap(groups, max_per_group, n: int):
+    """Validated ``(groups (n,) int64, K)`` or ``(None, None)`` without a cap."""
+    if max_per_group is None:
+        return None, None
+    k = _check_int("max_per_group", max_per_group)
+    if k < 1:
+        raise AiftError(f"max_per_group {k} must be at least 1")
+    if groups is None:
+        raise AiftError("max_per_group needs the candidates' groups")
+    try:
+        g = np.asarray(groups)
+        if not np.issubdtype(g.dtype, np.integer):
+            raise TypeError
+    except TypeError:
+        raise AiftError(f"groups must be integers, got {np.asarray(groups).dtype}") from None
+    if g.shape != (n,):
+        raise AiftError(f"groups has shape {g.shape}, expected ({n},) (one per candidate)")
+    return g.astype(np.int64), k
+
+
+def _cap_short(b, k, groups, taken) -> AiftError:
+    return AiftError(f"max_per_group {k}: only {taken} of the {b} candidates asked can be taken from the "
+                     f"{np.unique(groups).size} groups of the pool")
+
+
+def _weighted_positions(weight, k, rng, uniform: bool) -> np.ndarray:
+    """``k`` positions drawn without replacement ∝ ``weight`` (the journal's rule, see :func:`select`)."""
+    w = weight.shape[0]
+    if uniform:
+        return rng.choice(w, size=k, replace=False)
+    nonzero = np.flatnonzero(weight > 0)
+    if nonzero.size >= k:
+        return rng.choice(w, size=k, replace=False, p=weight / weight.sum())
+    rest = np.flatnonzero(weight <= 0)
+    fill = rng.choice(rest, size=k - nonzero.size, replace=False)
+    return np.concatenate([nonzero, fill])
+
+
+def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=None,
+           max_per_group: int | None = None) -> np.ndarray:
     """Indices of the ``b`` candidates to query.
 
     ``omega = 1``: the top ``b`` by worth (stable: equal worth → lower index first).
@@ -390,18 +560,32 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.nd
     draw — when fewer than ``b`` kept items have ``a' > 0``, all of those are taken and the rest
     are drawn uniformly from the remaining kept items.
 
+    ``max_per_group = K`` (with ``groups``): no more than K candidates of one group. With ``omega = 1``
+    the worth order is walked and a candidate whose group already has K is skipped. With ``omega > 1``
+    the draw above is made; drawn candidates beyond a group's K are dropped (in worth order) and the
+    missing ones drawn again from the kept candidates of the other groups, then, if the kept ones run
+    out, taken from the rest of the pool in worth order. A cap that binds nowhere returns exactly
+    the uncapped selection.
+
     Args:
         scores: ``(n,)`` finite worth, larger = better.
         b: budget, 1 ≤ b ≤ n.
         omega: randomisation factor ≥ 1.
         seed: int or None.
+        groups: ``(n,)`` integer group of every candidate (video, volume, patient); needed with a cap.
+        max_per_group: K ≥ 1, or None (no cap).
 
     Returns:
         int64 ``(b,)`` indices into ``scores``, ordered by decreasing worth.
 
+    Raises:
+        AiftError: bad input, or the cap cannot be met (fewer than ``b`` candidates allowed).
+
     Example:
     >>> select([0.1, 0.9, 0.5, 0.9], 2)
     array([1, 3])
+    >>> select([0.1, 0.9, 0.5, 0.9], 2, groups=[0, 1, 0, 1], max_per_group=1)
+    array([1, 2])
     """
     s = as_scores(scores)
     n = s.shape[0]
@@ -418,28 +602,230 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None) -> np.nd
         raise AiftError(f"omega must be a finite number >= 1, got {omega!r}")
     if omega < 1:
         raise AiftError(f"omega {omega!r} must be >= 1")
+    groups, cap = _check_cap(groups, max_per_group, n)
 
     order = np.argsort(-s, kind="stable")
     w = min(n, math.ceil(float(omega) * b - 1e-9))
     if w <= b:
-        return order[:b].astype(np.int64)
+        if cap is None:
+            return order[:b].astype(np.int64)
+        return _cap_walk(order, groups, cap, b, np.zeros(0, np.int64))
 
     rng = np.random.default_rng(seed)
     kept = order[:w]
     a = s[kept]
     a1, aw = a[0], a[-1]
-    if a1 == aw:
-        pos = rng.choice(w, size=b, replace=False)
+    uniform = bool(a1 == aw)
+    weight = np.ones(w) if uniform else (a - aw) / (a1 - aw)
+    pos = _weighted_positions(weight, b, rng, uniform)
+    if cap is None:
+        return kept[np.sort(pos)].astype(np.int64)
+    # capped: keep the drawn ones that fit (in worth order), draw again among the kept ones still allowed
+    taken = []
+    counts: dict = {}
+    avail = np.ones(w, dtype=bool)
+    while True:
+        for p in np.sort(pos):
+            avail[p] = False
+            g = int(groups[kept[p]])
+            if counts.get(g, 0) < cap and len(taken) < b:
+                taken.append(p)
+                counts[g] = counts.get(g, 0) + 1
+        full = np.array([counts.get(int(g), 0) >= cap for g in groups[kept]])
+        avail &= ~full
+        cand = np.flatnonzero(avail)
+        if len(taken) >= b or cand.size == 0:
+            break
+        k = min(b - len(taken), cand.size)
+        pos = cand[_weighted_positions(weight[cand], k, rng, uniform)]
+    picked = kept[np.sort(np.asarray(taken, dtype=np.int64))]
+    if picked.size < b:  # the kept set ran out: the rest of the pool in worth order
+        picked = _cap_walk(order[w:], groups, cap, b, picked)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        picked = picked[np.argsort(rank[picked])]
+    return picked.astype(np.int64)
+
+
+def _cap_walk(order, groups, cap, b, already) -> np.ndarray:
+    """``already`` plus candidates of ``order`` (a priority order) whose group has fewer than ``cap``
+    picks, until ``b`` are taken (AiftError when the order runs out)."""
+    counts: dict = {}
+    for i in already.tolist():
+        counts[int(groups[i])] = counts.get(int(groups[i]), 0) + 1
+    out = list(already.tolist())
+    for i in order.tolist():
+        if len(out) >= b:
+            break
+        g = int(groups[i])
+        if counts.get(g, 0) < cap:
+            out.append(i)
+            counts[g] = counts.get(g, 0) + 1
+    if len(out) < b:
+        raise _cap_short(b, cap, groups, len(out))
+    return np.asarray(out, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- k-center (core-set)
+
+
+def _as_features(x, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AiftError(f"{name} must be a numeric array, got {type(x).__name__}") from None
+    if a.ndim != 2:
+        raise AiftError(f"{name} must have shape (n, d), got shape {a.shape}")
+    if a.size and not np.all(np.isfinite(a)):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise AiftError(f"{name} contain non-finite value {a[idx]} at index {idx}")
+    return a
+
+
+def _min_sq_dist(x: np.ndarray, centers: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Squared Euclidean distance of every row of ``x`` to its nearest row of ``centers`` (inf if none)."""
+    out = np.full(x.shape[0], np.inf)
+    xx = np.einsum("nd,nd->n", x, x)
+    for a in range(0, centers.shape[0], chunk):
+        c = centers[a:a + chunk]
+        d = xx[:, None] - 2.0 * x @ c.T + np.einsum("kd,kd->k", c, c)[None, :]
+        np.minimum(out, d.min(axis=1), out=out)
+    return np.maximum(out, 0.0)
+
+
+def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, groups=None,
+                   max_per_group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k-center greedy (Sener & Savarese, ICLR 2018): ``b`` candidates that cover ``features`` best.
+
+    Start from ``centers`` (the labeled set); repeatedly take the candidate farthest (Euclidean) from
+    its nearest center and make it a center. Ties → the lower index. Without centers, the first pick is
+    drawn uniformly with ``numpy.random.default_rng(seed)``. With ``max_per_group = K``, a candidate
+    whose group already has K picks is no longer eligible.
+
+    Args:
+        features: ``(n, d)`` candidate features (e.g. trunk features pooled per candidate).
+        b: picks, 1 ≤ b ≤ n.
+        centers: ``(l, d)`` features of the already labeled candidates, or None.
+        seed: seeds the first pick when there is no center.
+        groups, max_per_group: optional group cap (see :func:`select`).
+
+    Returns:
+        ``(indices, radius)``: int64 ``(b,)`` indices into ``features`` in pick order, and float64
+        ``(b,)`` the distance of each pick to its nearest center when picked (non-increasing but for
+        the cap; ``nan`` for a seeded first pick).
+
+    Example:
+    >>> kcenter_greedy([[0.0], [1.0], [5.0], [9.0]], 2, centers=[[0.0]])[0]
+    array([3, 2])
+    """
+    x = _as_features(features, "features")
+    n = x.shape[0]
+    b = _check_int("budget", b)
+    if not 1 <= b <= n:
+        raise AiftError(f"budget {b} must be between 1 and the {n} candidates")
+    groups, cap = _check_cap(groups, max_per_group, n)
+    if centers is not None:
+        c = _as_features(centers, "centers")
+        if c.shape[0] and c.shape[1] != x.shape[1]:
+            raise AiftError(f"centers have {c.shape[1]} features, candidates {x.shape[1]}")
+        dist = _min_sq_dist(x, c)
     else:
-        weight = (a - aw) / (a1 - aw)
-        nonzero = np.flatnonzero(weight > 0)
-        if nonzero.size >= b:
-            pos = rng.choice(w, size=b, replace=False, p=weight / weight.sum())
+        dist = np.full(n, np.inf)
+    eligible = np.ones(n, dtype=bool)
+    counts: dict = {}
+    picks, radius = [], []
+    for _ in range(b):
+        cand = np.flatnonzero(eligible)
+        if cand.size == 0:
+            raise _cap_short(b, cap, groups, len(picks))
+        if np.isinf(dist[cand]).all():
+            i = int(cand[np.random.default_rng(seed).integers(cand.size)])
+            r = float("nan")
         else:
-            rest = np.flatnonzero(weight <= 0)
-            fill = rng.choice(rest, size=b - nonzero.size, replace=False)
-            pos = np.concatenate([nonzero, fill])
-    return kept[np.sort(pos)].astype(np.int64)
+            i = int(cand[np.argmax(dist[cand])])  # argmax: first of the ties = lower index
+            r = float(np.sqrt(dist[i]))
+        picks.append(i)
+        radius.append(r)
+        eligible[i] = False
+        dist = np.minimum(dist, _min_sq_dist(x, x[i:i + 1]))
+        if cap is not None:
+            g = int(groups[i])
+            counts[g] = counts.get(g, 0) + 1
+            if counts[g] >= cap:
+                eligible &= groups != g
+    return np.asarray(picks, dtype=np.int64), np.asarray(radius, dtype=np.float64)
+
+
+def select_batch(strategy: str, b: int, *, n: int | None = None, probs=None, mc_probs=None, features=None,
+                 centers=None, omega: float = 1.0, seed: int | None = None, groups=None,
+                 max_per_group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One query of any strategy: ``(indices, scores)`` of the ``b`` candidates to label.
+
+    Give what :func:`strategy_needs` names: ``probs`` ``(n, m, K)``, ``mc_probs`` ``(T, n, m, K)`` or
+    ``features`` ``(n, d)`` with ``centers`` ``(l, d)`` (the labeled set). Score strategies rank by
+    :func:`strategy_scores` and pick with :func:`select` (ω, group cap); ``coreset`` is
+    :func:`kcenter_greedy` over the pool (scores = the pick's distance to its nearest center);
+    ``aift+coreset@W`` keeps the top ``min(n, ceil(W·b))`` by AIFT worth and runs k-center greedy among
+    them (scores = their AIFT worth). ω does not apply to the k-center strategies (a greedy batch
+    rule, not a ranking). ``random`` needs only ``n``.
+
+    Args:
+        strategy: a strategy string (:func:`parse_strategy`).
+        b: candidates to pick.
+        n: pool size (for ``random``; otherwise taken from the arrays).
+        probs, mc_probs, features, centers: the model's outputs on the pool (see above).
+        omega, seed: randomised top-b (score strategies) and the random draws.
+        groups, max_per_group: optional group cap.
+
+    Returns:
+        ``(indices, scores)``: int64 indices into the pool arrays and float64 scores of the picks.
+
+    Example:
+    >>> idx, _ = select_batch("coreset", 1, features=[[0.0], [3.0]], centers=[[0.0]])
+    >>> idx
+    array([1])
+    """
+    method, param = parse_strategy(strategy)
+    needs = strategy_needs(strategy)
+    for key, value in (("probs", probs), ("mc", mc_probs), ("features", features)):
+        if key in needs and value is None:
+            raise AiftError(f"strategy {strategy!r} needs {'mc_probs' if key == 'mc' else key}")
+    if method == "coreset":
+        return kcenter_greedy(features, b, centers=centers, seed=seed, groups=groups, max_per_group=max_per_group)
+    if method == "aift+coreset":
+        worth = strategy_scores(probs, "aift")
+        x = _as_features(features, "features")
+        if x.shape[0] != worth.shape[0]:
+            raise AiftError(f"features have {x.shape[0]} rows for {worth.shape[0]} candidates")
+        b = _check_int("budget", b)
+        if not 1 <= b <= worth.shape[0]:
+            raise AiftError(f"budget {b} must be between 1 and the {worth.shape[0]} candidates")
+        order = np.argsort(-worth, kind="stable")
+        top = order[:min(worth.shape[0], math.ceil(float(param) * b - 1e-9))]
+        g, cap = _check_cap(groups, max_per_group, worth.shape[0])
+        if cap is not None and _allowed(g[top], cap) < b:
+            top = order  # the top W·b cannot fill b under the cap: widen to the whole pool
+        sub, _ = kcenter_greedy(x[top], b, centers=centers, seed=seed, groups=None if cap is None else g[top],
+                                max_per_group=cap)
+        idx = top[sub]
+        return idx.astype(np.int64), worth[idx]
+    if method == "random":
+        size = n if n is not None else next((np.asarray(a).shape[0] for a in (probs, features) if a is not None), None)
+        if size is None:
+            raise AiftError("strategy 'random' needs the pool size n")
+        scores = strategy_scores(np.zeros((int(size), 1)), "random", seed=seed)
+    elif method in MC_METHODS:
+        scores = mc_scores(mc_probs, method)
+    else:
+        scores = strategy_scores(probs, strategy, seed=seed)
+    idx = select(scores, b, omega=omega, seed=seed, groups=groups, max_per_group=max_per_group)
+    return idx, scores[idx]
+
+
+def _allowed(groups, cap) -> int:
+    """How many candidates a cap of ``cap`` per group allows at most."""
+    _, counts = np.unique(groups, return_counts=True)
+    return int(np.minimum(counts, cap).sum())
 
 
 # ----------------------------------------------------------------------------- cold start

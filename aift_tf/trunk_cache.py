@@ -206,6 +206,20 @@ class TrunkCache:
             return out
         return out[inv.reshape(-1)]
 
+    def pooled(self, ids) -> np.ndarray:
+        """Features of ``ids`` averaged over each candidate's ``m`` patches and the spatial axes:
+        float32 ``(len(ids), channels)`` (one vector per candidate, e.g. for k-center greedy).
+
+        Example: ``cache.pooled([0, 1]).shape == (2, cache.feature_shape[-1])``.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        axes = tuple(range(1, 1 + len(self.feature_shape)))  # m and the spatial axes; channels last
+        out = np.empty((ids.shape[0], self.feature_shape[-1]), dtype=np.float32)
+        step = max(1, self._chunk())
+        for a in range(0, ids.shape[0], step):
+            out[a:a + step] = self.read(ids[a:a + step]).mean(axis=axes, dtype=np.float64)
+        return out
+
     def _chunk(self) -> int:
         row = self.store.m * int(np.prod(self.feature_shape)) * 4
         return max(1, (32 << 20) // max(row, 1))

@@ -34,6 +34,8 @@ from simulate.run_folder import RESERVED
 #: the two random baselines (issue: journal's RFT restarts from M0 each round; continual isolates selection)
 RANDOM_BASELINES = {"random": None, "random-rft": "RFT"}
 DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
+#: --m0: the offline M0 shipped with aift_tf (as --weights says), or self-supervised on the run's own pool
+M0_CHOICES = ("offline", "self-supervised")
 DEFAULT_SEEDS = 10
 #: full training (the ceiling) runs on the first seeds only: it costs as much as a whole strategy's run on a CPU
 DEFAULT_FULL_SEEDS = 3
@@ -66,12 +68,14 @@ class SimConfig:
     learning: str = "ACFT-LQ"
     random_learning: Optional[str] = None
     omega: float = 1.0
+    max_per_group: Optional[int] = None  # no query takes more than K candidates of one group (every strategy)
     query_size: Optional[int] = None
     rounds: Optional[int] = None
     budget: Optional[int] = None
     seeds: Optional[int] = None
     model: str = "small_cnn"
     weights: Optional[str] = None  # None = default M0 if one exists, else none
+    m0: Optional[str] = None  # None/"offline" = --weights decides; "self-supervised" = SimCLR on this store's pool
     trainable: str = "top"
     steps: Optional[int] = None
     epochs: Optional[int] = None
@@ -88,6 +92,7 @@ class SimConfig:
     scratch: bool = False
     cache_trunk: Optional[bool] = None  # None = on whenever trainable is top/head
     distribute: str = "none"
+    stop: Optional[str] = None  # a stopping rule to evaluate, "kappa:THRESHOLD:K" (aift_tf.stopping)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -199,6 +204,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     if c.random_learning is not None:
         c.random_learning = check_learning(c.random_learning)
     c.omega = _float_opt("omega", c.omega, low=1, allow_none=False)
+    c.max_per_group = _int_opt("max per group", c.max_per_group, 1)
     c.query_size = _int_opt("query size", c.query_size, 1)
     c.rounds = _int_opt("rounds", c.rounds, 1)
     c.budget = _int_opt("budget", c.budget, 1)
@@ -222,6 +228,14 @@ def check_config(cfg: SimConfig) -> SimConfig:
                 raise AiftError(f"weights {w!r}: no such file (expected none, imagenet, m0 or a "
                                 f".weights.h5/.keras path)")
             c.weights = str(p.resolve())
+    if c.m0 is not None:
+        c.m0 = str(c.m0).strip().lower()
+        if c.m0 not in M0_CHOICES:
+            raise AiftError(f"unknown --m0 {cfg.m0!r}; valid: {', '.join(M0_CHOICES)}")
+        if c.m0 == "offline":
+            c.m0 = None
+        elif c.weights not in (None, "default"):
+            raise AiftError(f"give --m0 self-supervised or --weights {c.weights}, not both")
     c.steps = _int_opt("steps", c.steps, 1)
     c.epochs = _int_opt("epochs", c.epochs, 1)
     if c.steps is not None and c.epochs is not None:
@@ -241,6 +255,10 @@ def check_config(cfg: SimConfig) -> SimConfig:
     from aift_tf.trunk_cache import check_cacheable
 
     c.distribute = canonical_name(c.distribute)
+    if c.stop is not None:
+        from aift_tf.stopping import parse_stop_rule
+
+        c.stop = parse_stop_rule(c.stop)["text"]
     if c.cache_trunk is None:
         c.cache_trunk = c.trainable != "all"
     c.cache_trunk = bool(c.cache_trunk)
@@ -363,4 +381,15 @@ def plan_run(cfg: SimConfig, store) -> dict:
         full_seeds=int(min(seeds, cfg.full_seeds if cfg.full_seeds is not None else DEFAULT_FULL_SEEDS)),
         early_stopping_split="val" if has_val else None,
         target_delta=float(cfg.target_delta), pool_size=n_pool, test_size=int(test_labeled.size),
+        stop=None if cfg.stop is None else _stop_plan(cfg.stop, n_pool),
     )
+
+
+def _stop_plan(rule: str, n_pool: int) -> dict:
+    """The stopping rule a run evaluates: the rule and the stop set (per seed, drawn from the pool)."""
+    from aift_tf.stopping import DEFAULT_STOP_SET, parse_stop_rule
+
+    r = parse_stop_rule(rule)
+    return {"rule": r["text"], "threshold": r["threshold"], "rounds": r["rounds"],
+            "stop_set_size": int(min(DEFAULT_STOP_SET, n_pool)),
+            "stop_set": "per seed k: aift_tf.stopping.draw_stop_set(pool, seed=k) (shared by the strategies)"}

@@ -10,6 +10,7 @@ Commands::
     aift-data import-volumes IMAGES --candidates CANDIDATES.csv --out STORE.h5 [--patch-size P] [--patches M]
               [--spacing MM] [--window LO,HI|PRESET|auto] [--seed K] ...
     aift-data pretrain [--model NAME] [--input-shape H,W,C] [--out W.weights.h5] ...   (TensorFlow)
+    aift-data pretrain --self-supervised --data STORE.h5 --out M0.weights.h5 [--steps N] ...  (TensorFlow)
 
 Every malformed input ends with one line ``error: ...`` on stderr and exit code 2 (no traceback,
 no output file). An existing ``--out`` is refused unless ``--overwrite`` is given; outputs are
@@ -458,14 +459,47 @@ def _parse_shape(ctx, param, value):
 @click.option("--val-samples", type=click.IntRange(min=1), default=None)
 @click.option("--probe-samples", type=click.IntRange(min=0), default=None, help="0 skips the linear probe.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=float, default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--self-supervised", "self_supervised", is_flag=True,
+              help="Pre-train on the unlabeled patches of --data instead (SimCLR: two patches of a candidate are a "
+                   "positive pair; labels never read; simulate.ssl_pretrain).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="STORE.h5",
+              help="With --self-supervised: the candidate store whose pool patches are used.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="With --self-supervised: gradient steps [default: 600, ~2-3 min on 2 cores at quick scale].")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --self-supervised: NT-Xent temperature [default: 0.2].")
 @click.option("--overwrite", is_flag=True, help="Replace existing weights.")
 @click.option("--quiet", "-q", is_flag=True)
 def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_samples, batch_size, lr,
-             overwrite, quiet):
-    """Pre-train M0 offline on the procedural source task (simulate.pretrain; needs TensorFlow)."""
+             self_supervised, data, steps, temperature, overwrite, quiet):
+    """Pre-train M0 offline on the procedural source task (simulate.pretrain), or with --self-supervised on a
+    store's own unlabeled patches (simulate.ssl_pretrain); needs TensorFlow."""
     import json
 
+    if self_supervised:
+        given = [f"--{k.replace('_', '-')}" for k, v in dict(input_shape=input_shape, epochs=epochs, samples=samples,
+                                                                val_samples=val_samples,
+                                                                probe_samples=probe_samples).items() if v is not None]
+        if given:
+            raise AiftError(f"{given[0]} does not apply to --self-supervised (the store fixes the input shape; "
+                            f"use --steps)")
+        if data is None or out is None:
+            raise AiftError("--self-supervised needs --data STORE.h5 and --out M0.weights.h5")
+        if not Path(data).is_file():
+            raise AiftError(f"--data {data}: no such file")
+        from simulate import ssl_pretrain as ssl
+
+        target = _check_out(out, overwrite)
+        kwargs = {k: v for k, v in dict(model=model, steps=steps, batch_size=batch_size, lr=lr,
+                                        temperature=temperature, seed=seed).items() if v is not None}
+        card = ssl.ssl_pretrain(data, target, progress=not quiet, **kwargs)
+        click.echo(json.dumps({k: card.get(k) for k in ("weights_file", "sha256", "final_loss",
+                                                        "final_positive_accuracy")}))
+        return
+    for name, v in (("--data", data), ("--steps", steps), ("--temperature", temperature)):
+        if v is not None:
+            raise AiftError(f"{name} applies only to --self-supervised")
     from simulate import pretrain as pt
 
     kwargs = {k: v for k, v in dict(model=model, input_shape=input_shape, seed=seed, epochs=epochs,

@@ -74,18 +74,32 @@ def store_path_for(cfg: SimConfig, cache_dir=None, progress=None) -> Path:
                              progress=progress)).resolve()
 
 
-def resolve_m0(cfg: SimConfig, patch_shape) -> dict:
+def resolve_m0(cfg: SimConfig, patch_shape, store=None, cache_dir=None, progress=False) -> dict:
     """Which M0 the run starts from (:func:`aift_tf.zoo.pretrained.resolve_m0`'s record plus ``path``,
     ``card`` and, without pre-training, a ``note`` the report prints in its first lines).
 
     The default (``--weights`` not given) is the offline M0 that fits the store (adapted inside the model
     to grayscale / another patch size), falling back to random initialisation, said loudly, where none
-    fits; ``--weights m0`` insists on it.
+    fits; ``--weights m0`` insists on it. ``--m0 self-supervised`` pre-trains the model on ``store``'s
+    pool (:func:`simulate.ssl_pretrain.cached_ssl_m0`, once per store, cached in ``cache_dir/m0``).
     """
     from aift_tf.zoo.pretrained import m0_card
     from aift_tf.zoo.pretrained import resolve_m0 as library_resolve
 
     shape = tuple(int(v) for v in patch_shape)
+    if cfg.m0 == "self-supervised":
+        from simulate.ssl_pretrain import cached_ssl_m0
+
+        if store is None:
+            raise AiftError("--m0 self-supervised needs the store")
+        path = cached_ssl_m0(store, cfg.model, cache_dir=cache_dir, progress=progress)
+        weights, record = library_resolve(str(path), cfg.model, shape)
+        card = m0_card(path)
+        record = dict(record, source="self-supervised", weights=weights, path=weights, card=card,
+                      summary=f"self-supervised on this store's pool ({card['method']['name']}, {card['steps']} steps "
+                              f"of {card['batch_size']} candidates, final positive-pair accuracy "
+                              f"{card['final_positive_accuracy']:.2f}); sha256 {card['sha256'][:12]}…")
+        return record
     w = cfg.weights
     if w == "imagenet":
         # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
@@ -380,12 +394,29 @@ class Experiment:
             out["sens"] = [float(x) for x in r["sensitivity"]]
         return out
 
-    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s):
+    def _stop_ids(self, seed):
+        """The seed's stop set (with --stop), shared by every strategy of the seed."""
+        from aift_tf.stopping import draw_stop_set
+
+        return draw_stop_set(self.store.ids("train"), seed=int(seed), size=self.plan["stop"]["stop_set_size"])
+
+    def _stop_check(self, learner, seed, previous):
+        """(stop-set classes of the current model, kappa vs `previous`) with --stop; (None, None) without."""
+        if not self.plan.get("stop"):
+            return None, None
+        from aift_tf.stopping import agreement, predicted_classes
+
+        pred = predicted_classes(learner.predict(self._stop_ids(seed)))
+        kappa = None if previous is None else agreement(pred, previous, self.store.num_classes)
+        return pred, kappa
+
+    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s, stop_kappa=None):
         return {
             "strategy": strategy, "seed": int(seed), "round": int(rnd), "labels": int(labels),
             "positives_found": int(positives), "test_auc": float(ev["auc"]),
             "sens_fp1": ev["sens"][0], "sens_fp2": ev["sens"][1], "sens_fp3": ev["sens"][2],
             "finetune_seconds": round(float(finetune_s), 3), "scoring_seconds": round(float(scoring_s), 3),
+            "stop_kappa": None if stop_kappa is None else float(stop_kappa),
         }
 
     def _jobs(self):
@@ -538,11 +569,15 @@ class Experiment:
             learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
                                          **self._speed_options(cfg.trainable))
             rows = rf.read_rows(latest)
+            stop_pred = rf.read_stop_predictions(latest)
+            if stop_pred is None:  # a run folder from before --stop saved them: recompute (same model)
+                stop_pred, _ = self._stop_check(learner, seed, None)
         else:
             val = self.plan["early_stopping_split"] if cfg.early_stopping else None
             learner = ActiveLearner(
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
                 strategy=selection_of(strategy), learning=self._learning_for(strategy), omega=cfg.omega,
+                max_per_group=cfg.max_per_group,
                 finetune=self._round_finetune(seed), seed=seed, progress=cb, val_split=val,
                 **self._speed_options(cfg.trainable),
             )
@@ -551,7 +586,8 @@ class Experiment:
             if ev is None:
                 ev = self._m0_eval[seed] = self._evaluate(learner)
             rows = [self._row(strategy, seed, 0, 0, 0, ev, 0.0, 0.0)]
-            rf.save_round(sdir, 0, rows, learner, ev)
+            stop_pred, _ = self._stop_check(learner, seed, None)
+            rf.save_round(sdir, 0, rows, learner, ev, stop_predictions=stop_pred)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self._tb_eval(strategy, seed, rows[-1])
@@ -566,13 +602,14 @@ class Experiment:
             rec = learner.teach(ids, self.store.labels[ids], callbacks=self._callbacks(strategy, seed, rnd, label),
                                 verbose=0)
             ev = self._evaluate(learner)
+            stop_pred, kappa = self._stop_check(learner, seed, stop_pred)
             row = self._row(strategy, seed, rnd, rec["labels"], rec["positives"], ev,
-                            rec["finetune"].get("seconds", 0.0), scoring)
+                            rec["finetune"].get("seconds", 0.0), scoring, stop_kappa=kappa)
             rows = rows + [row]
             if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
                 self._export(learner, strategy, seed, rf.export_dir(self.out, strategy, seed) / f"round{rnd}", rnd)
             self._tb_eval(strategy, seed, row)
-            rf.save_round(sdir, rnd, rows, learner, ev)
+            rf.save_round(sdir, rnd, rows, learner, ev, stop_predictions=stop_pred)
             self.rows[(strategy, seed)] = rows
             self.flush_csv()
             self.progress.advance()
@@ -722,7 +759,11 @@ def _open_new(config, out, quiet, argv, cache_dir):
     store = open_store(store_path)
     try:
         plan = plan_run(cfg, store)
-        m0 = resolve_m0(cfg, store.patch_shape)
+        if cfg.m0 == "self-supervised" and cache_dir is None:
+            from simulate.apps import default_cache_dir
+
+            cache_dir = default_cache_dir()
+        m0 = resolve_m0(cfg, store.patch_shape, store=store, cache_dir=cache_dir, progress=not quiet)
     except BaseException:
         store.close()
         raise

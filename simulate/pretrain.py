@@ -79,7 +79,8 @@ def _say(progress, msg):
         progress(msg)
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
+    """Machine, Python and library versions for a card."""
     import keras
     import tensorflow as tf
 
@@ -366,7 +367,7 @@ def pretrain(
                             batch_size, lr),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
-        "machine": _machine(),
+        "machine": machine_info(),
         "runtime_seconds": {
             "render": round(t_data, 1),
             "train": round(t_train, 1),

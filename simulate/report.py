@@ -282,6 +282,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "seeds": len(seeds),
         "seed_values": seeds,
         "query_size": plan["query_size"],
+        "max_per_group": settings.get("max_per_group"),
         "rounds": plan["rounds"],
         "budget": plan["budget"],
         "initial": plan["initial"],
@@ -301,6 +302,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "random_final_auc": random_final,
         "strategies": out_strats,
         "froc": _froc_summary(rows, strategies, data.get("froc")),
+        "stopping": _stopping_summary(by_strategy, plan.get("stop"), full_mean),
         "verdict": None,
         "definitions": "see simulate/report.py",
     }
@@ -308,6 +310,58 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
     if runtime is not None:
         summary["runtime"] = runtime
     return summary
+
+
+def _stopping_summary(by_strategy, stop, full_mean):
+    """Where the --stop rule would have stopped each (strategy, seed): labels, test AUC and the gap to
+    full training's mean AUC there (None when the rule never fired within the budget)."""
+    if not stop:
+        return None
+    from aift_tf.stopping import stop_round
+
+    out = {"rule": stop["rule"], "threshold": stop["threshold"], "rounds": stop["rounds"],
+           "stop_set_size": stop["stop_set_size"], "full_auc_mean": full_mean, "strategies": {}}
+    for st, by in by_strategy.items():
+        per_seed = {}
+        for s, rs in by.items():
+            i = stop_round([r.get("stop_kappa") for r in rs], stop["threshold"], stop["rounds"])
+            if i is None:
+                per_seed[str(s)] = None
+                continue
+            r = rs[i]
+            gap = full_mean - r["test_auc"] if _finite(full_mean) and _finite(r["test_auc"]) else None
+            per_seed[str(s)] = {"round": int(r["round"]), "labels": int(r["labels"]), "test_auc": r["test_auc"],
+                                "auc_gap_to_full": gap, "final_labels": int(rs[-1]["labels"])}
+        hit = [v for v in per_seed.values() if v]
+        gaps = [v["auc_gap_to_full"] for v in hit if _finite(v["auc_gap_to_full"])]
+        last = [rs[-1].get("stop_kappa") for rs in by.values() if _finite(rs[-1].get("stop_kappa"))]
+        out["strategies"][st] = {
+            "per_seed": per_seed, "stopped_seeds": len(hit), "seeds": len(per_seed),
+            "last_kappa_mean": float(np.mean(last)) if last else None,
+            "labels_mean": float(np.mean([v["labels"] for v in hit])) if hit else None,
+            "auc_gap_mean": float(np.mean(gaps)) if gaps else None,
+            "auc_gap_max": float(np.max(gaps)) if gaps else None,
+        }
+    return out
+
+
+def stopping_line(summary) -> str | None:
+    """One sentence: where the stopping rule would have stopped each strategy."""
+    sp = summary.get("stopping")
+    if not sp or not sp["strategies"]:
+        return None
+    parts = []
+    for name, e in sp["strategies"].items():
+        if not e["stopped_seeds"]:
+            last = "" if e.get("last_kappa_mean") is None else f", kappa at the last round {e['last_kappa_mean']:.3f}"
+            parts.append(f"{name} never within its budget ({e['seeds']} seeds{last})")
+            continue
+        gap = "" if e["auc_gap_mean"] is None else \
+            f", test AUC {e['auc_gap_mean']:+.3f} below full training on average (worst {e['auc_gap_max']:+.3f})"
+        parts.append(f"{name} at {e['labels_mean']:.0f} labels on average on {e['stopped_seeds']} of {e['seeds']} "
+                     f"seeds{gap}")
+    return (f"Stopping rule {sp['rule']} (Cohen's kappa of consecutive models on a stop set of {sp['stop_set_size']} "
+            f"pool candidates >= {sp['threshold']:g} for {sp['rounds']} rounds) would stop: " + "; ".join(parts) + ".")
 
 
 def _froc_summary(rows, strategies, applies):
@@ -428,9 +482,9 @@ def verdict_lines(summary) -> list:
             d = diff_line(name, ref, e)
             if d:
                 lines.append(d)
-    s = stability_line(summary)
-    if s:
-        lines.append(s)
+    for s in (stability_line(summary), stopping_line(summary)):
+        if s:
+            lines.append(s)
     return lines
 
 
@@ -635,7 +689,9 @@ def render_markdown(summary, config, figures) -> str:
           f"- model `{s['model']}` (trainable: {s['trainable']}), learning strategy {s['learning']} "
           f"(random: {s['strategies'].get('random', {}).get('learning', '—')}; random-rft: RFT)",
           f"- {s['seeds']} paired seeds; initial set: {ini['rule']} (mean {ini['mean']:.1f} labels); then "
-          f"{s['rounds']} rounds × {s['query_size']} candidates (budget ~{s['budget']} labels)",
+          f"{s['rounds']} rounds × {s['query_size']} candidates (budget ~{s['budget']} labels)"
+          + (f"; at most {s['max_per_group']} candidates of one group per round (every strategy)"
+             if s.get("max_per_group") else ""),
           f"- fine-tuning: {recipe}",
           f"- command: `{config.get('command_line') or ''}`", ""]
     if s.get("runtime"):

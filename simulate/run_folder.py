@@ -11,6 +11,10 @@ Layout::
     models/<strategy>/seed<k>/[round<r>/]   exported models (aift_tf.export)
     tb/<strategy>/seed<k>/                  TensorBoard logs of fine-tuning and test AUC
     state/<strategy>/seed<k>/round<r>/      resume point: learner state + rows.json + test predictions
+                                            (+ stop_predictions.npy with --stop: the stop set's classes)
+
+``rounds.csv``'s ``stop_kappa`` (with ``--stop``): Cohen's kappa between the round's and the previous
+round's predicted classes on the seed's stop set (empty for round 0 and without ``--stop``).
 
 Crash safety: a round's state folder is written atomically (a temporary sibling renamed into place)
 before older round folders are removed, so at least one complete resume point always exists.
@@ -43,7 +47,7 @@ RESERVED = (FULL, SCRATCH)
 FROC_RATES = (1, 2, 3)
 ROUND_FIELDS = (
     "strategy", "seed", "round", "labels", "positives_found", "test_auc",
-    "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds",
+    "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds", "stop_kappa",
 )
 CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc", "val_loss")
 _INTS = {"seed", "round", "labels", "positives_found", "epoch"}
@@ -165,12 +169,15 @@ def _prune(sdir: Path, keep: int) -> None:
             shutil.rmtree(trash, ignore_errors=True)
 
 
-def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, extra=None) -> Path:
-    """Write round `r` of a job atomically (learner state, rows, test predictions, extra info), then
-    remove its older rounds."""
+def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, extra=None,
+               stop_predictions=None) -> Path:
+    """Write round `r` of a job atomically (learner state, rows, test predictions, extra info, the stop
+    set's predicted classes), then remove its older rounds."""
     sdir.mkdir(parents=True, exist_ok=True)
     target = sdir / f"round{r}"
     with atomic_dir(target) as tmp:
+        if stop_predictions is not None:
+            np.save(tmp / "stop_predictions.npy", np.asarray(stop_predictions, dtype=np.int64))
         if learner is not None:
             learner.save(tmp / "learner")
         if evaluation is not None:
@@ -185,6 +192,12 @@ def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, ex
 
 def read_rows(round_folder: Path) -> list:
     return json.loads((Path(round_folder) / "rows.json").read_text())
+
+
+def read_stop_predictions(round_folder: Path):
+    """The stop set's predicted classes saved with a round, or None."""
+    f = Path(round_folder) / "stop_predictions.npy"
+    return np.load(f) if f.is_file() else None
 
 
 def read_info(round_folder: Path) -> dict:

@@ -23,12 +23,13 @@ LEARNING = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")  # = aift_tf.finetune.
 _SETTING = {
     "app": "app", "data": "data", "scale": "scale", "app_seed": "app_seed", "strategies": "strategies",
     "learning": "learning", "random_learning": "random_learning", "omega": "omega", "query_size": "query_size",
-    "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights",
+    "max_per_group": "max_per_group",
+    "rounds": "rounds", "budget": "budget", "seeds": "seeds", "model": "model", "weights": "weights", "m0": "m0",
     "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
     "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
     "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
-    "distribute": "distribute",
+    "distribute": "distribute", "stop": "stop",
 }
 
 EPILOG = """\b
@@ -53,14 +54,19 @@ Examples:
               help="Where generated app stores are cached (default $AIFT_CACHE or ~/.cache/aift-tf).")
 @click.option("--strategies", default="aift,random,random-rft", show_default=True, metavar="LIST",
               help="Comma-separated: aift, entropy, diversity, entropy+diversity[@ALPHA], least-confidence, "
-                   "margin, mean-entropy, and the random baselines random (continual: the strategies' learning) "
-                   "and random-rft (restart from M0 every round, the journal's RFT).")
+                   "margin, mean-entropy, bald[@T] and mc-entropy[@T] (MC dropout, T passes, default 10), coreset "
+                   "(k-center greedy on trunk features), aift+coreset[@W] (k-center among the top W x round size "
+                   "by AIFT worth, default 3), and the random baselines random (continual: the strategies' "
+                   "learning) and random-rft (restart from M0 every round, the journal's RFT).")
 @click.option("--learning", default="ACFT-LQ", show_default=True, metavar="|".join(LEARNING),
               help="Learning strategy: how each round fine-tunes (journal Table 2).")
 @click.option("--random-learning", default=None, metavar="NAME",
               help="Learning strategy for 'random' (default: the same as --learning).")
 @click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
+@click.option("--max-per-group", type=click.IntRange(min=1), default=None, metavar="K",
+              help="No round takes more than K candidates of one group (video / volume / patient: the store's "
+                   "groups); applies to every strategy's queries, not to the initial random set.")
 @click.option("--query-size", "-n", "query_size", type=click.IntRange(min=1), default=None, metavar="B",
               help="Candidates queried per round (default: budget / rounds).")
 @click.option("--batch-size", "batch_size_alias", type=click.IntRange(min=1), default=None, hidden=True,
@@ -74,6 +80,10 @@ Examples:
 @click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
 @click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
+@click.option("--m0", "m0", default=None, metavar="offline|self-supervised",
+              help="M0: the offline pre-trained M0 (default; see --weights) or self-supervised pre-training on this "
+                   "store's own unlabeled pool (SimCLR with the candidate's patches as views, ~2-3 min on 2 cores at "
+                   "quick scale, cached per store; labels never read).")
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
@@ -109,6 +119,10 @@ Examples:
               help="Run the frozen trunk once per patch and cache it (default: on when --trainable is top/head).")
 @click.option("--distribute", default="none", show_default=True, metavar="none|mirrored|multi-worker",
               help="tf.distribute strategy for scoring and fine-tuning (multi-worker reads TF_CONFIG).")
+@click.option("--stop", default=None, metavar="kappa:T:K",
+              help="Evaluate a stopping rule: Cohen's kappa of consecutive models on a fixed stop set of pool "
+                   "candidates >= T for K rounds (e.g. kappa:0.99:3); the report says where each strategy would "
+                   "have stopped and its AUC gap to full training there.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def cli(ctx, **opts):

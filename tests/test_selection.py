@@ -316,14 +316,14 @@ def test_parse_strategy(s, want):
 
 
 @pytest.mark.parametrize("s, fragment", [
-    ("bald", "'bald'"), ("entropy@0", "outside (0, 1]"), ("entropy@1.5", "outside (0, 1]"),
+    ("bogus", "'bogus'"), ("entropy@0", "outside (0, 1]"), ("entropy@1.5", "outside (0, 1]"),
     ("entropy@x", "'x'"), ("margin@0.5", "@ALPHA"), ("aift@0.5", "aift"), (3, "3"),
 ])
 def test_parse_strategy_errors(s, fragment):
     with pytest.raises(AiftError) as e:
         parse_strategy(s)
     assert fragment in str(e.value)
-    if s == "bald":
+    if s == "bogus":
         assert all(name in str(e.value) for name in STRATEGIES)
 
 
