@@ -263,8 +263,11 @@ def status(project, quiet):
         names = p.class_names
         from aift_tf.stopping import checkpoint_agreement  # kappa of consecutive models (predictions cached)
 
-        stop = checkpoint_agreement(p.store, [d for _, d in p.checkpoints()], seed=int(c.get("seed") or 0),
-                                    pool_split=c.get("pool_split", "train"), cache_dir=p.path / "stopping")
+        try:  # status only reads: nothing cached, and a damaged checkpoint leaves the rest of the report intact
+            stop = checkpoint_agreement(p.store, [d for _, d in p.checkpoints()], seed=int(c.get("seed") or 0),
+                                        pool_split=c.get("pool_split", "train"), cache_dir=None)
+        except Exception as err:  # noqa: BLE001 - reported as one line, never a traceback
+            stop = {"line": f"stopping: agreement of consecutive models unavailable ({type(err).__name__})"}
     bars.close()
     ft = c.get("finetune") if isinstance(c.get("finetune"), dict) else {}
     lines = [
