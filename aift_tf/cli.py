@@ -200,10 +200,10 @@ def status(project, quiet):
     with p:
         s = p.status()
         c = p.config
-        from aift_tf.stopping import checkpoint_agreement  # kappa of consecutive models (predictions cached)
+        from aift_tf.stopping import checkpoint_agreement, prediction_cache_dir  # kappa of consecutive models
 
         stop = checkpoint_agreement(p.store, [d for _, d in p.checkpoints()], seed=int(c.get("seed") or 0),
-                                    pool_split=c.get("pool_split", "train"), cache_dir=p.path / "stopping")
+                                    pool_split=c.get("pool_split", "train"), cache_dir=prediction_cache_dir())
     bars.close()
     ft = c.get("finetune") if isinstance(c.get("finetune"), dict) else {}
     lines = [

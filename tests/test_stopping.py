@@ -118,6 +118,13 @@ def test_report_says_where_each_strategy_would_stop(tmp_path):
     assert line[0] in (run / "report.md").read_text()
 
 
+def test_prediction_cache_dir_is_outside_projects(tmp_path, monkeypatch):
+    from aift_tf.stopping import prediction_cache_dir
+
+    monkeypatch.setenv("AIFT_CACHE", str(tmp_path))
+    assert prediction_cache_dir() == tmp_path / "stopping"
+
+
 def test_checkpoint_agreement_between_saved_learners(tiny_store_path, tmp_path):
     from aift_tf.finetune import FineTuneConfig
     from aift_tf.learner import ActiveLearner
