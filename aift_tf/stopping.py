@@ -39,12 +39,20 @@ from aift_tf.errors import AiftError
 
 __all__ = ["DEFAULT_THRESHOLD", "DEFAULT_ROUNDS", "DEFAULT_STOP_SET", "parse_stop_rule", "agreement",
            "kappa_curve", "stop_round", "consecutive_at_or_above", "draw_stop_set", "predicted_classes",
-           "checkpoint_agreement"]
+           "checkpoint_agreement", "prediction_cache_dir"]
 
 DEFAULT_THRESHOLD = 0.99
 DEFAULT_ROUNDS = 3
 #: candidates in the stop set (the whole pool if smaller); Bloodgood & Vijay-Shanker used ~2,000
 DEFAULT_STOP_SET = 1000
+
+
+def prediction_cache_dir() -> Path:
+    """Where :func:`checkpoint_agreement` keeps stop-set predictions by default: ``$AIFT_CACHE/stopping`` (or
+    ``~/.cache/aift-tf/stopping``), outside any project folder (``aift status`` writes nothing there)."""
+    import os
+
+    return Path(os.environ.get("AIFT_CACHE", Path.home() / ".cache" / "aift-tf")) / "stopping"
 
 
 def parse_stop_rule(text) -> dict:
@@ -155,8 +163,8 @@ def checkpoint_agreement(store, checkpoints, *, threshold: float = DEFAULT_THRES
 
     Only the last ``rounds + 1`` checkpoints are read. Each one's stop-set predictions are computed
     once (``ActiveLearner.load`` + ``predict``) and, with ``cache_dir``, kept in
-    ``cache_dir/<folder name>.<key>.npy`` (key: the stop set and the checkpoint's ``model.keras``
-    sha256), so a second call reads no model.
+    ``cache_dir/<key>.npy`` (key: the store, the stop set and the checkpoint's ``model.keras`` sha256,
+    so one folder serves every project), and a second call reads no model.
 
     Args:
         store: the open candidate store.
@@ -181,8 +189,7 @@ def checkpoint_agreement(store, checkpoints, *, threshold: float = DEFAULT_THRES
     for d in dirs:
         cached = None
         if cache_dir is not None:
-            key = f"{tag}-{file_sha256(d / 'model.keras')[:12]}"
-            cached = Path(cache_dir) / f"{d.name}.{key}.npy"
+            cached = Path(cache_dir) / f"{tag}-{file_sha256(d / 'model.keras')[:16]}.npy"
             if cached.is_file():
                 preds.append(np.load(cached))
                 continue

@@ -82,8 +82,8 @@ Examples:
               help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
 @click.option("--m0", "m0", default=None, metavar="offline|self-supervised",
               help="M0: the offline pre-trained M0 (default; see --weights) or self-supervised pre-training on this "
-                   "store's own unlabeled pool (SimCLR with the candidate's patches as views, ~2-3 min on 2 cores at "
-                   "quick scale, cached per store; labels never read).")
+                   "store's own unlabeled pool (SimCLR with the candidate's patches as views, 3-5 min on a shared 2-core "
+                   "CPU at quick scale, cached per store; labels never read).")
 @click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",

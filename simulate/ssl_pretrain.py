@@ -29,8 +29,9 @@ curves of ``aift-sim --m0 self-supervised``), not assumed.
 store whose labels are all −1 works. By default only the pool (``train`` split) is used, so the test
 images stay unseen.
 
-**Cost**: the default 600 steps of 128 candidates (256 views of 32×32) take about 2-3 minutes on 2 CPU
-cores for a quick-scale store (measured numbers go into the card's ``runtime_seconds``).
+**Cost** is fixed by steps × batch, not by time: the default 600 steps of 128 candidates (256 views of
+32×32) took 172-186 s on a 2-core CPU shared with one other job and 294-317 s at ``nice 10`` under a load
+average of ~5 (docs/results/beyond/README.md); every card records its ``runtime_seconds``.
 
 The output is a ``.weights.h5`` of the zoo model (built for the store's patch shape; the head is a
 64-way placeholder, never trained, so ``build_model(..., num_classes=K)`` skips it and every seed

@@ -50,7 +50,7 @@ def rows_for(runs: Path, app: str) -> list:
         run = runs / f"{app}-{m0}"
         f = run / "summary.json"
         if not f.is_file():
-            lines.append(f"| {app} | {m0} | (not run) | | | | | |")
+            lines.append(f"| {app} | {m0} | (not run) | | | | | | |")
             continue
         s = json.loads(f.read_text())
         full = s["full_training"]
@@ -59,12 +59,15 @@ def rows_for(runs: Path, app: str) -> list:
             sv = e.get("savings") or {}
             dv = e.get("final_auc_diff_vs_full") or {}
             st = stop.get(name) or {}
-            stop_txt = "never" if not st.get("stopped_seeds") else \
+            last = st.get("last_kappa_mean")
+            stop_txt = ("never" + ("" if last is None else f" (last κ {last:.2f})")) if not st.get("stopped_seeds") else \
                 f"{st['labels_mean']:.0f} ({st['stopped_seeds']}/{st['seeds']} seeds, gap {st['auc_gap_mean']:+.3f})"
             saving = "—" if name == s.get("reference") or not sv else \
                 f"{('≤ ' if sv.get('censored') else '') + _pct(sv.get('estimate'))} ({_ci(sv.get('ci95'), pct=True)})"
+            fin = [d for d in (e.get("auc_diff_vs_random") or {}).values() if d.get("fraction_of_queries") == 1.0]
+            vs_random = "—" if not fin else f"{fin[0]['mean']:+.3f} ({_ci(fin[0]['ci95'])})"
             lines.append(f"| {app} | {m0} (full {full['auc_mean']:.3f}) | {name} | {e['final_auc_mean']:.3f} ± "
-                         f"{e['final_auc_std']:.3f} | {dv.get('mean', float('nan')):+.3f} ({_ci(dv.get('ci95'))}) | "
+                         f"{e['final_auc_std']:.3f} | {vs_random} | {dv.get('mean', float('nan')):+.3f} | "
                          f"{saving} | {stop_txt} | {len(e['seeds_done'])} |")
     return lines
 
@@ -92,9 +95,9 @@ def cross_m0(runs: Path, app: str):
 
 def main(argv):
     runs = Path(argv[0]) if argv else Path("runs/beyond")
-    print("| app | M0 (full-training AUC) | strategy | final AUC (mean ± std) | final − full training (95% CI) | "
-          "saving vs random (95% CI) | labels at kappa stop (0.99 × 3) | seeds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| app | M0 (full-training AUC) | strategy | final AUC (mean ± std) | final AUC − random, paired (95% CI) "
+          "| final − full training | saving vs random (95% CI) | labels at kappa stop (0.99 × 3) | seeds |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for app in APPS:
         for line in rows_for(runs, app):
             print(line)
