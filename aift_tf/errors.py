@@ -12,3 +12,15 @@ class AiftError(ValueError):
 
 class StoreError(AiftError):
     """A candidate store file is missing, unreadable or malformed."""
+
+
+def check_known_fields(cls, d: dict, what: str) -> None:
+    """Raise a one-line :class:`AiftError` naming the keys of ``d`` that are not fields of dataclass ``cls``.
+
+    Example: ``check_known_fields(FineTuneConfig, {"epochs": 1}, "fine-tuning option")`` passes.
+    """
+    import dataclasses
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise AiftError(f"unknown {what}(s): {', '.join(sorted(unknown))}")

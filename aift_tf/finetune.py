@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from aift_tf.errors import AiftError
+from aift_tf.errors import AiftError, check_known_fields
 
 LEARNING_STRATEGIES = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -109,10 +109,7 @@ class FineTuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FineTuneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise AiftError(f"unknown fine-tuning option(s): {', '.join(sorted(unknown))}")
+        check_known_fields(cls, d, "fine-tuning option")
         return cls(**d)
 
 

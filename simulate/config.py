@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from aift_tf.errors import AiftError
+from aift_tf.errors import AiftError, check_known_fields
 from simulate.run_folder import RESERVED
 
 #: the two random baselines (issue: journal's RFT restarts from M0 each round; continual isolates selection)
@@ -101,10 +101,7 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SimConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise AiftError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        check_known_fields(cls, d, "setting")
         d = dict(d)
         if isinstance(d.get("strategies"), list):
             d["strategies"] = tuple(d["strategies"])
