@@ -435,9 +435,9 @@ def test_two_round_project_with_crash_recovery(project, base, tmp_path):
 @pytest.mark.slow
 def test_relabel_and_subprocess_round(project, base, tmp_path):
     """Whole round through the console entry point; then --relabel changes a label and re-trains it."""
-    q1 = project / "round-001" / "queries.csv"
-    truth1 = answer(q1, base["store"])
-    r = aift_subprocess("teach", project, q1)
+    first = tmp_path / "first.csv"  # round-001 answered + one candidate of any class it lacks: teach fine-tunes
+    truth1 = first_labels(project, base["store"], first)
+    r = aift_subprocess("teach", project, first)
     assert r.returncode == 0, r.stderr
     assert "teach round 1" in r.stdout
     some = next(iter(truth1))

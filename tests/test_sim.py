@@ -218,7 +218,8 @@ def test_end_to_end_every_output(reference_run, tiny):
 
     rows = _rows(out)
     assert list(rows[0]) == ["strategy", "seed", "round", "labels", "positives_found", "test_auc", "sens_fp1",
-                             "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds"]
+                             "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds", "stop_kappa"]
+    assert all(x["stop_kappa"] == "" for x in rows)  # no --stop: the column is there, empty
     key = [(x["strategy"], x["seed"], x["round"], int(x["labels"])) for x in rows]
     expect = [("full", "0", "1", 38), ("full", "1", "1", 38)]
     for st in ("aift", "random"):
