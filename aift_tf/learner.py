@@ -475,16 +475,30 @@ class ActiveLearner:
         Contents: `state.json` (labels, round, RNG, settings), `model.keras` (current model with
         optimizer slots), `m0.weights.h5` (the starting weights).
         """
-        import keras
-
         path = Path(path)
         with atomic_dir(path) as tmp:
             self.model.save(tmp / "model.keras")
-            m0 = keras.models.clone_model(self.model)
-            m0.set_weights(self.m0_weights)
-            m0.save_weights(tmp / "m0.weights.h5")
+            (tmp / "m0.weights.h5").write_bytes(self._m0_file_bytes())
             write_json_atomic(tmp / "state.json", self.state_dict())
         return path
+
+    def _m0_file_bytes(self) -> bytes:
+        """The bytes of `m0.weights.h5`. M0 never changes, so the file is built once (a clone of the
+        model holding M0's weights) and its bytes are reused by every later save: a round's save then
+        costs one `model.save`, not a model clone as well."""
+        cached = getattr(self, "_m0_bytes", None)
+        if cached is None:
+            import tempfile
+
+            import keras
+
+            m0 = keras.models.clone_model(self.model)
+            m0.set_weights(self.m0_weights)
+            with tempfile.TemporaryDirectory() as d:
+                f = Path(d) / "m0.weights.h5"
+                m0.save_weights(f)
+                cached = self._m0_bytes = f.read_bytes()
+        return cached
 
     @classmethod
     def load(cls, path, store, progress: Optional[Callable] = None, *, cache_trunk=None,
@@ -537,6 +551,7 @@ class ActiveLearner:
         m0 = keras.models.clone_model(model)
         m0.load_weights(path / "m0.weights.h5")
         self.m0_weights = [np.array(w) for w in m0.get_weights()]
+        self._m0_bytes = (path / "m0.weights.h5").read_bytes()
         with self._scope():
             self._setup_cache(state.get("cache_trunk", False) if cache_trunk is None else cache_trunk)
         return self
