@@ -351,3 +351,9 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """The user-level cache of aift-tf (generated app stores, trunk features, self-supervised M0s, stop-set
+    predictions): ``$AIFT_CACHE`` or ``~/.cache/aift-tf``."""
+    return Path(os.environ.get("AIFT_CACHE", Path.home() / ".cache" / "aift-tf"))

@@ -142,13 +142,17 @@ def _locked(path: Path):
 def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all", strategy="aift",
                  learning="ACFT-LQ", omega=1.0, epochs=5, learning_rate=1e-3, batch_size=64, seed=0,
                  progress: Optional[Callable] = None, m0_fallback: bool = True,
-                 warn: Optional[Callable] = None) -> Path:
+                 warn: Optional[Callable] = None, m0: str = "offline", cache_dir=None) -> Path:
     """Create PROJECT with config.json, checkpoints/round-000 (M0) and an empty ledger.
 
     ``weights="m0"``: the offline pre-trained M0 shipped with aift_tf that fits the store's patch shape
     (``aift_tf.zoo.pretrained.resolve_m0``); if none fits, ``m0_fallback`` starts from random
     initialisation and calls ``warn`` (default ``warnings.warn``) with a loud one-line warning, else raises.
     config.json records the resolved ``weights`` and an ``m0`` record (source, path, sha256, card summary).
+
+    ``m0="self-supervised"``: M0 is instead pre-trained without labels on the store's own pool (SimCLR over each
+    candidate's patches, :func:`aift_tf.ssl.self_supervised_m0`; once per store and model, cached in
+    ``cache_dir/m0``, default ``$AIFT_CACHE``); ``weights`` must then be left at ``"m0"``.
     """
     from aift_tf.finetune import FineTuneConfig, check_learning
     from aift_tf.selection import parse_strategy
@@ -166,6 +170,9 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     learning = check_learning(learning)
     if not np.isfinite(float(omega)) or float(omega) < 1:
         raise AiftError(f"--omega {omega}: must be >= 1")
+    if m0 == "self-supervised" and weights != "m0":
+        raise AiftError(f"weights must be 'm0' with m0='self-supervised' (the pre-trained weights are the "
+                        f"self-supervised M0); got {weights!r}")
     weights = parse_weights(weights)
     ft = FineTuneConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
                         seed=int(seed))
@@ -174,9 +181,18 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
         pool = store.ids("train")
         if pool.size == 0:
             raise AiftError(f"{data}: the 'train' split (the pool to annotate) is empty")
-        from aift_tf.zoo.pretrained import resolve_m0
+        m0_choice = m0
+        if m0_choice == "self-supervised":
+            from aift_tf.ssl import self_supervised_m0
 
-        weights, m0 = resolve_m0(weights, model, store.patch_shape, fallback=m0_fallback)
+            weights, m0 = self_supervised_m0(store, model, cache_dir=cache_dir, seed=int(seed),
+                                             progress=progress is not None)
+        elif m0_choice in (None, "offline"):
+            from aift_tf.zoo.pretrained import resolve_m0
+
+            weights, m0 = resolve_m0(weights, model, store.patch_shape, fallback=m0_fallback)
+        else:
+            raise AiftError(f"m0 must be 'offline' or 'self-supervised'; got {m0_choice!r}")
         if m0.get("warning"):
             import warnings
 

@@ -50,9 +50,9 @@ DEFAULT_STOP_SET = 1000
 def prediction_cache_dir() -> Path:
     """Where :func:`checkpoint_agreement` keeps stop-set predictions by default: ``$AIFT_CACHE/stopping`` (or
     ``~/.cache/aift-tf/stopping``), outside any project folder (``aift status`` writes nothing there)."""
-    import os
+    from aift_tf._io import default_cache_dir
 
-    return Path(os.environ.get("AIFT_CACHE", Path.home() / ".cache" / "aift-tf")) / "stopping"
+    return default_cache_dir() / "stopping"
 
 
 def parse_stop_rule(text) -> dict:

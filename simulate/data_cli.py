@@ -462,7 +462,7 @@ def _parse_shape(ctx, param, value):
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--self-supervised", "self_supervised", is_flag=True,
               help="Pre-train on the unlabeled patches of --data instead (SimCLR: two patches of a candidate are a "
-                   "positive pair; labels never read; simulate.ssl_pretrain).")
+                   "positive pair; labels never read; aift_tf.ssl).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="STORE.h5",
               help="With --self-supervised: the candidate store whose pool patches are used.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -474,7 +474,7 @@ def _parse_shape(ctx, param, value):
 def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_samples, batch_size, lr,
              self_supervised, data, steps, temperature, overwrite, quiet):
     """Pre-train M0 offline on the procedural source task (simulate.pretrain), or with --self-supervised on a
-    store's own unlabeled patches (simulate.ssl_pretrain); needs TensorFlow."""
+    store's own unlabeled patches (aift_tf.ssl); needs TensorFlow."""
     import json
 
     if self_supervised:
@@ -488,7 +488,7 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
             raise AiftError("--self-supervised needs --data STORE.h5 and --out M0.weights.h5")
         if not Path(data).is_file():
             raise AiftError(f"--data {data}: no such file")
-        from simulate import ssl_pretrain as ssl
+        from aift_tf import ssl
 
         target = _check_out(out, overwrite)
         kwargs = {k: v for k, v in dict(model=model, steps=steps, batch_size=batch_size, lr=lr,

@@ -81,25 +81,18 @@ def resolve_m0(cfg: SimConfig, patch_shape, store=None, cache_dir=None, progress
     The default (``--weights`` not given) is the offline M0 that fits the store (adapted inside the model
     to grayscale / another patch size), falling back to random initialisation, said loudly, where none
     fits; ``--weights m0`` insists on it. ``--m0 self-supervised`` pre-trains the model on ``store``'s
-    pool (:func:`simulate.ssl_pretrain.cached_ssl_m0`, once per store, cached in ``cache_dir/m0``).
+    pool (:func:`aift_tf.ssl.self_supervised_m0`, once per store, cached in ``cache_dir/m0``).
     """
     from aift_tf.zoo.pretrained import m0_card
     from aift_tf.zoo.pretrained import resolve_m0 as library_resolve
 
     shape = tuple(int(v) for v in patch_shape)
     if cfg.m0 == "self-supervised":
-        from simulate.ssl_pretrain import cached_ssl_m0
+        from aift_tf.ssl import self_supervised_m0
 
         if store is None:
             raise AiftError("--m0 self-supervised needs the store")
-        path = cached_ssl_m0(store, cfg.model, cache_dir=cache_dir, progress=progress)
-        weights, record = library_resolve(str(path), cfg.model, shape)
-        card = m0_card(path)
-        record = dict(record, source="self-supervised", weights=weights, path=weights, card=card,
-                      summary=f"self-supervised on this store's pool ({card['method']['name']}, {card['steps']} steps "
-                              f"of {card['batch_size']} candidates, final positive-pair accuracy "
-                              f"{card['final_positive_accuracy']:.2f}); sha256 {card['sha256'][:12]}…")
-        return record
+        return self_supervised_m0(store, cfg.model, cache_dir=cache_dir, progress=progress)[1]
     w = cfg.weights
     if w == "imagenet":
         # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
@@ -760,7 +753,7 @@ def _open_new(config, out, quiet, argv, cache_dir):
     try:
         plan = plan_run(cfg, store)
         if cfg.m0 == "self-supervised" and cache_dir is None:
-            from simulate.apps import default_cache_dir
+            from aift_tf._io import default_cache_dir
 
             cache_dir = default_cache_dir()
         m0 = resolve_m0(cfg, store.patch_shape, store=store, cache_dir=cache_dir, progress=not quiet)
@@ -799,7 +792,7 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
 
         quiet_tensorflow()
         prog = Progress(quiet=quiet)
-        from simulate.apps import default_cache_dir
+        from aift_tf._io import default_cache_dir
 
         trunk_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "trunk"
         trunk_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from aift_tf._io import atomic_path, file_sha256, write_json_atomic
 from aift_tf.errors import AiftError
+from aift_tf.zoo.pretrained import machine_info
 from aift_tf.zoo import pretrained
 from aift_tf.zoo.pretrained import card_path, m0_card, weights_filename  # noqa: F401  (this module's API)
 
@@ -77,23 +77,6 @@ def _say(progress, msg):
         print(msg, file=sys.stderr, flush=True)
     elif callable(progress):
         progress(msg)
-
-
-def machine_info() -> dict:
-    """Machine, Python and library versions for a card."""
-    import keras
-    import tensorflow as tf
-
-    return {
-        "node": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def _git_commit():

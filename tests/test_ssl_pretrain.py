@@ -38,7 +38,7 @@ def _weights(path, shape):
 def test_labels_never_read_and_deterministic_per_seed(stores, tmp_path):
     from aift_tf.store import open_store
     from aift_tf.zoo.pretrained import m0_card
-    from simulate.ssl_pretrain import ssl_pretrain
+    from aift_tf.ssl import ssl_pretrain
 
     with open_store(stores["unlabeled"]) as st:
         assert (st.labels == -1).all()
@@ -63,7 +63,7 @@ def test_ssl_trunk_beats_random_trunk_in_a_linear_probe(stores, tmp_path):
     from sklearn.preprocessing import StandardScaler
 
     from aift_tf.store import open_store
-    from simulate.ssl_pretrain import pooled_features, ssl_pretrain
+    from aift_tf.ssl import pooled_features, ssl_pretrain
 
     out = tmp_path / "ssl.weights.h5"
     ssl_pretrain(stores["labeled"], out, steps=100, batch_size=32, seed=0, progress=False)
@@ -77,7 +77,7 @@ def test_ssl_trunk_beats_random_trunk_in_a_linear_probe(stores, tmp_path):
 
 
 def test_bad_arguments(stores, tmp_path):
-    from simulate.ssl_pretrain import ssl_pretrain
+    from aift_tf.ssl import ssl_pretrain
 
     for kw, frag in ((dict(steps=0), "steps 0"), (dict(batch_size=1), "batch size 1"), (dict(lr=-1.0), "learning"),
                      (dict(model="nope"), "unknown model")):
@@ -116,7 +116,7 @@ def test_data_cli_self_supervised(stores, tmp_path):
 
 
 def test_sim_m0_self_supervised_is_resolved_and_cached(stores, tmp_path, monkeypatch):
-    import simulate.ssl_pretrain as ssl
+    import aift_tf.ssl as ssl
     from aift_tf.store import open_store
     from simulate.config import SimConfig, check_config
     from simulate.experiment import resolve_m0
@@ -144,7 +144,7 @@ def test_init_from_the_offline_m0_keeps_its_adapted_input(stores, tmp_path):
 
     from aift_tf.zoo import build_model
     from aift_tf.zoo.pretrained import default_m0
-    from simulate.ssl_pretrain import ssl_pretrain
+    from aift_tf.ssl import ssl_pretrain
 
     m0 = default_m0("small_cnn", (16, 16, 3))
     card = ssl_pretrain(stores["unlabeled"], tmp_path / "i.weights.h5", steps=2, batch_size=8, init=m0, progress=False)
@@ -154,3 +154,35 @@ def test_init_from_the_offline_m0_keeps_its_adapted_input(stores, tmp_path):
         model = build_model("small_cnn", (16, 16, 3), num_classes=2, weights=str(tmp_path / "i.weights.h5"))
     skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert model.get_layer("pre_resize") is not None and all("head_dense" in s for s in skipped), skipped
+
+
+def test_project_init_from_the_self_supervised_m0(stores, tmp_path, monkeypatch):
+    """`init_project(m0="self-supervised")` (`aift init --m0 self-supervised`): the project's M0 is the store's own
+    SimCLR M0 (pre-trained once, cached), recorded in config.json; checkpoint round-000 holds its trunk."""
+    import aift_tf.ssl as ssl
+    from aift_tf.project import init_project
+    from aift_tf.store import open_store
+
+    monkeypatch.setattr(ssl, "DEFAULT_STEPS", 2)
+    with pytest.raises(AiftError, match=r"weights must be 'm0' with m0='self-supervised' \(.*\); got 'none'"):
+        init_project(tmp_path / "bad", stores["labeled"], weights="none", m0="self-supervised", cache_dir=tmp_path)
+    with pytest.raises(AiftError, match="m0 must be 'offline' or 'self-supervised'; got 'simclr'"):
+        init_project(tmp_path / "bad", stores["labeled"], m0="simclr", cache_dir=tmp_path)
+    assert not (tmp_path / "bad").exists()
+    p = init_project(tmp_path / "proj", stores["labeled"], m0="self-supervised", cache_dir=tmp_path / "cache",
+                     trainable="top", epochs=1)
+    cfg = json.loads((p / "config.json").read_text())
+    files = sorted((tmp_path / "cache" / "m0").glob("*.weights.h5"))
+    assert len(files) == 1 and cfg["m0"]["source"] == "self-supervised" and cfg["weights"] == str(files[0].resolve())
+    assert cfg["m0"]["card"]["steps"] == 2 and "self-supervised on this store's pool" in cfg["m0"]["summary"]
+    import keras
+
+    from aift_tf.zoo import build_model
+
+    with open_store(stores["labeled"]) as st:
+        ssl_net = build_model("small_cnn", tuple(st.patch_shape), num_classes=st.num_classes, weights=cfg["weights"],
+                              seed=5)
+    m0 = keras.models.load_model(p / "checkpoints" / "round-000" / "model.keras", compile=False)
+    conv = [layer.name for layer in ssl_net.layers if layer.name.endswith("_conv")]
+    assert conv and all(np.allclose(m0.get_layer(n).get_weights()[0], ssl_net.get_layer(n).get_weights()[0])
+                        for n in conv)

@@ -17,9 +17,9 @@ candidate store atomically; :func:`cached_store` caches it under a cache folder.
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 
+from aift_tf._io import default_cache_dir
 from aift_tf.errors import AiftError
 
 _MODULES = {
@@ -73,10 +73,6 @@ def generate_store(name: str, out, scale: str = "quick", seed: int = 0, progress
         app=name, class_names=list(d["class_names"]), attrs=attrs,
     )
     return Path(out)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("AIFT_CACHE", Path.home() / ".cache" / "aift-tf"))
 
 
 def cached_store(name: str, scale: str = "quick", seed: int = 0, cache_dir=None, progress=None) -> Path:

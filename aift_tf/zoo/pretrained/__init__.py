@@ -39,6 +39,27 @@ __all__ = ["PRETRAINED_DIR", "weights_filename", "card_path", "m0_card", "card_s
            "adaptation", "m0_info", "resolve_m0"]
 
 
+def machine_info() -> dict:
+    """Machine, Python and library versions, recorded in every M0 card."""
+    import os
+    import platform
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "node": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
+
+
 def weights_filename(model: str, input_shape) -> str:
     """``small_cnn``, (32, 32, 3) → ``small_cnn_32x32x3.weights.h5``."""
     h, w, c = (int(v) for v in input_shape)

@@ -39,7 +39,7 @@ draws its own head, as with the offline M0's 40-way head) with a JSON card besid
 
 Example::
 
-    from simulate.ssl_pretrain import ssl_pretrain
+    from aift_tf.ssl import ssl_pretrain
     card = ssl_pretrain("pool.h5", "ssl-m0.weights.h5", steps=600, seed=0)
     # then: aift-sim --data pool.h5 --weights ssl-m0.weights.h5   or   aift init P --data pool.h5 --weights ...
 """
@@ -290,7 +290,7 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "runtime_seconds": {"train": round(t_train, 1), "total": round(time.time() - t0, 1)},
         }
-        from simulate.pretrain import machine_info
+        from aift_tf.zoo.pretrained import machine_info
 
         card["machine"] = machine_info()
         write_json_atomic(card_path(out), card)
@@ -324,7 +324,8 @@ def cached_ssl_m0(store, model: str = "small_cnn", cache_dir=None, seed: int = 0
     sha256, the model, the seed and the method's settings; a file whose sha256 differs from its card is
     rebuilt.
 
-    Example: ``aift-sim --m0 self-supervised`` uses ``cached_ssl_m0(store, cfg.model)``.
+    Example: ``aift-sim --m0 self-supervised`` and ``aift init --m0 self-supervised`` use it through
+    :func:`self_supervised_m0`.
     """
     import hashlib
     import json
@@ -332,7 +333,7 @@ def cached_ssl_m0(store, model: str = "small_cnn", cache_dir=None, seed: int = 0
     from aift_tf.zoo.pretrained import m0_card
 
     if cache_dir is None:
-        from simulate.apps import default_cache_dir
+        from aift_tf._io import default_cache_dir
 
         cache_dir = default_cache_dir()
     steps = DEFAULT_STEPS if steps is None else int(steps)
@@ -351,3 +352,29 @@ def cached_ssl_m0(store, model: str = "small_cnn", cache_dir=None, seed: int = 0
             pass
     ssl_pretrain(store, path, model=model, seed=seed, steps=steps, progress=progress)
     return path
+
+
+def self_supervised_m0(store, model: str = "small_cnn", cache_dir=None, seed: int = 0, progress=True):
+    """Resolve the self-supervised M0 of ``store`` (pre-trained once, cached: :func:`cached_ssl_m0`) the way
+    :func:`aift_tf.zoo.pretrained.resolve_m0` resolves the offline one.
+
+    Returns:
+        ``(weights, record)``: the weights file to build the model from, and the M0 record (``source`` =
+        ``"self-supervised"``, ``weights``, ``path``, ``card``, a one-line ``summary``) that ``aift-sim``'s
+        config.json / report and ``aift init``'s project config print.
+
+    Example:
+    >>> weights, m0 = self_supervised_m0(open_store("pool.h5"), "small_cnn")
+    >>> m0["source"]
+    'self-supervised'
+    """
+    from aift_tf.zoo.pretrained import m0_card, resolve_m0
+
+    path = cached_ssl_m0(store, model, cache_dir=cache_dir, seed=seed, progress=progress)
+    weights, record = resolve_m0(str(path), model, tuple(int(v) for v in store.patch_shape))
+    card = m0_card(path)
+    record = dict(record, source="self-supervised", weights=weights, path=weights, card=card,
+                  summary=f"self-supervised on this store's pool ({card['method']['name']}, {card['steps']} steps "
+                          f"of {card['batch_size']} candidates, final positive-pair accuracy "
+                          f"{card['final_positive_accuracy']:.2f}); sha256 {card['sha256'][:12]}…")
+    return weights, record
