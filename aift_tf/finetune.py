@@ -204,7 +204,7 @@ def reseed_layers(model, seed: int) -> None:
             k += 1
 
 
-def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=None):
+def _candidate_auc_callback(source, val_ids, batch_size, strategy=None):
     """A Keras callback that writes the validation candidates' AUC and cross-entropy (of the mean patch
     prediction) into ``logs["val_auc"]`` and ``logs["val_loss"]`` each epoch (list it before
     ``keras.callbacks.EarlyStopping``, which reads them)."""
@@ -214,7 +214,7 @@ def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=
     from aift_tf.pipelines import predict_candidates
 
     val_ids = np.asarray(val_ids, dtype=np.int64)
-    val_labels = store.labels[val_ids]
+    val_labels = source.labels[val_ids]
 
     class CandidateAUC(keras.callbacks.Callback):
         def __init__(self):
@@ -222,10 +222,7 @@ def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
-            if features is not None:
-                probs = features.predict(self.model, val_ids, batch_size=batch_size)
-            else:
-                probs = predict_candidates(self.model, store, val_ids, batch_size=batch_size, strategy=strategy)
+            probs = predict_candidates(self.model, source, val_ids, batch_size=batch_size, strategy=strategy)
             p = candidate_probability(probs)
             value = float(auc(val_labels, p))
             self.history.append(value)
@@ -240,7 +237,7 @@ def _candidate_auc_callback(store, val_ids, batch_size, features=None, strategy=
 
 def fine_tune(
     model,
-    store,
+    source,
     ids,
     labels,
     config: FineTuneConfig,
@@ -249,18 +246,20 @@ def fine_tune(
     val_ids=None,
     callbacks=(),
     verbose: int = 0,
-    features=None,
     strategy=None,
 ) -> dict:
-    """Fine-tune `model` in place on the patches of labeled candidates.
+    """Fine-tune `model` in place on the patches (examples) of labeled candidates.
 
-    Every patch inherits its candidate's label. The model must already be compiled
+    Every example inherits its candidate's label. The model must already be compiled
     (:func:`compile_model`) so that successive rounds reuse one traced training step. Runs with
     `model.fit`, so a model built inside a `tf.distribute` strategy scope trains distributed.
 
     Args:
-        model: a compiled Keras model returning softmax probabilities.
-        store: an open `CandidateStore`.
+        model: a compiled Keras model returning softmax probabilities of the source's examples.
+        source: an open `CandidateStore`, or any `aift_tf.sources.PatchSource`: e.g. an
+            `aift_tf.trunk_cache.TrunkCache`, with `model` the trainable `rest` of
+            `aift_tf.zoo.split_frozen`, trains on the cached trunk activations (same seeded batches
+            as on patches; `config.augment` is refused).
         ids: candidate ids to train on.
         labels: their labels (same length).
         config: a `FineTuneConfig`.
@@ -268,9 +267,6 @@ def fine_tune(
         val_ids: candidates with known labels for validation AUC / early stopping.
         callbacks: extra Keras callbacks (e.g. TensorBoard).
         verbose: Keras verbosity.
-        features: an `aift_tf.trunk_cache.TrunkCache`; then `model` is the trainable `rest` of
-            `aift_tf.zoo.split_frozen` and is trained on the cached trunk activations (same seeded
-            batches as on patches; `config.augment` must be off).
         strategy: the `tf.distribute.Strategy` the model was built under (validation scoring).
 
     Returns:
@@ -283,7 +279,9 @@ def fine_tune(
     2
     """
     from aift_tf.pipelines import training_dataset
+    from aift_tf.sources import as_source
 
+    source = as_source(source)
     ids = np.asarray(ids, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     if ids.ndim != 1 or ids.shape != labels.shape:
@@ -296,23 +294,15 @@ def fine_tune(
     set_seeds(seed, config.deterministic)
     reseed_layers(model, seed)
     repeat = config.steps_per_epoch is not None
-    if features is not None:
-        from aift_tf.trunk_cache import check_cacheable
-
-        check_cacheable("head", config.augment)
-        ds = features.training_dataset(ids, labels, batch_size=config.batch_size, seed=seed,
-                                       balance=config.balance, shuffle=True, repeat=repeat)
-    else:
-        ds = training_dataset(
-            store, ids, labels, batch_size=config.batch_size, seed=seed,
-            augment=config.augment, balance=config.balance, shuffle=True, repeat=repeat,
-        )
+    ds = training_dataset(
+        source, ids, labels, batch_size=config.batch_size, seed=seed,
+        augment=config.augment, balance=config.balance, shuffle=True, repeat=repeat,
+    )
     cbs = list(callbacks)
     stopper = None
     if val_ids is not None and len(val_ids) > 0:
         # the AUC callback fills logs["val_auc"] before EarlyStopping reads it (callbacks run in order)
-        cbs.append(_candidate_auc_callback(store, val_ids, max(256, config.batch_size), features=features,
-                                           strategy=strategy))
+        cbs.append(_candidate_auc_callback(source, val_ids, max(256, config.batch_size), strategy=strategy))
         if config.patience is not None:
             import keras
 
@@ -326,7 +316,7 @@ def fine_tune(
     out = {k: [float(x) for x in v] for k, v in hist.history.items()}
     out["epochs"] = len(out.get("loss", []))
     out["seconds"] = seconds
-    out["patches"] = int(ids.size * store.m)
+    out["patches"] = int(ids.size * source.m)
     out["candidates"] = int(ids.size)
     if stopper is not None and stopper.best is not None and np.isfinite(stopper.best):
         best = int(np.argmax(out["val_auc"]) if config.monitor == "val_auc" else np.argmin(out["val_loss"]))

@@ -12,7 +12,7 @@ Example:
 >>> store = open_store("pe.h5")
 >>> learner = ActiveLearner(store, model_name="small_cnn", strategy="aift", seed=0)
 >>> for _ in range(3):
-...     ids, scores = learner.query(20)
+...     ids, scores = learner.query(20)                 # a Query record; unpacks as (ids, scores)
 ...     learner.teach(ids, store.labels[ids])          # the oracle
 >>> learner.evaluate("test")["auc"]
 >>> learner.save("run/state")
@@ -20,6 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import inspect
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -42,6 +45,51 @@ from aift_tf.selection import parse_strategy, select_batch, strategy_needs
 STATE_FORMAT = 1
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Query:
+    """What :meth:`ActiveLearner.query` returns.
+
+    Attributes:
+        ids: int64 candidate ids chosen (most worthy first for top-b strategies).
+        scores: float64 worth of each (for `random`, the uniform draws that ranked them; for
+            `coreset`, the k-center distance at which each was picked, in pick order; for
+            `aift+coreset`, their AIFT worth).
+        probabilities: float32 `(len(ids), m, K)` patch probabilities of the chosen candidates under
+            the current model when the strategy used them (else `None`).
+        seconds: time spent choosing (scoring and selection).
+
+    For backwards compatibility a `Query` behaves as the pair `(ids, scores)`: it unpacks
+    (`ids, scores = learner.query(b)`), indexes (`q[0]` is `ids`, `q[1]` is `scores`) and has length 2.
+
+    Example:
+    >>> q = learner.query(10)
+    >>> ids, scores = q          # same as q.ids, q.scores
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    probabilities: Optional[np.ndarray] = None
+    seconds: float = 0.0
+
+    def __iter__(self):
+        return iter((self.ids, self.scores))
+
+    def __getitem__(self, index):
+        return (self.ids, self.scores)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+
+class _Checkpoint:
+    """A saved M_t (compiled, optimizer slots restored) and its M0 weights: the `model` that
+    :meth:`ActiveLearner.load` hands to the constructor (neither cloned nor re-compiled)."""
+
+    def __init__(self, model, m0_weights):
+        self.model = model
+        self.m0_weights = m0_weights
+
+
 class ActiveLearner:
     """Active, incremental fine-tuning over a candidate store.
 
@@ -60,20 +108,32 @@ class ActiveLearner:
         pool_split: the store split to query from (default `"train"`).
         val_split: the split used for validation AUC / early stopping, if it has labels.
         predict_batch_size: patches per prediction batch.
-        progress: optional callable `(stage, done, total)` for progress bars.
+        progress: optional callable `(stage, done, total)` for progress bars (runtime option).
         cache_trunk: `False` (default), `True` (trunk activations in memory) or a directory (an
             HDF5 side file there, keyed by store sha256 + trunk architecture + trunk weights, reused
             across runs). Valid only when the model's trainable policy is `"head"` or `"top"` and
             `finetune.augment` is off: the frozen trunk runs once per patch for the whole run, and
             rounds score and fine-tune only the trainable rest (see `aift_tf.trunk_cache`).
-        distribute: `None`/`"none"`, `"mirrored"`, `"multi-worker"` or a `tf.distribute.Strategy`;
-            the model is built (or cloned) and compiled under its scope, fine-tuning and scoring
-            run through it (see `aift_tf.distribute`, docs/distributed.md).
+        distribute: `None`/`"none"`, `"mirrored"`, `"multi-worker"` or a `tf.distribute.Strategy`
+            (runtime option); the model is built (or cloned) and compiled under its scope,
+            fine-tuning and scoring run through it (see `aift_tf.distribute`, docs/distributed.md).
         max_per_group: no query takes more than this many candidates of one group (`store.groups`:
             video, volume, patient); `None` = no cap.
 
+    The learner picks once what its network reads: `network` (the model, or with a trunk cache its
+    trainable rest) and `source` (the store's patches, or the cached trunk features, see
+    `aift_tf.sources`); scoring and fine-tuning always run `network` over `source`.
+
+    Configuration (Keras convention): `get_config()` returns the constructor's JSON-able arguments
+    (not `store`, `model`, `progress` or `distribute`, which are objects or runtime options) and
+    `ActiveLearner.from_config(config, store, **runtime)` builds the same learner again.
+
     Strategies `bald@T` / `mc-entropy@T` score with `predict_stochastic`, `coreset` / `aift+coreset`
     with `candidate_features` (see `aift_tf.selection.select_batch`).
+
+    Example:
+    >>> learner = ActiveLearner(store, model_name="small_cnn", trainable="head", seed=0)
+    >>> same = ActiveLearner.from_config(learner.get_config(), store)
     """
 
     def __init__(
@@ -102,9 +162,7 @@ class ActiveLearner:
         parse_strategy(strategy)  # validates
         self.strategy = strategy
         self.learning = check_learning(learning)
-        if not np.isfinite(float(omega)) or float(omega) < 1:
-            raise AiftError(f"omega must be >= 1, got {omega!r}")
-        self.omega = float(omega)
+        self.omega = _check_omega(omega)
         if finetune is None:
             finetune = FineTuneConfig(seed=seed)
         elif isinstance(finetune, dict):
@@ -123,30 +181,77 @@ class ActiveLearner:
         self.labeled_ids = np.zeros(0, dtype=np.int64)
         self.labeled_labels = np.zeros(0, dtype=np.int64)
         self.labeled_round = np.zeros(0, dtype=np.int64)
+        self._relabeled = np.zeros(0, dtype=np.int64)
         self.history: list = []
         self.pool_ids = store.ids(pool_split)
         if self.pool_ids.size == 0:
             raise AiftError(f"{store.path}: the {pool_split!r} split has no candidates to query")
         self._set_distribute(distribute)
         with self._scope():
-            if model is None:
-                model = self._build_m0()
-            elif self.distribute is not None:
-                model = _clone_in_scope(model)
-            self.model = model
-            self.m0_weights = [np.array(w) for w in model.get_weights()]
-            compile_model(self.model, self.config)
-            self._setup_cache(cache_trunk)
+            if isinstance(model, _Checkpoint):  # ActiveLearner.load: M_t as saved (optimizer slots kept)
+                self.model, self.m0_weights = model.model, model.m0_weights
+            else:
+                if model is None:
+                    model = self._build_m0()
+                elif self.distribute is not None:
+                    model = _clone_in_scope(model)
+                self.model = model
+                self.m0_weights = [np.array(w) for w in model.get_weights()]
+                compile_model(self.model, self.config)
+            self._setup_source(cache_trunk)
 
-    # ------------------------------------------------------------------ distribution / trunk cache
+    # ------------------------------------------------------------------ configuration
+    def get_config(self) -> dict:
+        """The constructor's arguments as a JSON-able dict (no store, model or runtime options).
+
+        `ActiveLearner.from_config(learner.get_config(), store)` builds an equal fresh learner (M0
+        from the zoo: pass `model=` when M0 was a custom model).
+        """
+        return {
+            "model_name": self.model_name,
+            "weights": self.weights,
+            "trainable": self.trainable,
+            "strategy": self.strategy,
+            "learning": self.learning,
+            "omega": self.omega,
+            "finetune": self.config.to_dict(),
+            "seed": self.seed,
+            "pool_split": self.pool_split,
+            "val_split": self.val_split,
+            "predict_batch_size": self.predict_batch_size,
+            "cache_trunk": self.cache_trunk,
+            "max_per_group": self.max_per_group,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, store, **runtime) -> "ActiveLearner":
+        """A learner built from :meth:`get_config`'s dict over `store`.
+
+        Args:
+            config: a dict of constructor arguments (as :meth:`get_config` returns).
+            store: the open candidate store.
+            **runtime: other constructor arguments: `model`, `progress`, `distribute`, or a config
+                key to override (e.g. `cache_trunk`).
+
+        Example:
+        >>> b = ActiveLearner.from_config(a.get_config(), store, progress=print)
+        """
+        if not isinstance(config, dict):
+            raise AiftError(f"a learner config must be a dict, got {type(config).__name__}")
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "store"}
+        for key in list(config) + list(runtime):
+            if key not in known:
+                raise AiftError(f"unknown learner option {key!r}; valid: {', '.join(sorted(known))}")
+        return cls(store, **{**config, **runtime})
+
+    # ------------------------------------------------------------------ distribution / sources
     def _set_distribute(self, distribute):
-        if distribute is None or (isinstance(distribute, str) and distribute.strip().lower() in ("none", "")):
-            self.distribute = None
+        self.distribute = _strategy_or_none(distribute)
+        if self.distribute is None:
             self.distribute_name = "none"
             return
-        from aift_tf.distribute import get_strategy, strategy_name
+        from aift_tf.distribute import strategy_name
 
-        self.distribute = get_strategy(distribute)
         self.distribute_name = strategy_name(self.distribute)
 
     def _scope(self):
@@ -154,12 +259,14 @@ class ActiveLearner:
 
         return self.distribute.scope() if self.distribute is not None else contextlib.nullcontext()
 
-    def _setup_cache(self, cache_trunk):
-        """Split off the frozen trunk and cache its activations (see `aift_tf.trunk_cache`)."""
+    def _setup_source(self, cache_trunk):
+        """Choose (network, source) once: the model over the store's patches, or with `cache_trunk` the
+        trainable rest over the cached trunk activations (see `aift_tf.trunk_cache`)."""
+        from aift_tf.sources import StoreSource
+
         self.cache_trunk = cache_trunk if isinstance(cache_trunk, bool) or cache_trunk is None else str(cache_trunk)
-        self._cache = None
-        self._rest = None
-        self._feature_cache = None  # trunk features for coreset strategies without a trunk cache (lazy)
+        self._net, self._source = self.model, StoreSource(self.store)
+        self._features = None  # trunk features for coreset strategies (the cache, or built lazily)
         if not cache_trunk:
             self.cache_trunk = False
             return
@@ -172,14 +279,25 @@ class ActiveLearner:
         if rest is self.model:
             raise AiftError(f"cache_trunk: model {self.model.name!r} has no frozen trunk to cache")
         directory = None if cache_trunk is True else cache_trunk
-        self._cache = TrunkCache(self.store, trunk, directory=directory, batch_size=self.predict_batch_size,
-                                 strategy=self.distribute, progress=self._stage("trunk"))
+        cache = TrunkCache(self.store, trunk, directory=directory, batch_size=self.predict_batch_size,
+                           strategy=self.distribute, progress=self._stage("trunk"))
         opt = self.model.optimizer
         if not opt.built:  # slots in the full model's variable order, so model.keras saves them right
             opt.build(self.model.trainable_variables)
         rest.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                      jit_compile=False)
-        self._rest = rest
+        self._net, self._source, self._features = rest, cache, cache
+
+    @property
+    def network(self):
+        """The Keras model that scoring and fine-tuning run: `model`, or its trainable rest with a
+        trunk cache (it shares its layers with `model`)."""
+        return self._net
+
+    @property
+    def source(self):
+        """What `network` reads (an `aift_tf.sources.PatchSource`): the store's patches or the trunk cache."""
+        return self._source
 
     # ------------------------------------------------------------------ building
     def _build_m0(self):
@@ -199,9 +317,31 @@ class ActiveLearner:
         )
 
     # ------------------------------------------------------------------ pool state
-    def unlabeled_ids(self) -> np.ndarray:
-        """Pool candidates not yet labeled, in id order."""
-        return self.pool_ids[~np.isin(self.pool_ids, self.labeled_ids)]
+    def unlabeled_ids(self, pool=None) -> np.ndarray:
+        """Pool candidates not yet labeled, in pool order.
+
+        Args:
+            pool: candidate ids to restrict to (each in the learner's pool); `None` = the whole pool.
+        """
+        pool = self.pool_ids if pool is None else self._check_pool(pool)
+        return pool[~np.isin(pool, self.labeled_ids)]
+
+    def _check_pool(self, pool) -> np.ndarray:
+        arr = np.asarray(pool)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise AiftError(f"pool must be a 1-D array of candidate ids, got shape {arr.shape} dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+        out = arr[~np.isin(arr, self.pool_ids)]
+        if out.size:
+            raise AiftError(f"candidate id {int(out[0])} is not in the {self.pool_split!r} pool")
+        if np.unique(arr).size != arr.size:
+            raise AiftError("pool lists a candidate id twice")
+        return arr
+
+    @property
+    def relabeled_ids(self) -> np.ndarray:
+        """Labeled candidates relabeled since the last `teach` (taught with their new label next)."""
+        return self._relabeled.copy()
 
     def _stage(self, stage):
         if self.progress is None:
@@ -213,13 +353,8 @@ class ActiveLearner:
         from aift_tf.pipelines import predict_candidates
 
         ids = np.asarray(ids, dtype=np.int64)
-        if self._cache is not None:
-            return self._cache.predict(self._rest, ids, batch_size=self.predict_batch_size,
-                                       progress=self._stage("score"))
-        return predict_candidates(
-            self.model, self.store, ids,
-            batch_size=self.predict_batch_size, progress=self._stage("score"), strategy=self.distribute,
-        )
+        return predict_candidates(self._net, self._source, ids, batch_size=self.predict_batch_size,
+                                  progress=self._stage("score"), strategy=self.distribute)
 
     def predict_stochastic(self, ids, passes: int, seed: int = 0) -> np.ndarray:
         """Patch probabilities of `passes` stochastic forward passes with dropout on (MC dropout).
@@ -240,7 +375,7 @@ class ActiveLearner:
         passes = int(passes)
         if passes < 1:
             raise AiftError(f"passes must be >= 1, got {passes}")
-        net = self._rest if self._cache is not None else self.model
+        net, source = self._net, self._source
         if not any(isinstance(layer, keras.layers.Dropout) for layer in net.layers):
             raise AiftError(f"model {self.model.name!r} has no Dropout layer after its frozen trunk: MC dropout "
                             f"(bald, mc-entropy) needs one")
@@ -249,12 +384,11 @@ class ActiveLearner:
         if bn:
             raise AiftError(f"MC dropout needs BatchNorm in inference mode; layer {bn[0]!r} is trainable")
         reseed_layers(net, seed)
-        m, step = int(self.store.m), max(1024, self.predict_batch_size)  # patches per call
+        m, step = int(source.m), max(1024, self.predict_batch_size)  # patches per call
         out = None
         for a in range(0, ids.size, max(1, step // m)):
             chunk = ids[a:a + max(1, step // m)]
-            x = (self._cache.read(chunk).reshape((-1,) + self._cache.feature_shape) if self._cache is not None
-                 else self.store.read_float(chunk).reshape((-1,) + tuple(self.store.patch_shape)))
+            x = source.read_float(chunk).reshape((-1,) + tuple(source.example_shape))
             for t in range(passes):
                 y = np.asarray(net(x, training=True), dtype=np.float32)
                 if out is None:
@@ -267,22 +401,21 @@ class ActiveLearner:
     def candidate_features(self, ids) -> np.ndarray:
         """The frozen trunk's features of `ids`, averaged over each candidate's patches and the spatial
         axes: float32 `(len(ids), channels)` (the k-center space of `coreset`)."""
-        from aift_tf.trunk_cache import TrunkCache
-        from aift_tf.zoo import split_frozen
+        if self._features is None:  # no trunk cache: compute the trunk's features once, in memory
+            from aift_tf.trunk_cache import TrunkCache
+            from aift_tf.zoo import split_frozen
 
-        if self._cache is None:
-            if self._feature_cache is None:
-                trunk, rest = split_frozen(self.model)
-                if rest is self.model:
-                    raise AiftError(f"model {self.model.name!r} has no frozen trunk (trainable 'all'): coreset "
-                                    f"strategies need trunk features; use trainable 'top' or 'head'")
-                self._feature_cache = TrunkCache(self.store, trunk, batch_size=self.predict_batch_size,
-                                                 strategy=self.distribute)
-            return self._feature_cache.pooled(ids)
-        return self._cache.pooled(ids)
+            trunk, rest = split_frozen(self.model)
+            if rest is self.model:
+                raise AiftError(f"model {self.model.name!r} has no frozen trunk (trainable 'all'): coreset "
+                                f"strategies need trunk features; use trainable 'top' or 'head'")
+            self._features = TrunkCache(self.store, trunk, batch_size=self.predict_batch_size,
+                                        strategy=self.distribute)
+        return self._features.pooled(ids)
 
     # ------------------------------------------------------------------ query
-    def query(self, b: int, *, scores=None):
+    def query(self, b: int, *, scores=None, strategy: Optional[str] = None, omega: Optional[float] = None,
+              pool=None, rng_seed=None) -> Query:
         """Choose `b` unlabeled candidates to annotate.
 
         Args:
@@ -290,13 +423,27 @@ class ActiveLearner:
             scores: merged scores of the current model over exactly the unlabeled pool
                 (`aift_tf.scoring.read_scores(path)` or the path), used instead of scoring the pool
                 here (sharded scoring, docs/distributed.md); checked against the pool, store and model.
+            strategy: a selection strategy for this query only (default: the learner's).
+            omega: ω for this query only (default: the learner's).
+            pool: query among these candidate ids only (each in the learner's pool; labeled ones
+                are skipped); default: the whole pool.
+            rng_seed: seed this query's randomness with `np.random.default_rng(rng_seed)` (an int or
+                a sequence of ints) instead of drawing from the learner's RNG, which then stays
+                untouched.
 
         Returns:
-            `(ids, scores)`: int64 candidate ids (most worthy first for top-b) and their worth
-            (float64; for `random`, the uniform draws that ranked them; for `coreset`, the k-center
-            distance at which each was picked, in pick order; for `aift+coreset`, their AIFT worth).
+            A :class:`Query` (`ids`, `scores`, `probabilities`, `seconds`), which also unpacks as
+            `ids, scores = learner.query(b)`.
+
+        Example:
+        >>> q = learner.query(20, strategy="entropy", rng_seed=[0, 3])
+        >>> q.ids.shape, q.probabilities.shape
+        ((20,), (20, 5, 2))
         """
-        pool = self.unlabeled_ids()
+        strategy = self.strategy if strategy is None else strategy
+        parse_strategy(strategy)  # validates
+        omega = self.omega if omega is None else _check_omega(omega)
+        pool = self.unlabeled_ids(pool)
         b = int(b)
         if b < 1:
             raise AiftError(f"batch size must be >= 1, got {b}")
@@ -307,40 +454,49 @@ class ActiveLearner:
             from aift_tf.scoring import pool_probabilities
 
             given = pool_probabilities(scores, pool, self.store, self.model)
-        qseed = int(self.rng.integers(2**31 - 1))
+        if rng_seed is None:
+            rng = self.rng
+        else:
+            try:
+                rng = np.random.default_rng(rng_seed)
+            except (TypeError, ValueError):
+                raise AiftError(f"rng_seed must be a non-negative integer or a sequence of them, "
+                                f"got {rng_seed!r}") from None
+        qseed = int(rng.integers(2**31 - 1))
         t0 = time.perf_counter()
-        needs = strategy_needs(self.strategy)
+        needs = strategy_needs(strategy)
         kw = {}
         if "probs" in needs:
             kw["probs"] = self.predict(pool) if given is None else given
         if "mc" in needs:
-            kw["mc_probs"] = self.predict_stochastic(pool, parse_strategy(self.strategy)[1], seed=qseed)
+            kw["mc_probs"] = self.predict_stochastic(pool, parse_strategy(strategy)[1], seed=qseed)
         if "features" in needs:
             kw["features"] = self.candidate_features(pool)
             kw["centers"] = self.candidate_features(self.labeled_ids) if self.labeled_ids.size else None
         if self.max_per_group is not None:
             kw.update(groups=self.store.groups[pool], max_per_group=self.max_per_group)
-        picked, scores = select_batch(self.strategy, b, n=pool.size, omega=self.omega, seed=qseed, **kw)
+        picked, worth = select_batch(strategy, b, n=pool.size, omega=omega, seed=qseed, **kw)
         self.last_query_seconds = time.perf_counter() - t0
-        return pool[picked], scores
+        probs = kw.get("probs")
+        return Query(ids=pool[picked], scores=worth,
+                     probabilities=None if probs is None else np.asarray(probs)[picked],
+                     seconds=self.last_query_seconds)
 
-    # ------------------------------------------------------------------ teach
-    def _check_teach(self, ids, labels):
+    # ------------------------------------------------------------------ labels
+    def _check_labels(self, ids, labels):
+        """`ids` (1-D int64) and `labels` checked for shape, duplicates and class range."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
         labels = np.asarray(labels).ravel()
         if ids.shape != labels.shape:
             raise AiftError(f"got {ids.size} ids but {labels.size} labels")
-        if ids.size == 0:
-            raise AiftError("teach needs at least one labeled candidate")
+        return ids, labels
+
+    def _check_unique(self, ids) -> None:
         if len(np.unique(ids)) != ids.size:
             dup = ids[np.argmax([np.sum(ids == i) > 1 for i in ids])]
             raise AiftError(f"candidate id {int(dup)} appears twice")
-        bad = ids[~np.isin(ids, self.pool_ids)]
-        if bad.size:
-            raise AiftError(f"candidate id {int(bad[0])} is not in the {self.pool_split!r} pool")
-        again = ids[np.isin(ids, self.labeled_ids)]
-        if again.size:
-            raise AiftError(f"candidate id {int(again[0])} is already labeled")
+
+    def _check_classes_of(self, labels) -> np.ndarray:
         if not np.issubdtype(labels.dtype, np.integer):
             try:
                 as_int = labels.astype(np.float64)
@@ -354,7 +510,67 @@ class ActiveLearner:
         out = labels[(labels < 0) | (labels >= k)]
         if out.size:
             raise AiftError(f"label {int(out[0])} is outside the classes 0..{k - 1}")
-        return ids, labels
+        return labels
+
+    def _check_labeled(self, ids) -> None:
+        new = ids[~np.isin(ids, self.labeled_ids)]
+        if new.size:
+            raise AiftError(f"candidate id {int(new[0])} is not labeled")
+
+    def _check_teach(self, ids, labels):
+        ids, labels = self._check_labels(ids, labels)
+        if ids.size == 0 and self._relabeled.size == 0:
+            raise AiftError("teach needs at least one labeled candidate")
+        self._check_unique(ids)
+        bad = ids[~np.isin(ids, self.pool_ids)]
+        if bad.size:
+            raise AiftError(f"candidate id {int(bad[0])} is not in the {self.pool_split!r} pool")
+        again = ids[np.isin(ids, self.labeled_ids)]
+        if again.size:
+            raise AiftError(f"candidate id {int(again[0])} is already labeled")
+        return ids, self._check_classes_of(labels)
+
+    def relabel(self, ids, labels) -> None:
+        """Change the labels of already-labeled candidates (an annotator's correction).
+
+        The model is not trained now: the next :meth:`teach` trains the relabeled candidates with
+        their new labels as if they were among its new candidates (whatever the learning strategy),
+        and records them as labeled in that round. `teach([], [])` then teaches the corrections alone.
+
+        Args:
+            ids: labeled candidate ids.
+            labels: their new labels.
+
+        Example:
+        >>> learner.relabel([17], [0])
+        >>> learner.teach(new_ids, new_labels)       # trains id 17 as class 0 too
+        """
+        ids, labels = self._check_labels(ids, labels)
+        self._check_unique(ids)
+        self._check_labeled(ids)
+        labels = self._check_classes_of(labels)
+        pos = {int(i): k for k, i in enumerate(self.labeled_ids.tolist())}
+        where = np.array([pos[int(i)] for i in ids], dtype=np.int64)
+        self.labeled_labels = self.labeled_labels.copy()
+        self.labeled_labels[where] = labels
+        self._relabeled = np.concatenate([self._relabeled, ids[~np.isin(ids, self._relabeled)]])
+
+    def forget(self, ids) -> None:
+        """Remove labeled candidates from the labeled set (e.g. while annotators disagree on them).
+
+        They become unlabeled again: a later :meth:`teach` may label them anew and queries may
+        choose them. The model is unchanged until the next teach (whose training set no longer has them).
+
+        Example:
+        >>> learner.forget([17, 21])
+        """
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        self._check_labeled(ids)
+        keep = ~np.isin(self.labeled_ids, ids)
+        self.labeled_ids = self.labeled_ids[keep]
+        self.labeled_labels = self.labeled_labels[keep]
+        self.labeled_round = self.labeled_round[keep]
+        self._relabeled = self._relabeled[~np.isin(self._relabeled, ids)]
 
     def missing_classes(self, new_labels=()) -> list:
         """Classes with no label among the labeled candidates (plus `new_labels`), in class order."""
@@ -381,8 +597,11 @@ class ActiveLearner:
         pred = probs.mean(axis=1).argmax(axis=-1)
         return self.labeled_ids[pred != self.labeled_labels]
 
+    # ------------------------------------------------------------------ teach
     def teach(self, ids, labels, callbacks=(), verbose: int = 0) -> dict:
         """Record the oracle's labels for `ids` and fine-tune (round t → t+1).
+
+        Candidates relabeled since the last teach (:meth:`relabel`) are trained as new ones too.
 
         Returns:
             The round record: round, labels so far, training candidates, fine-tuning history.
@@ -390,21 +609,25 @@ class ActiveLearner:
         ids, labels = self._check_teach(ids, labels)
         self._check_classes(labels)
         mis = self._misclassified() if self.learning == "ACFT-HQ" else None
+        relabeled = self._relabeled
         self.round += 1
         self.labeled_ids = np.concatenate([self.labeled_ids, ids])
         self.labeled_labels = np.concatenate([self.labeled_labels, labels])
         self.labeled_round = np.concatenate([self.labeled_round, np.full(ids.size, self.round, np.int64)])
-        train_ids, restart = learning_plan(self.learning, ids, self.labeled_ids, mis)
+        new = ids
+        if relabeled.size:
+            self.labeled_round[np.isin(self.labeled_ids, relabeled)] = self.round
+            new = np.concatenate([ids, relabeled])
+            self._relabeled = np.zeros(0, dtype=np.int64)
+        train_ids, restart = learning_plan(self.learning, new, self.labeled_ids, mis)
         if restart:
             self.model.set_weights(self.m0_weights)
             reset_optimizer(self.model)
         lookup = dict(zip(self.labeled_ids.tolist(), self.labeled_labels.tolist()))
         train_labels = np.array([lookup[i] for i in train_ids.tolist()], dtype=np.int64)
-        val_ids = self._val_ids()
         hist = fine_tune(
-            self._rest if self._cache is not None else self.model, self.store, train_ids, train_labels,
-            self.config, round_index=self.round, val_ids=val_ids, callbacks=callbacks, verbose=verbose,
-            features=self._cache, strategy=self.distribute,
+            self._net, self._source, train_ids, train_labels, self.config, round_index=self.round,
+            val_ids=self._val_ids(), callbacks=callbacks, verbose=verbose, strategy=self.distribute,
         )
         record = {
             "round": self.round,
@@ -415,6 +638,8 @@ class ActiveLearner:
             "restart_from_m0": bool(restart),
             "finetune": hist,
         }
+        if relabeled.size:
+            record["relabeled"] = int(relabeled.size)
         self.history.append(record)
         return record
 
@@ -442,6 +667,8 @@ class ActiveLearner:
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
+        """What `state.json` holds: `config` (:meth:`get_config`), the run's state (round, labels,
+        RNG, history) and, for readers of older states, the settings as top-level fields too."""
         return {
             "format": STATE_FORMAT,
             "aift_tf_version": __version__,
@@ -465,15 +692,17 @@ class ActiveLearner:
             "labeled_ids": self.labeled_ids.tolist(),
             "labeled_labels": self.labeled_labels.tolist(),
             "labeled_round": self.labeled_round.tolist(),
+            "relabeled_ids": self._relabeled.tolist(),
             "rng": self.rng.bit_generator.state,
             "history": self.history,
+            "config": self.get_config(),
         }
 
     def save(self, path) -> Path:
         """Write the whole state to folder `path` atomically (replacing an older state there).
 
-        Contents: `state.json` (labels, round, RNG, settings), `model.keras` (current model with
-        optimizer slots), `m0.weights.h5` (the starting weights).
+        Contents: `state.json` (`{config, state}`: :meth:`get_config`, labels, round, RNG),
+        `model.keras` (current model with optimizer slots), `m0.weights.h5` (the starting weights).
         """
         path = Path(path)
         with atomic_dir(path) as tmp:
@@ -505,8 +734,15 @@ class ActiveLearner:
              distribute=None) -> "ActiveLearner":
         """Restore a learner saved with :meth:`save` over the same store.
 
+        The learner is rebuilt with :meth:`from_config` (the state's `config`, or for states saved
+        before it existed, the same settings from their top-level fields) around the saved model,
+        then its state (round, labels, RNG, history) and M0's weights are restored.
+
         ``cache_trunk`` / ``distribute``: ``None`` = as saved (``distribute`` as saved only when it
         was ``"none"``; pass a strategy to resume distributed).
+
+        Example:
+        >>> learner = ActiveLearner.load("run/state", store)
         """
         import keras
 
@@ -518,43 +754,71 @@ class ActiveLearner:
         if state["store_sha256"] != store.sha256:
             raise AiftError(f"{path}: was saved for another store (sha256 {state['store_sha256'][:12]}…, "
                             f"{store.path} has {store.sha256[:12]}…)")
-        self = cls.__new__(cls)
-        self._set_distribute(distribute)
+        config = state["config"] if isinstance(state.get("config"), dict) else _config_of_old_state(state)
+        if cache_trunk is not None:
+            config = {**config, "cache_trunk": cache_trunk}
+        strategy = _strategy_or_none(distribute)
         try:
-            with self._scope():
+            with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
                 model = keras.models.load_model(path / "model.keras", compile=True)
         except Exception as e:  # corrupt or missing model file
             raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
-        self.store = store
-        self.strategy = state["strategy"]
-        self.learning = state["learning"]
-        self.omega = float(state["omega"])
-        self.max_per_group = _check_max_per_group(state.get("max_per_group"))
-        self.config = FineTuneConfig.from_dict(state["finetune"])
-        self.seed = int(state["seed"])
-        self.pool_split = state["pool_split"]
-        self.val_split = state["val_split"]
-        self.predict_batch_size = int(state["predict_batch_size"])
-        self.progress = progress
-        self.model_name = state["model_name"]
-        self.weights = state["weights"]
-        self.trainable = state["trainable"]
+        m0 = keras.models.clone_model(model)
+        m0.load_weights(path / "m0.weights.h5")
+        m0_weights = [np.array(w) for w in m0.get_weights()]
+        self = cls.from_config(config, store, model=_Checkpoint(model, m0_weights), progress=progress,
+                               distribute=strategy)
+        self._m0_bytes = (path / "m0.weights.h5").read_bytes()
+        self._restore_state(state)
+        return self
+
+    def _restore_state(self, state: dict) -> None:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.round = int(state["round"])
         self.labeled_ids = np.asarray(state["labeled_ids"], dtype=np.int64)
         self.labeled_labels = np.asarray(state["labeled_labels"], dtype=np.int64)
         self.labeled_round = np.asarray(state["labeled_round"], dtype=np.int64)
+        self._relabeled = np.asarray(state.get("relabeled_ids", []), dtype=np.int64)
         self.history = state["history"]
-        self.pool_ids = store.ids(self.pool_split)
-        self.model = model
-        m0 = keras.models.clone_model(model)
-        m0.load_weights(path / "m0.weights.h5")
-        self.m0_weights = [np.array(w) for w in m0.get_weights()]
-        self._m0_bytes = (path / "m0.weights.h5").read_bytes()
-        with self._scope():
-            self._setup_cache(state.get("cache_trunk", False) if cache_trunk is None else cache_trunk)
-        return self
+
+
+def _config_of_old_state(state: dict) -> dict:
+    """The learner config of a state.json written before it had a `config` key (same settings)."""
+    return {
+        "model_name": state["model_name"],
+        "weights": state["weights"],
+        "trainable": state["trainable"],
+        "strategy": state["strategy"],
+        "learning": state["learning"],
+        "omega": float(state["omega"]),
+        "finetune": state["finetune"],
+        "seed": int(state["seed"]),
+        "pool_split": state["pool_split"],
+        "val_split": state["val_split"],
+        "predict_batch_size": int(state["predict_batch_size"]),
+        "cache_trunk": state.get("cache_trunk", False),
+        "max_per_group": state.get("max_per_group"),
+    }
+
+
+def _strategy_or_none(distribute):
+    """The `tf.distribute.Strategy` named by `distribute`, or None for none."""
+    if distribute is None or (isinstance(distribute, str) and distribute.strip().lower() in ("none", "")):
+        return None
+    from aift_tf.distribute import get_strategy
+
+    return get_strategy(distribute)
+
+
+def _check_omega(omega) -> float:
+    try:
+        value = float(omega)
+    except (TypeError, ValueError):
+        raise AiftError(f"omega must be >= 1, got {omega!r}") from None
+    if not np.isfinite(value) or value < 1:
+        raise AiftError(f"omega must be >= 1, got {omega!r}")
+    return value
 
 
 def _check_max_per_group(value):

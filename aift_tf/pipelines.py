@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from aift_tf.errors import AiftError
+from aift_tf.sources import as_source
 
 __all__ = [
     "scoring_dataset",
@@ -33,6 +34,7 @@ __all__ = [
     "examples_dataset",
     "inference_step",
     "run_batches",
+    "aligned_chunk",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -41,19 +43,8 @@ BRIGHTNESS_DELTA = 0.1  # additive, uniform in [-d, d]
 CONTRAST_RANGE = (0.9, 1.1)  # multiplicative around each patch's per-channel mean
 
 
-def _ids_array(store, ids) -> np.ndarray:
-    if ids is None:
-        return np.arange(store.n, dtype=np.int64)
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        raise AiftError(f"candidate ids must be 1-D, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise AiftError(f"candidate ids must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= store.n):
-        bad = arr[(arr < 0) | (arr >= store.n)][0]
-        raise AiftError(f"{store.path}: candidate id {int(bad)} is out of range [0, {store.n - 1}]")
-    return arr
+def _ids_array(source, ids) -> np.ndarray:
+    return as_source(source).check_ids(ids)
 
 
 def _check_batch_size(batch_size) -> int:
@@ -156,48 +147,52 @@ def _check_probs(y: np.ndarray, model_name: str) -> None:
         )
 
 
-def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=None, strategy=None) -> np.ndarray:
+def predict_candidates(model, source, ids=None, batch_size: int = 256, progress=None, strategy=None) -> np.ndarray:
     """Patch probabilities of candidates, ``(len(ids), m, K)`` float32, in the order of ``ids``.
 
     Args:
-        model: a Keras model mapping float32 ``(b, H, W, C)`` in [0, 1] to ``(b, K)`` softmax
-            probabilities, or ``(b, 1)`` sigmoid P(positive) (converted to ``[1 - p, p]``).
-        store: an open :class:`aift_tf.store.CandidateStore`.
+        model: a Keras model mapping a float32 batch of the source's examples (patches ``(b, H, W, C)``
+            in [0, 1] for a store) to ``(b, K)`` softmax probabilities, or ``(b, 1)`` sigmoid
+            P(positive) (converted to ``[1 - p, p]``).
+        source: an open :class:`aift_tf.store.CandidateStore`, or any :class:`aift_tf.sources.PatchSource`
+            (e.g. a :class:`aift_tf.trunk_cache.TrunkCache`, with ``model`` the trainable rest).
         ids: candidate ids (None = all ``0 … n-1``).
-        batch_size: patches per forward pass (the global batch under a distribution strategy).
-        progress: optional ``callable(n_done_candidates, n_total)`` called after each batch.
+        batch_size: examples per forward pass (the global batch under a distribution strategy).
+        progress: optional ``callable(n_done_candidates, n_total)`` called after each batch that
+            completes a candidate.
         strategy: optional ``tf.distribute.Strategy`` the model was built under; every batch is
             split over its local replicas (see :mod:`aift_tf.distribute`).
 
-    How it runs (profiled on a shared 2-core CPU, see ``benchmarks/``): candidates are read from
-    HDF5 in large blocks (~32 MB, a whole number of batches) by a background thread one block
-    ahead of the model, so reading overlaps inference; batches are numpy views of a block in the
-    *stored* dtype (uint8 → float32 happens inside the compiled step, not in numpy); the step is a
-    ``tf.function`` (``training=False``) cached per model and input signature (held weakly, never
-    attached to the model), so repeated calls – every round, every validation epoch – do not
-    retrace; predictions are written straight into the preallocated ``(n·m, K)`` result, the only
-    O(n) array.
+    How it runs (profiled on a shared 2-core CPU, see ``benchmarks/``): candidates are read in large
+    blocks (~32 MB, a whole number of batches) by a background thread one block ahead of the model,
+    so reading overlaps inference; batches are numpy views of a block in the *stored* dtype (uint8 →
+    float32 happens inside the compiled step, not in numpy); the step is a ``tf.function``
+    (``training=False``) cached per model and input signature (held weakly, never attached to the
+    model), so repeated calls – every round, every validation epoch – do not retrace; predictions
+    are written straight into the preallocated ``(n·m, K)`` result, the only O(n) array.
 
     Raises:
         AiftError: if the outputs are not probabilities (e.g. logits).
+
+    Example:
+    >>> predict_candidates(model, store, [4, 2]).shape
+    (2, 5, 2)
     """
-    ids = _ids_array(store, ids)
-    n, m = ids.shape[0], int(store.m)
+    source = as_source(source)
+    ids = source.check_ids(ids)
+    n, m = ids.shape[0], int(source.m)
     name = getattr(model, "name", type(model).__name__)
     bs = _check_batch_size(batch_size)
     if n == 0:
         k = model.output_shape[-1] if hasattr(model, "output_shape") else 2
         return np.empty((0, m, max(int(k), 2)), dtype=np.float32)
-    h, w, c = store.patch_shape
-    shape = (h, w, c)
-    step = inference_step(model, shape, np.dtype(store.dtype), strategy=strategy)
-    chunk = _aligned_chunk(bs, m, store.default_chunk())
-    blocks = (block.reshape((-1,) + shape) for _, block in store.iter_chunks(ids, chunk, as_float=False))
+    step = inference_step(model, source.example_shape, np.dtype(source.dtype), strategy=strategy)
+    chunk = aligned_chunk(bs, m, source.block_candidates())
     out = None
     total = n * m
     done = 0
     last_reported = -1
-    for y in run_batches(step, blocks, bs):
+    for y in run_batches(step, source.blocks(ids, chunk), bs):
         y = _to_probs(y, name)
         if out is None:
             _check_probs(y, name)
@@ -211,11 +206,11 @@ def predict_candidates(model, store, ids=None, batch_size: int = 256, progress=N
                 progress(cand, n)
                 last_reported = cand
     if done != total:  # pragma: no cover - guards against a store changing under us
-        raise AiftError(f"{store.path}: expected {total} patch predictions, got {done}")
+        raise AiftError(f"{source.name}: expected {total} patch predictions, got {done}")
     return out.reshape(n, m, -1)
 
 
-def _aligned_chunk(batch_size: int, m: int, target: int) -> int:
+def aligned_chunk(batch_size: int, m: int, target: int) -> int:
     """Candidates per block: about ``target`` and a whole number of batches (``chunk·m % bs == 0``)."""
     unit = batch_size // math.gcd(batch_size, m)  # candidates in lcm(bs, m) patches
     return max(unit, (max(int(target), 1) // unit) * unit)
@@ -397,7 +392,7 @@ def augment_batch(x, seed):
 
 
 def training_dataset(
-    store,
+    source,
     ids,
     labels,
     batch_size: int = 64,
@@ -407,28 +402,36 @@ def training_dataset(
     shuffle: bool = True,
     repeat: bool = False,
 ) -> tf.data.Dataset:
-    """``(x, y)`` batches of every patch of the labelled candidates ``ids``.
+    """``(x, y)`` batches of every example (patch) of the labelled candidates ``ids``.
 
     Args:
-        store: an open :class:`aift_tf.store.CandidateStore`.
-        ids: labelled candidate ids (their patches are read into memory once, in the stored
+        source: an open :class:`aift_tf.store.CandidateStore`, or any
+            :class:`aift_tf.sources.PatchSource` (e.g. a :class:`aift_tf.trunk_cache.TrunkCache`:
+            batches of cached trunk features, in the same seeded order as the patches).
+        ids: labelled candidate ids (their examples are read into memory once, in the source's
             dtype; the labelled set is small).
-        labels: ``(len(ids),)`` class indices in ``[0, K-1]``; every patch inherits its
+        labels: ``(len(ids),)`` class indices in ``[0, K-1]``; every example inherits its
             candidate's label.
-        batch_size: patches per batch (the last batch of a pass may be smaller).
+        batch_size: examples per batch (the last batch of a pass may be smaller).
         seed: seeds shuffling, balancing and augmentation (repeatable; a new order every pass).
-        augment: random flips/transposes and brightness/contrast jitter (see :func:`augment_batch`).
-        balance: sample patches so that every class present is equally likely (each class is
-            drawn with replacement, shuffled); one pass has the original number of patches.
+        augment: random flips/transposes and brightness/contrast jitter (see :func:`augment_batch`);
+            refused by sources whose examples are not patches (a trunk cache).
+        balance: sample examples so that every class present is equally likely (each class is
+            drawn with replacement, shuffled); one pass has the original number of examples.
             Balanced sampling is random, so ``shuffle`` is ignored when it is on.
-        shuffle: reshuffle all patches every pass (ignored with ``balance``).
+        shuffle: reshuffle all examples every pass (ignored with ``balance``).
         repeat: repeat forever (use ``steps_per_epoch(store, ids, batch_size)`` steps per epoch);
             otherwise one pass with a known cardinality.
 
     Returns:
-        tf.data.Dataset of ``(x float32 (b, H, W, C) in [0, 1], y int32 (b,))``.
+        tf.data.Dataset of ``(x float32 (b, *example_shape), y int32 (b,))``; patches in [0, 1].
+
+    Example:
+    >>> ds = training_dataset(store, [0, 3], [1, 0], batch_size=8, seed=1)
     """
-    ids = _ids_array(store, ids)
+    source = as_source(source)
+    source.check_augment(augment)
+    ids = source.check_ids(ids)
     bs = _check_batch_size(batch_size)
     y_c = np.asarray(labels)
     if y_c.shape != ids.shape:
@@ -438,11 +441,12 @@ def training_dataset(
     if y_c.dtype.kind not in "iu" and not (y_c.dtype.kind == "f" and np.all(y_c == np.round(y_c))):
         raise AiftError(f"labels must be integer class indices, got dtype {y_c.dtype}")
     y_c = y_c.astype(np.int64)
-    bad = (y_c < 0) | (y_c >= store.num_classes)
+    k = int(source.num_classes)
+    bad = (y_c < 0) | (y_c >= k)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise AiftError(
-            f"label {int(y_c[i])} of candidate {int(ids[i])} is not a class index in [0, {store.num_classes - 1}]"
+            f"label {int(y_c[i])} of candidate {int(ids[i])} is not a class index in [0, {k - 1}]"
             + (" (-1 = unknown cannot be trained on)" if y_c[i] == -1 else "")
         )
     try:
@@ -450,10 +454,9 @@ def training_dataset(
     except (TypeError, ValueError):
         raise AiftError(f"seed must be an integer, got {seed!r}") from None
 
-    m = int(store.m)
-    h, w, c = store.patch_shape
-    # Kept in the stored dtype (uint8 is 4x smaller than float32); converted per batch.
-    x = store.read(ids).reshape(-1, h, w, c)
+    m = int(source.m)
+    # Kept in the source's dtype (uint8 is 4x smaller than float32); converted per batch.
+    x = source.read(ids).reshape((-1,) + tuple(source.example_shape))
     y = np.repeat(y_c, m).astype(np.int32)
     return examples_dataset(x, y, bs, seed=seed, augment=augment, balance=balance, shuffle=shuffle,
                             repeat=repeat)

@@ -587,12 +587,9 @@ class Project:
         current = dict(zip(learner.labeled_ids.tolist(), learner.labeled_labels.tolist()))
         drop = np.array([i for i, lab in current.items() if target.get(i) != lab], dtype=np.int64)
         if drop.size:
-            # ActiveLearner.teach refuses labeled ids: forget the old labels of relabeled / disputed ids so
-            # that they are taught again with their new labels (or stay out while disputed).
-            keep = ~np.isin(learner.labeled_ids, drop)
-            learner.labeled_ids = learner.labeled_ids[keep]
-            learner.labeled_labels = learner.labeled_labels[keep]
-            learner.labeled_round = learner.labeled_round[keep]
+            # forget the old labels of relabeled / disputed ids so that they are taught again with their
+            # new labels (or stay out while disputed)
+            learner.forget(drop)
         have = set(learner.labeled_ids.tolist())
         add = sorted(i for i in target if i not in have)
         ids = np.array(add, dtype=np.int64)
@@ -685,16 +682,11 @@ class Project:
         k = self.next_round()  # never the number of an existing round-NNN (complete or not)
         strategy = strategy or learner.strategy
         omega = float(omega) if omega is not None else learner.omega
-        saved = (learner.strategy, learner.omega, learner.rng, learner.pool_ids)
-        learner.strategy, learner.omega = strategy, omega
-        learner.pool_ids = left  # labels recorded but not trained (held out, a class missing) are not re-queried
-        # Query randomness depends on (seed, query round) only: re-running a query is repeatable and
-        # no checkpoint has to be rewritten for the RNG.
-        learner.rng = np.random.default_rng([int(learner.seed), k])
-        try:
-            ids, scores = learner.query(n)
-        finally:
-            learner.strategy, learner.omega, learner.rng, learner.pool_ids = saved
+        # The pool is `left`: labels recorded but not trained (held out, a class missing) are not
+        # re-queried. Query randomness depends on (seed, query round) only: re-running a query is
+        # repeatable and no checkpoint has to be rewritten for the RNG.
+        q = learner.query(n, strategy=strategy, omega=omega, pool=left, rng_seed=[int(learner.seed), k])
+        ids, scores = q.ids, q.scores
         probs = learner.predict(ids)  # (n, m, K)
         mean = probs.mean(axis=1)
         K = mean.shape[1]

@@ -6,14 +6,17 @@ With ``trainable="head"`` or ``"top"`` most of the network never changes between
 :class:`TrunkCache` computes ``trunk(x)`` for every patch of the store once and keeps the
 activations in memory or in an HDF5 side file; rounds then only run ``rest``:
 
-* scoring: ``rest(cached features)`` (:meth:`TrunkCache.predict`);
-* fine-tuning: ``rest`` is trained on cached features (:meth:`TrunkCache.training_dataset`) with
-  the same seeded batch order as :func:`aift_tf.pipelines.training_dataset`. Frozen BatchNorm
-  layers run in inference mode, so this gives the same weights as training the full model with a
-  frozen trunk (up to float rounding).
+A :class:`TrunkCache` is a :class:`aift_tf.sources.PatchSource` whose examples are the cached
+features, so the ordinary pipelines run ``rest`` on it:
+
+* scoring: ``predict_candidates(rest, cache, ids)`` (:func:`aift_tf.pipelines.predict_candidates`);
+* fine-tuning: ``fine_tune(rest, cache, ...)`` trains ``rest`` on cached features with the same
+  seeded batch order as on the patches (:func:`aift_tf.pipelines.training_dataset`). Frozen
+  BatchNorm layers run in inference mode, so this gives the same weights as training the full
+  model with a frozen trunk (up to float rounding).
 
 On-the-fly augmentation changes the trunk's input, so it cannot be used with cached features:
-:func:`check_cacheable` refuses ``augment=True``.
+:func:`check_cacheable` and :meth:`TrunkCache.check_augment` refuse ``augment=True``.
 
 Side files are keyed by ``sha256(store file) + trunk architecture + trunk weights``, so a file is
 reused only for exactly the same patches and frozen weights (e.g. every strategy and seed of a
@@ -30,11 +33,14 @@ from typing import Optional
 import numpy as np
 
 from aift_tf.errors import AiftError
+from aift_tf.sources import PatchSource
 
 __all__ = ["TrunkCache", "check_cacheable", "trunk_key", "CACHEABLE_POLICIES"]
 
 CACHEABLE_POLICIES = ("head", "top")
 FORMAT = 1
+AUGMENT_REFUSED = ("cache_trunk cannot be used with augment=True: augmentation changes the trunk's input "
+                   "every epoch, so cached trunk activations would be wrong; disable one of them")
 
 
 def check_cacheable(trainable, augment: bool = False) -> None:
@@ -42,8 +48,7 @@ def check_cacheable(trainable, augment: bool = False) -> None:
     if trainable not in CACHEABLE_POLICIES:
         raise AiftError(f"cache_trunk needs trainable in {CACHEABLE_POLICIES} (a frozen trunk), got {trainable!r}")
     if augment:
-        raise AiftError("cache_trunk cannot be used with augment=True: augmentation changes the trunk's input "
-                        "every epoch, so cached trunk activations would be wrong; disable one of them")
+        raise AiftError(AUGMENT_REFUSED)
 
 
 def _weights_hash(model) -> str:
@@ -66,8 +71,12 @@ def trunk_key(store, trunk) -> str:
     return h.hexdigest()
 
 
-class TrunkCache:
+class TrunkCache(PatchSource):
     """Trunk activations of every patch of a store, ``(n, m, *feature_shape)`` float32.
+
+    A :class:`aift_tf.sources.PatchSource` (``example_shape == feature_shape``, dtype float32): pass
+    it with the trainable rest to :func:`aift_tf.pipelines.predict_candidates`,
+    :func:`aift_tf.pipelines.training_dataset` or :func:`aift_tf.finetune.fine_tune`.
 
     Args:
         store: an open :class:`aift_tf.store.CandidateStore`.
@@ -81,7 +90,20 @@ class TrunkCache:
 
     Attributes:
         key, path (side file or None), feature_shape, seconds (time spent computing, 0 if reused).
+
+    Example:
+    >>> trunk, rest = split_frozen(model)
+    >>> cache = TrunkCache(store, trunk)
+    >>> probs = predict_candidates(rest, cache, [0, 1])   # == predict_candidates(model, store, [0, 1])
     """
+
+    dtype = np.dtype(np.float32)
+    n = property(lambda self: int(self.store.n))
+    m = property(lambda self: int(self.store.m))
+    example_shape = property(lambda self: self.feature_shape)
+    num_classes = property(lambda self: int(self.store.num_classes))
+    labels = property(lambda self: self.store.labels)
+    name = property(lambda self: str(self.store.path))
 
     def __init__(self, store, trunk, directory=None, batch_size: int = 256, strategy=None, progress=None):
         import time
@@ -118,12 +140,12 @@ class TrunkCache:
 
     # ------------------------------------------------------------------ filling
     def _fill(self, trunk, put, progress):
-        from aift_tf.pipelines import _aligned_chunk, inference_step, run_batches
+        from aift_tf.pipelines import aligned_chunk, inference_step, run_batches
 
         st = self.store
         shape = tuple(st.patch_shape)
         step = inference_step(trunk, shape, np.dtype(st.dtype), strategy=self.strategy)
-        chunk = _aligned_chunk(self.batch_size, st.m, st.default_chunk())
+        chunk = aligned_chunk(self.batch_size, st.m, st.default_chunk())
         blocks = (b.reshape((-1,) + shape) for _, b in st.iter_chunks(None, chunk, as_float=False))
         done = 0
         for y in run_batches(step, blocks, self.batch_size):
@@ -224,53 +246,10 @@ class TrunkCache:
         row = self.store.m * int(np.prod(self.feature_shape)) * 4
         return max(1, (32 << 20) // max(row, 1))
 
-    def predict(self, rest, ids, batch_size: int = 256, progress=None) -> np.ndarray:
-        """``rest`` applied to the cached features of ``ids``: ``(len(ids), m, K)`` float32.
+    def block_candidates(self) -> int:
+        return self._chunk()
 
-        Equals :func:`aift_tf.pipelines.predict_candidates` of the full model (same outputs up to
-        float rounding), but the trunk is not run.
-        """
-        from aift_tf.pipelines import (_aligned_chunk, _check_batch_size, _check_probs, _ids_array, _to_probs,
-                                       inference_step, run_batches)
-
-        ids = _ids_array(self.store, ids)
-        n, m = ids.shape[0], int(self.store.m)
-        bs = _check_batch_size(batch_size)
-        name = getattr(rest, "name", "rest")
-        if n == 0:
-            return np.empty((0, m, max(int(rest.output_shape[-1]), 2)), dtype=np.float32)
-        step = inference_step(rest, self.feature_shape, np.float32, strategy=self.strategy)
-        chunk = _aligned_chunk(bs, m, self._chunk())
-        blocks = (self.read(ids[i:i + chunk]).reshape((-1,) + self.feature_shape)
-                  for i in range(0, n, chunk))
-        out = None
-        done = 0
-        for y in run_batches(step, blocks, bs):
-            y = _to_probs(y, name)
-            if out is None:
-                _check_probs(y, name)
-                out = np.empty((n * m, y.shape[1]), dtype=np.float32)
-            out[done:done + y.shape[0]] = y
-            done += y.shape[0]
-            if progress is not None:
-                progress(done // m, n)
-        return out.reshape(n, m, -1)
-
-    def training_dataset(self, ids, labels, batch_size: int = 64, seed: int = 0, balance: bool = False,
-                         shuffle: bool = True, repeat: bool = False):
-        """``(features, y)`` batches of the labelled candidates, in the exact seeded order of
-        :func:`aift_tf.pipelines.training_dataset` with the same arguments (no augmentation)."""
-        from aift_tf.pipelines import _ids_array, examples_dataset
-
-        ids = _ids_array(self.store, ids)
-        y_c = np.asarray(labels, dtype=np.int64)
-        if y_c.shape != ids.shape:
-            raise AiftError(f"labels has shape {y_c.shape}, expected ({ids.shape[0]},) (one per candidate id)")
-        if ids.shape[0] == 0:
-            raise AiftError("training_dataset needs at least one labelled candidate")
-        if np.any((y_c < 0) | (y_c >= self.store.num_classes)):
-            bad = y_c[(y_c < 0) | (y_c >= self.store.num_classes)][0]
-            raise AiftError(f"label {int(bad)} is not a class index in [0, {self.store.num_classes - 1}]")
-        x = self.read(ids).reshape((-1,) + self.feature_shape)
-        y = np.repeat(y_c, self.store.m).astype(np.int32)
-        return examples_dataset(x, y, batch_size, seed=int(seed), balance=balance, shuffle=shuffle, repeat=repeat)
+    def check_augment(self, augment: bool) -> None:
+        """Refuse ``augment=True``: augmentation would change the trunk's input."""
+        if augment:
+            raise AiftError(AUGMENT_REFUSED)

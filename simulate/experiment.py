@@ -590,8 +590,8 @@ class Experiment:
             if rnd == 1:  # the cold-start set: shared by every strategy of the seed
                 ids, scoring = self.initial_ids(seed), 0.0
             else:
-                ids, _ = learner.query(self.plan["query_size"])
-                scoring = float(getattr(learner, "last_query_seconds", 0.0))
+                q = learner.query(self.plan["query_size"])
+                ids, scoring = q.ids, float(q.seconds)
             rec = learner.teach(ids, self.store.labels[ids], callbacks=self._callbacks(strategy, seed, rnd, label),
                                 verbose=0)
             ev = self._evaluate(learner)

@@ -68,7 +68,9 @@ def test_save_load_keeps_cache_and_continues_identically(tiny_store_path, tmp_pa
         a.teach(ids, store.labels[ids])
         a.save(tmp_path / "s")
         b = ActiveLearner.load(tmp_path / "s", store)
-        assert b.cache_trunk is True and b._cache is not None
+        from aift_tf.trunk_cache import TrunkCache
+
+        assert b.cache_trunk is True and isinstance(b.source, TrunkCache) and b.network is not b.model
         ids, _ = a.query(4)
         idb, _ = b.query(4)
         np.testing.assert_array_equal(ids, idb)
