@@ -69,7 +69,9 @@ from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
 from aift_tf.annotation.records import check_config, check_query_info, check_state, read_json_file
+from aift_tf.checks import check_choice, check_number
 from aift_tf.errors import AiftError
+from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -99,18 +101,6 @@ def round_name(k: int) -> str:
 
 class DamagedCheckpoint(AiftError):
     """A checkpoint folder that cannot be read; the message names ``aift recover PROJECT``."""
-
-
-def parse_weights(value):
-    """``none`` → None, ``imagenet``/``m0`` → themselves, anything else → an existing file path (absolute)."""
-    if value is None or str(value).lower() == "none":
-        return None
-    if str(value).lower() in ("imagenet", "m0"):
-        return str(value).lower()
-    p = Path(value).expanduser()
-    if not p.is_file():
-        raise AiftError(f"--weights {value}: no such file (expected m0, none, imagenet or a .keras/.weights.h5 path)")
-    return str(p.resolve())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,14 +148,11 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     path = Path(path)
     if path.exists() or path.is_symlink():
         raise AiftError(f"{path}: already exists (choose a new project folder)")
-    if model not in MODEL_NAMES:
-        raise AiftError(f"--model {model!r}: choose one of {', '.join(MODEL_NAMES)}")
-    if trainable not in POLICIES:
-        raise AiftError(f"--trainable {trainable!r}: choose one of {', '.join(POLICIES)}")
+    check_choice(model, "model", MODEL_NAMES)
+    check_choice(trainable, "trainable", POLICIES)
     parse_strategy(strategy)
     learning = check_learning(learning)
-    if not np.isfinite(float(omega)) or float(omega) < 1:
-        raise AiftError(f"--omega {omega}: must be >= 1")
+    omega = check_number(omega, "omega", low=1, coerce=True)
     weights = parse_weights(weights)
     ft = FineTuneConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
                         seed=int(seed))
