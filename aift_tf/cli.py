@@ -73,7 +73,7 @@ def cli():
 @click.option("--weights", default="m0", show_default=True, metavar="none|imagenet|m0|PATH", help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch shape; random init with a warning if none fits, an error if given explicitly), none, imagenet, or a .keras / .weights.h5 file.")
 @click.option("--trainable", type=click.Choice(POLICIES), default="all", show_default=True, help="Layers fine-tuned.")
 @click.option("--strategy", default="aift", show_default=True, help=STRATEGY_HELP)
-@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES, case_sensitive=False), default="ACFT-LQ",
+@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
               show_default=True, help="Learning strategy: how each teach fine-tunes (journal Table 2).")
 @click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True, help="Randomisation ω >= 1 (pick b of the top ω·b).")
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Fine-tuning epochs per teach.")

@@ -57,13 +57,13 @@ import datetime
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
+                         write_json_atomic, write_text_atomic)
 from aift_tf.annotation.checks import check_int, check_name, printable  # noqa: F401 (re-exported)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
@@ -280,16 +280,7 @@ class Project:
     def _cleanup_temporaries(self) -> None:
         """Remove temporaries left by an interrupted atomic write (never a complete file/folder)."""
         for folder in (self.path, self.path / CHECKPOINTS):
-            if not folder.is_dir():
-                continue
-            for p in folder.iterdir():
-                if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old")
-                                               or p.name.endswith(".trash")):
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        with contextlib.suppress(OSError):
-                            p.unlink()
+            clean_temporaries(folder)
 
     # -- ledger
     def ledger(self) -> list:
@@ -484,20 +475,14 @@ class Project:
         d = self.path / CHECKPOINTS
         target = d / round_name(learner.round)
         if target.exists():  # a stale checkpoint of the same round (cannot normally happen)
-            trash = d / f".{target.name}.trash"
-            os.replace(target, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_folder(target)
         learner.save(target)
         cps = self.checkpoints()
         for r, p in cps[:-KEEP_CHECKPOINTS]:
             if r == 0:
                 continue
-            trash = d / f".{p.name}.trash"
-            try:  # best effort: an old checkpoint that cannot be removed now is removed by a later teach
-                os.replace(p, trash)
-            except OSError:
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(OSError):  # best effort: an old checkpoint left now goes at a later teach
+                remove_folder(p)
         return target
 
     # -- pool

@@ -59,9 +59,9 @@ Examples:
                    "(k-center greedy on trunk features), aift+coreset[@W] (k-center among the top W x round size "
                    "by AIFT worth, default 3), and the random baselines random (continual: the strategies' "
                    "learning) and random-rft (restart from M0 every round, the journal's RFT).")
-@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES, case_sensitive=False), default="ACFT-LQ",
+@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
               show_default=True, help="Learning strategy: how each round fine-tunes (journal Table 2).")
-@click.option("--random-learning", type=click.Choice(LEARNING_STRATEGIES, case_sensitive=False), default=None,
+@click.option("--random-learning", type=click.Choice(LEARNING_STRATEGIES), default=None,
               help="Learning strategy for 'random' (default: the same as --learning).")
 @click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True,
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
@@ -83,7 +83,7 @@ Examples:
               help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch "
                    "shape; an error if none fits), none, imagenet, or a .keras / .weights.h5 file (default: m0 if "
                    "one fits, else random init with a warning).")
-@click.option("--m0", "m0", type=click.Choice(M0_CHOICES, case_sensitive=False), default=None,
+@click.option("--m0", "m0", type=click.Choice(M0_CHOICES), default=None,
               help="M0: the offline pre-trained M0 (default; see --weights) or self-supervised pre-training on this "
                    "store's own unlabeled pool (SimCLR with the candidate's patches as views, 3-5 min on a shared 2-core "
                    "CPU at quick scale, cached per store; labels never read).")

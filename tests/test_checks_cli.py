@@ -123,3 +123,41 @@ def test_progress_quiet_and_callbacks():
     tick(1, 3)
     bars.close()
     assert not bars._bars
+
+
+def test_busy_project_is_one_line_error(tmp_path):
+    """A second command on a project that another process holds gets the one-line busy error (exit 2)."""
+    from aift_tf.project import CONFIG, _locked
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / CONFIG).write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom aift_tf.project import _locked\n"
+         f"with _locked(Path({str(project)!r})):\n    print('held', flush=True)\n    time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(AiftError) as e:
+            with _locked(project):
+                pass
+        assert str(e.value) == f"{project}: another aift command is working on this project; try again when it ends"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_io_folder_helpers(tmp_path):
+    from aift_tf._io import clean_temporaries, remove_folder
+
+    (tmp_path / ".a.x.tmp").mkdir()
+    (tmp_path / ".b.old").write_text("x")
+    (tmp_path / ".round-001.trash").mkdir()
+    (tmp_path / "keep").mkdir()
+    (tmp_path / ".keep.json").write_text("{}")
+    clean_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep.json", "keep"]
+    clean_temporaries(tmp_path / "missing")
+    (tmp_path / "keep" / "f").write_text("x")
+    remove_folder(tmp_path / "keep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep.json"]
