@@ -17,6 +17,21 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+def version_option(prog_name: str):
+    """``--version`` for a CLI: ``PROG VERSION`` from :data:`aift_tf.__version__` (the one version source).
+
+    Example:
+    >>> @version_option("aift")
+    ... @click.group()
+    ... def cli(): ...
+    """
+    import click
+
+    from aift_tf import __version__
+
+    return click.version_option(__version__, "--version", prog_name=prog_name, message="%(prog)s %(version)s")
+
+
 def run_cli(group, argv=None, prog_name=None) -> None:
     """Run a click command/group; map user errors to exit code 2 with a one-line message."""
     import click

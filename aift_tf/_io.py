@@ -357,3 +357,43 @@ def default_cache_dir() -> Path:
     """The user-level cache of aift-tf (generated app stores, trunk features, self-supervised M0s, stop-set
     predictions): ``$AIFT_CACHE`` or ``~/.cache/aift-tf``."""
     return Path(os.environ.get("AIFT_CACHE", Path.home() / ".cache" / "aift-tf"))
+
+
+#: suffixes of what an interrupted atomic write leaves behind (hidden names: ``.NAME.<random>.tmp`` etc.)
+LEFTOVER_SUFFIXES = (".tmp", ".old", ".trash")
+
+
+def clean_temporaries(folder) -> None:
+    """Remove what interrupted atomic writes left in ``folder``: hidden ``*.tmp`` / ``*.old`` / ``*.trash``.
+
+    Never a complete file or folder (those have no leading dot); a missing ``folder`` is fine.
+
+    Example:
+    >>> clean_temporaries("PROJECT/checkpoints")
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith(LEFTOVER_SUFFIXES):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def remove_folder(path) -> None:
+    """Remove folder ``path`` so that it is never seen half-deleted: rename it to ``.NAME.trash``, then delete.
+
+    An interrupted removal leaves only the hidden ``.NAME.trash`` (cleaned by :func:`clean_temporaries`).
+    Raises the ``OSError`` of the rename (e.g. permission denied); callers that prune best-effort catch it.
+
+    Example:
+    >>> remove_folder("PROJECT/checkpoints/round-001")
+    """
+    path = Path(path)
+    trash = path.with_name(f".{path.name}.trash")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)

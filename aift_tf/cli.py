@@ -3,7 +3,7 @@
     aift init PROJECT --data STORE.h5 [--model NAME --weights m0|none|imagenet|PATH --trainable all|top|head
                                        --strategy aift --learning ACFT-LQ --omega W --epochs E --lr LR
                                        --batch-size B --seed S]
-    aift query PROJECT -n 20 [--strategy S --omega W --force --annotators A,B --overlap 0.2]
+    aift query PROJECT --query-size/-n 20 [--strategy S --omega W --force --annotators A,B --overlap 0.2]
     aift teach PROJECT CSV [--relabel --annotator NAME]   (CSV: queries.csv or the page's download)
     aift adjudicate PROJECT     (list disagreements between annotators to settle)
     aift status PROJECT
@@ -19,70 +19,22 @@ from __future__ import annotations
 
 import click
 
-from aift_tf._cli import run_cli
+from aift_tf._cli import run_cli, version_option
+from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
+from aift_tf.progress import Progress
+from aift_tf.zoo import MODEL_NAMES, POLICIES
 
 STRATEGY_HELP = ("selection strategy: aift (= entropy+diversity@0.25), entropy, diversity, entropy+diversity[@ALPHA], "
                  "random, least-confidence, margin, mean-entropy")
 
 
-class _Bars:
-    """tqdm bars for the learner's ``progress(stage, done, total)`` and a Keras fine-tuning callback."""
+STAGE_NAMES = {"score": "scoring"}
 
-    NAMES = {"score": "scoring"}
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bars = {}
-
-    def __call__(self, stage, done, total):
-        if self.quiet:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None or done < bar.n:
-            if bar is not None:
-                bar.close()
-            bar = self.bars[stage] = tqdm(total=total, desc=self.NAMES.get(stage, stage), unit="cand",
-                                          leave=False, dynamic_ncols=True)
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.update(max(0, int(done) - bar.n))
-        if total is not None and done >= total:
-            bar.close()
-            self.bars.pop(stage, None)
-
-    def fit_callbacks(self, round_index):
-        if self.quiet:
-            return []
-        import keras
-        from tqdm import tqdm
-
-        class FitBar(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                steps = self.params.get("steps") or None
-                epochs = self.params.get("epochs") or 1
-                self.bar = tqdm(total=steps * epochs if steps else None, desc=f"fine-tuning round {round_index}",
-                                unit="batch", leave=False, dynamic_ncols=True)
-                self.epoch = 0
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch = epoch + 1
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.bar.update(1)
-                if logs and "loss" in logs:
-                    self.bar.set_postfix(epoch=self.epoch, loss=f"{float(logs['loss']):.4f}", refresh=False)
-
-            def on_train_end(self, logs=None):
-                self.bar.close()
-
-        return [FitBar()]
-
-    def close(self):
-        for bar in self.bars.values():
-            bar.close()
-        self.bars.clear()
+def _fit_callbacks(bars, round_index) -> list:
+    """The Keras callbacks of teach round ``round_index``: a fine-tuning bar (none when quiet)."""
+    cb = bars.fit_callback(f"fine-tuning round {round_index}")
+    return [] if cb is None else [cb]
 
 
 def _say(quiet):
@@ -96,14 +48,16 @@ def _warn(msg):
 def _open(project, quiet):
     from aift_tf.project import Project
 
-    bars = _Bars(quiet)
-    return Project(project, progress=bars, echo=_say(quiet), fit_callbacks=bars.fit_callbacks), bars
+    bars = Progress(quiet)
+    return Project(project, progress=bars.stage(names=STAGE_NAMES), echo=_say(quiet),
+                   fit_callbacks=lambda r: _fit_callbacks(bars, r)), bars
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter (errors still print).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@version_option("aift")
 def cli():
     """Active, incremental fine-tuning with human annotators: init → query → teach → status → export.
 
@@ -115,35 +69,37 @@ def cli():
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Candidate store (.h5); its train split is the pool.")
-@click.option("--model", default="small_cnn", show_default=True, help="Zoo model: small_cnn, alexnet, vgg16, resnet50, mobilenet_v2, efficientnet_b0, densenet121.")
-@click.option("--weights", default="m0", show_default=True, help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch shape; random init with a warning if none fits, an error if given explicitly), none, imagenet, or a .keras / .weights.h5 file.")
-@click.option("--trainable", type=click.Choice(["all", "top", "head"]), default="all", show_default=True, help="Layers fine-tuned.")
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="small_cnn", show_default=True, help="Zoo model.")
+@click.option("--weights", default="m0", show_default=True, metavar="none|imagenet|m0|PATH", help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch shape; random init with a warning if none fits, an error if given explicitly), none, imagenet, or a .keras / .weights.h5 file.")
+@click.option("--trainable", type=click.Choice(POLICIES), default="all", show_default=True, help="Layers fine-tuned.")
 @click.option("--strategy", default="aift", show_default=True, help=STRATEGY_HELP)
-@click.option("--learning", default="ACFT-LQ", show_default=True, help="Learning strategy: RFT, AFT, ACFT-Q, ACFT-LQ, ACFT-HQ.")
-@click.option("--omega", type=float, default=1.0, show_default=True, help="Randomisation ω >= 1 (pick b of the top ω·b).")
-@click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per teach.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Patches per gradient step.")
+@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
+              show_default=True, help="Learning strategy: how each teach fine-tunes (journal Table 2).")
+@click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True, help="Randomisation ω >= 1 (pick b of the top ω·b).")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Fine-tuning epochs per teach.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Patches per gradient step.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of queries and fine-tuning.")
 @quiet_option
 def init(project, data, model, weights, trainable, strategy, learning, omega, epochs, lr, batch_size, seed, quiet):
     """Create PROJECT from a candidate store and save M0 (the starting model)."""
     from aift_tf.project import init_project
 
-    bars = _Bars(quiet)
+    bars = Progress(quiet)
     explicit = click.get_current_context().get_parameter_source("weights") != click.core.ParameterSource.DEFAULT
     path = init_project(project, data, model=model, weights=weights, trainable=trainable, strategy=strategy,
                         learning=learning, omega=omega, epochs=epochs, learning_rate=lr, batch_size=batch_size,
-                        seed=seed, progress=bars, m0_fallback=not explicit, warn=_warn)
+                        seed=seed, progress=bars.stage(names=STAGE_NAMES), m0_fallback=not explicit, warn=_warn)
     _say(quiet)(f"created {path}: model {model} (weights {weights}), strategy {strategy}, learning {learning}; "
                 f"next: aift query {path} -n 20")
 
 
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
-@click.option("-n", "n", type=int, default=20, show_default=True, help="Candidates to query.")
+@click.option("--query-size", "-n", "n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Candidates to query this round.")
 @click.option("--strategy", default=None, help="Override the project's selection strategy for this round. " + STRATEGY_HELP)
-@click.option("--omega", type=float, default=None, help="Override the project's ω for this round.")
+@click.option("--omega", type=click.FloatRange(min=1), default=None, help="Override the project's ω for this round.")
 @click.option("--annotators", default=None, metavar="A,B,...",
               help="Several annotators: one queries-NAME.csv + gallery-NAME.html each, candidates dealt out in rank order.")
 @click.option("--overlap", type=click.FloatRange(0, 1), default=None,

@@ -57,19 +57,21 @@ import datetime
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
+                         write_json_atomic, write_text_atomic)
 from aift_tf.annotation.checks import check_int, check_name, printable  # noqa: F401 (re-exported)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
 from aift_tf.annotation.records import check_config, check_query_info, check_state, read_json_file
+from aift_tf.checks import check_choice, check_number
 from aift_tf.errors import AiftError
+from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -99,18 +101,6 @@ def round_name(k: int) -> str:
 
 class DamagedCheckpoint(AiftError):
     """A checkpoint folder that cannot be read; the message names ``aift recover PROJECT``."""
-
-
-def parse_weights(value):
-    """``none`` → None, ``imagenet``/``m0`` → themselves, anything else → an existing file path (absolute)."""
-    if value is None or str(value).lower() == "none":
-        return None
-    if str(value).lower() in ("imagenet", "m0"):
-        return str(value).lower()
-    p = Path(value).expanduser()
-    if not p.is_file():
-        raise AiftError(f"--weights {value}: no such file (expected m0, none, imagenet or a .keras/.weights.h5 path)")
-    return str(p.resolve())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,14 +152,11 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     path = Path(path)
     if path.exists() or path.is_symlink():
         raise AiftError(f"{path}: already exists (choose a new project folder)")
-    if model not in MODEL_NAMES:
-        raise AiftError(f"--model {model!r}: choose one of {', '.join(MODEL_NAMES)}")
-    if trainable not in POLICIES:
-        raise AiftError(f"--trainable {trainable!r}: choose one of {', '.join(POLICIES)}")
+    check_choice(model, "model", MODEL_NAMES)
+    check_choice(trainable, "trainable", POLICIES)
     parse_strategy(strategy)
     learning = check_learning(learning)
-    if not np.isfinite(float(omega)) or float(omega) < 1:
-        raise AiftError(f"--omega {omega}: must be >= 1")
+    omega = check_number(omega, "omega", low=1, coerce=True)
     if m0 == "self-supervised" and weights != "m0":
         raise AiftError(f"weights must be 'm0' with m0='self-supervised' (the pre-trained weights are the "
                         f"self-supervised M0); got {weights!r}")
@@ -309,16 +296,7 @@ class Project:
     def _cleanup_temporaries(self) -> None:
         """Remove temporaries left by an interrupted atomic write (never a complete file/folder)."""
         for folder in (self.path, self.path / CHECKPOINTS):
-            if not folder.is_dir():
-                continue
-            for p in folder.iterdir():
-                if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old")
-                                               or p.name.endswith(".trash")):
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        with contextlib.suppress(OSError):
-                            p.unlink()
+            clean_temporaries(folder)
 
     # -- ledger
     def ledger(self) -> list:
@@ -513,20 +491,14 @@ class Project:
         d = self.path / CHECKPOINTS
         target = d / round_name(learner.round)
         if target.exists():  # a stale checkpoint of the same round (cannot normally happen)
-            trash = d / f".{target.name}.trash"
-            os.replace(target, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_folder(target)
         learner.save(target)
         cps = self.checkpoints()
         for r, p in cps[:-KEEP_CHECKPOINTS]:
             if r == 0:
                 continue
-            trash = d / f".{p.name}.trash"
-            try:  # best effort: an old checkpoint that cannot be removed now is removed by a later teach
-                os.replace(p, trash)
-            except OSError:
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(OSError):  # best effort: an old checkpoint left now goes at a later teach
+                remove_folder(p)
         return target
 
     # -- pool

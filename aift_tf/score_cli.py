@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from aift_tf.errors import AiftError
+from aift_tf.progress import Progress
 
 
 @click.command("score")
@@ -47,22 +48,9 @@ def score(inputs, model, shard, hashed, split, batch_size, distribute, merge, st
 
         index, workers = worker_role()
         shard = f"{index}/{len(workers)}"
-    bar = None
-    progress = None
-    if not quiet:
-        from tqdm import tqdm
-
-        def progress(done, total):
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(total=total, desc=f"scoring shard {shard}", unit="cand", leave=False, dynamic_ncols=True)
-            bar.update(done - bar.n)
-
-    try:
+    with Progress(quiet) as bars:
         path = scoring.score_shard(inputs[0], model, out, shard=shard, mode="hash" if hashed else "contiguous",
-                                   split=split, batch_size=batch_size, distribute=distribute, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
+                                   split=split, batch_size=batch_size, distribute=distribute,
+                                   progress=bars.counter(f"scoring shard {shard}", unit="cand"))
     s = scoring.read_scores(path)
     say(f"shard {shard}: scored {s.ids.size} of {s.pool_ids.size} pool candidates -> {path}")

@@ -43,11 +43,11 @@ This module imports numpy only.
 from __future__ import annotations
 
 import math
-import numbers
 from fractions import Fraction
 
 import numpy as np
 
+from aift_tf.checks import check_int, check_number
 from aift_tf.errors import AiftError
 
 __all__ = [
@@ -138,12 +138,7 @@ def _as_probs(probs, name: str = "probs") -> tuple[np.ndarray, bool]:
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise AiftError(f"alpha must be a number in (0, 1], got {alpha!r}")
-    a = float(alpha)
-    if not (math.isfinite(a) and 0.0 < a <= 1.0):
-        raise AiftError(f"alpha {alpha!r} is outside (0, 1]")
-    return a
+    return check_number(alpha, "alpha", 0, 1, low_open=True)
 
 
 def _check_method(method) -> tuple[float, float]:
@@ -259,9 +254,8 @@ def worth_matrix(p, lambda1: float = 1.0, lambda2: float = 1.0, alpha: float = 1
     >>> R.shape, round(float(R.sum()), 2)
     ((3, 3), 21.62)
     """
-    for name, v in (("lambda1", lambda1), ("lambda2", lambda2)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise AiftError(f"{name} must be a finite number, got {v!r}")
+    check_number(lambda1, "lambda1")
+    check_number(lambda2, "lambda2")
     alpha = _check_alpha(alpha)
     try:
         a = np.asarray(p, dtype=np.float64)
@@ -491,12 +485,6 @@ def mc_scores(mc_probs, method: str = "bald") -> np.ndarray:
 # ----------------------------------------------------------------------------- query
 
 
-def _check_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise AiftError(f"{name} must be an integer, got {v!r}")
-    return int(v)
-
-
 def as_scores(scores) -> np.ndarray:
     """``scores`` as a float64 (n,) array; a one-line AiftError for non-numeric or non-1-D input."""
     try:
@@ -512,9 +500,7 @@ def _check_cap(groups, max_per_group, n: int):
     """Validated ``(groups (n,) int64, K)`` or ``(None, None)`` without a cap."""
     if max_per_group is None:
         return None, None
-    k = _check_int("max_per_group", max_per_group)
-    if k < 1:
-        raise AiftError(f"max_per_group {k} must be at least 1")
+    k = check_int(max_per_group, "max_per_group", 1)
     if groups is None:
         raise AiftError("max_per_group needs the candidates' groups")
     try:
@@ -593,15 +579,10 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=N
     if bad.any():
         i = int(np.argmax(bad))
         raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
-    b = _check_int("budget", b)
-    if b < 1:
-        raise AiftError(f"budget {b} must be at least 1")
+    b = check_int(b, "budget", 1)
     if b > n:
         raise AiftError(f"budget {b} is larger than the pool of {n} candidates")
-    if isinstance(omega, bool) or not isinstance(omega, numbers.Real) or not math.isfinite(omega):
-        raise AiftError(f"omega must be a finite number >= 1, got {omega!r}")
-    if omega < 1:
-        raise AiftError(f"omega {omega!r} must be >= 1")
+    check_number(omega, "omega", low=1)
     groups, cap = _check_cap(groups, max_per_group, n)
 
     order = np.argsort(-s, kind="stable")
@@ -720,9 +701,7 @@ def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, grou
     """
     x = _as_features(features, "features")
     n = x.shape[0]
-    b = _check_int("budget", b)
-    if not 1 <= b <= n:
-        raise AiftError(f"budget {b} must be between 1 and the {n} candidates")
+    b = check_int(b, "budget", 1, n)
     groups, cap = _check_cap(groups, max_per_group, n)
     if centers is not None:
         c = _as_features(centers, "centers")
@@ -797,9 +776,7 @@ def select_batch(strategy: str, b: int, *, n: int | None = None, probs=None, mc_
         x = _as_features(features, "features")
         if x.shape[0] != worth.shape[0]:
             raise AiftError(f"features have {x.shape[0]} rows for {worth.shape[0]} candidates")
-        b = _check_int("budget", b)
-        if not 1 <= b <= worth.shape[0]:
-            raise AiftError(f"budget {b} must be between 1 and the {worth.shape[0]} candidates")
+        b = check_int(b, "budget", 1, worth.shape[0])
         order = np.argsort(-worth, kind="stable")
         top = order[:min(worth.shape[0], math.ceil(float(param) * b - 1e-9))]
         g, cap = _check_cap(groups, max_per_group, worth.shape[0])

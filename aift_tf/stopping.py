@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 
 __all__ = ["DEFAULT_THRESHOLD", "DEFAULT_ROUNDS", "DEFAULT_STOP_SET", "parse_stop_rule", "agreement",
@@ -140,8 +141,7 @@ def draw_stop_set(pool_ids, seed: int = 0, size: int = DEFAULT_STOP_SET) -> np.n
     """The fixed stop set: ``min(size, len(pool_ids))`` pool ids drawn without replacement
     (``numpy.random.default_rng([seed, 4242])``), sorted."""
     pool = np.asarray(pool_ids, dtype=np.int64).ravel()
-    if int(size) < 1:
-        raise AiftError(f"stop set size {size} must be >= 1")
+    size = check_int(size, "size", 1, coerce=True)
     k = min(int(size), pool.size)
     if k == pool.size:
         return np.sort(pool)

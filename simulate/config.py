@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from aift_tf.checks import check_choice, check_int, check_number, invalid
 from aift_tf.errors import AiftError, check_known_fields
 from simulate.run_folder import RESERVED
 
@@ -149,36 +150,6 @@ def parse_strategies(value) -> tuple:
     return tuple(out)
 
 
-def _int_opt(name, v, minimum, allow_none=True):
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool):
-        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}")
-    try:
-        iv = int(v)
-    except (TypeError, ValueError):
-        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}") from None
-    if iv != v and not isinstance(v, str):
-        raise AiftError(f"{name} must be an integer >= {minimum}; got {v!r}")
-    if iv < minimum:
-        raise AiftError(f"{name} must be an integer >= {minimum}; got {iv}")
-    return iv
-
-
-def _float_opt(name, v, *, low, high=None, low_open=False, allow_none=True):
-    rule = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-    if v is None and allow_none:
-        return None
-    try:
-        fv = float(v)
-    except (TypeError, ValueError):
-        raise AiftError(f"{name} must be a number {rule}; got {v!r}") from None
-    if isinstance(v, bool) or not math.isfinite(fv) or fv < low or (low_open and fv == low) or \
-            (high is not None and fv > high):
-        raise AiftError(f"{name} must be a number {rule}; got {v!r}")
-    return fv
-
-
 def check_config(cfg: SimConfig) -> SimConfig:
     """Validate and canonicalise the settings that do not need the store. Returns a new config."""
     from aift_tf.finetune import check_learning
@@ -191,60 +162,52 @@ def check_config(cfg: SimConfig) -> SimConfig:
     else:
         if c.app is None:
             raise AiftError("give --app NAME or --data STORE.h5")
-        if c.app not in APP_NAMES:
-            raise AiftError(f"unknown app {c.app!r}; valid apps: {', '.join(APP_NAMES)}")
-    if c.scale not in SCALES:
-        raise AiftError(f"unknown scale {c.scale!r}; valid scales: {', '.join(SCALES)}")
-    c.app_seed = _int_opt("app seed", c.app_seed, 0, allow_none=False)
+        check_choice(c.app, "app", APP_NAMES)
+    check_choice(c.scale, "scale", SCALES)
+    c.app_seed = check_int(c.app_seed, "app_seed", 0, coerce=True)
     c.strategies = parse_strategies(c.strategies)
     c.learning = check_learning(c.learning)
     if c.random_learning is not None:
         c.random_learning = check_learning(c.random_learning)
-    c.omega = _float_opt("omega", c.omega, low=1, allow_none=False)
-    c.max_per_group = _int_opt("max per group", c.max_per_group, 1)
-    c.query_size = _int_opt("query size", c.query_size, 1)
-    c.rounds = _int_opt("rounds", c.rounds, 1)
-    c.budget = _int_opt("budget", c.budget, 1)
+    c.omega = check_number(c.omega, "omega", low=1, coerce=True)
+    c.max_per_group = check_int(c.max_per_group, "max_per_group", 1, optional=True, coerce=True)
+    c.query_size = check_int(c.query_size, "query_size", 1, optional=True, coerce=True)
+    c.rounds = check_int(c.rounds, "rounds", 1, optional=True, coerce=True)
+    c.budget = check_int(c.budget, "budget", 1, optional=True, coerce=True)
     if c.rounds is not None and c.budget is not None and c.query_size is not None:
         raise AiftError(f"give at most two of --rounds, --budget and --query-size (got rounds {c.rounds}, "
                         f"budget {c.budget}, query size {c.query_size})")
-    c.seeds = _int_opt("seeds", c.seeds, 1)
+    c.seeds = check_int(c.seeds, "seeds", 1, optional=True, coerce=True)
     from aift_tf.zoo import MODEL_NAMES, POLICIES
 
-    if c.model not in MODEL_NAMES:
-        raise AiftError(f"unknown model {c.model!r}; valid models: {', '.join(MODEL_NAMES)}")
-    if c.trainable not in POLICIES:
-        raise AiftError(f"unknown trainable policy {c.trainable!r}; valid: {', '.join(POLICIES)}")
+    check_choice(c.model, "model", MODEL_NAMES)
+    check_choice(c.trainable, "trainable", POLICIES)
     if c.weights is not None:
+        from aift_tf.zoo.pretrained import WEIGHTS_CHOICES, parse_weights
+
         w = str(c.weights)
-        if w.lower() in ("none", "imagenet", "m0", "default"):
-            c.weights = w.lower()
-        else:
-            p = Path(w).expanduser()
-            if not p.is_file():
-                raise AiftError(f"weights {w!r}: no such file (expected none, imagenet, m0 or a "
-                                f".weights.h5/.keras path)")
-            c.weights = str(p.resolve())
+        # "default" (deprecated, hidden): the same as not giving weights (the offline M0, else random init)
+        c.weights = w.lower() if w.lower() in WEIGHTS_CHOICES + ("default",) else parse_weights(w)
     if c.m0 is not None:
         c.m0 = str(c.m0).strip().lower()
         if c.m0 not in M0_CHOICES:
-            raise AiftError(f"unknown --m0 {cfg.m0!r}; valid: {', '.join(M0_CHOICES)}")
+            raise invalid("m0", f"one of {', '.join(M0_CHOICES)}", cfg.m0)
         if c.m0 == "offline":
             c.m0 = None
         elif c.weights not in (None, "default"):
             raise AiftError(f"give --m0 self-supervised or --weights {c.weights}, not both")
-    c.steps = _int_opt("steps", c.steps, 1)
-    c.epochs = _int_opt("epochs", c.epochs, 1)
+    c.steps = check_int(c.steps, "steps", 1, optional=True, coerce=True)
+    c.epochs = check_int(c.epochs, "epochs", 1, optional=True, coerce=True)
     if c.steps is not None and c.epochs is not None:
         raise AiftError(f"give --steps or --epochs per round, not both (got steps {c.steps}, epochs {c.epochs})")
     c.early_stopping = bool(c.early_stopping)
-    c.full_epochs = _int_opt("full-training epochs", c.full_epochs, 1)
-    c.full_patience = _int_opt("full-training patience", c.full_patience, 1)
-    c.full_seeds = _int_opt("full-training seeds", c.full_seeds, 1)
-    c.lr = _float_opt("learning rate", c.lr, low=0, low_open=True)
-    c.train_batch_size = _int_opt("training batch size", c.train_batch_size, 1, allow_none=False)
-    c.initial = _int_opt("initial", c.initial, 0)
-    c.target_delta = _float_opt("target delta", c.target_delta, low=0, high=0.5, allow_none=False)
+    c.full_epochs = check_int(c.full_epochs, "full_epochs", 1, optional=True, coerce=True)
+    c.full_patience = check_int(c.full_patience, "full_patience", 1, optional=True, coerce=True)
+    c.full_seeds = check_int(c.full_seeds, "full_seeds", 1, optional=True, coerce=True)
+    c.lr = check_number(c.lr, "lr", low=0, low_open=True, optional=True, coerce=True)
+    c.train_batch_size = check_int(c.train_batch_size, "train_batch_size", 1, coerce=True)
+    c.initial = check_int(c.initial, "initial", 0, optional=True, coerce=True)
+    c.target_delta = check_number(c.target_delta, "target_delta", low=0, high=0.5, coerce=True)
     c.export = bool(c.export)
     c.export_every_round = bool(c.export_every_round)
     c.scratch = bool(c.scratch)

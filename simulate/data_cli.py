@@ -27,8 +27,10 @@ from pathlib import Path
 
 import click
 
-from aift_tf._cli import run_cli
+from aift_tf._cli import run_cli, version_option
 from aift_tf.errors import AiftError
+from aift_tf.progress import Progress
+from simulate.apps import SCALES  # TensorFlow-free
 
 MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pixels in the montage
 
@@ -36,38 +38,6 @@ MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pi
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-
-
-class _Progress:
-    """tqdm bar driven by ``progress(done, total)`` callbacks (also tolerates ``progress(done)``)."""
-
-    def __init__(self, desc: str, quiet: bool = False):
-        self.desc = desc
-        self.quiet = quiet
-        self.bar = None
-
-    def __call__(self, done=None, total=None, *args, **kwargs):
-        if self.quiet or not isinstance(done, (int, float)):
-            return
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit="it", leave=False, dynamic_ncols=True)
-        if total is not None and self.bar.total != total:
-            self.bar.total = total
-        self.bar.update(max(0, int(done) - self.bar.n))
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def _check_out(out: str, overwrite: bool) -> Path:
@@ -234,13 +204,14 @@ def _finish_import(summary, quiet) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("aift-data")
 def cli():
     """Make, import and inspect AIFT candidate stores (HDF5)."""
 
 
 @cli.command()
 @click.option("--app", "app", required=True, help="Simulated application (see simulate.apps.APP_NAMES).")
-@click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
+@click.option("--scale", type=click.Choice(SCALES), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Candidate store to write (.h5).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
@@ -254,7 +225,8 @@ def generate(app, scale, seed, out, overwrite, quiet):
     except ImportError as e:
         raise AiftError(f"app {app!r} is not available in this installation ({e})") from None
     out = _check_out(out, overwrite)
-    with _Progress(f"generate {app}", quiet) as bar:
+    with Progress(quiet) as bars:
+        bar = bars.counter(f"generate {app}")
         apps.generate_store(app, out, scale=scale, seed=seed, progress=bar)
     _print_summary(out)
 
@@ -296,7 +268,8 @@ def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fract
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
     _check_out(out, overwrite)
-    with _Progress("import", quiet) as bar:
+    with Progress(quiet) as bars:
+        bar = bars.counter("import")
         summary = import_npz(npz, out, m=patches, patch_size=patch_size, seed=seed, val_fraction=val_fraction,
                              test_fraction=test_fraction, app=app, overwrite=overwrite, augmentation=aug,
                              progress=bar)
@@ -347,7 +320,8 @@ def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_f
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
     _check_out(out, overwrite)
-    with _Progress("import", quiet) as bar:
+    with Progress(quiet) as bars:
+        bar = bars.counter("import")
         summary = import_folder(root, out, m=patches, patch_size=patch_size, seed=seed,
                                 val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
                                 color=color, window=window, group_by=group_by, app=app, overwrite=overwrite, augmentation=aug,
@@ -369,7 +343,8 @@ def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_
     names = [c.strip() for c in class_names.split(",")] if class_names else None
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
     _check_out(out, overwrite)
-    with _Progress("import", quiet) as bar:
+    with Progress(quiet) as bars:
+        bar = bars.counter("import")
         summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
                              color=color, window=window, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
@@ -425,7 +400,8 @@ def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, wi
 
     names = [c.strip() for c in class_names.split(",")]
     _check_out(out, overwrite)
-    with _Progress("volumes", quiet) as bar:
+    with Progress(quiet) as bars:
+        bar = bars.counter("volumes")
         summary = import_volumes(images, candidates, out, m=patches, patch_size=patch_size, spacing=spacing,
                                  window=window, seed=seed, fov=fov, scales=scales, max_shift=max_shift,
                                  val_fraction=val_fraction, test_fraction=test_fraction, class_names=names,

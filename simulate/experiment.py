@@ -41,6 +41,7 @@ import numpy as np
 
 from aift_tf._io import write_text_atomic
 from aift_tf.errors import AiftError
+from aift_tf.progress import Progress as BaseProgress
 from simulate import run_folder as rf
 from simulate.config import (
     RANDOM_BASELINES,
@@ -148,81 +149,16 @@ def _versions() -> dict:
 # progress
 
 
-class Progress:
-    """tqdm bars (rounds overall, each scoring / fine-tuning pass) and per-round lines; silent if quiet."""
+class Progress(BaseProgress):
+    """The run's bars (:class:`aift_tf.progress.Progress`): an outer "rounds" bar, one bar per scoring stage
+    and per fine-tuning, and per-round lines; silent if quiet."""
 
     def __init__(self, quiet: bool = False, total: int = 0):
-        self.quiet = quiet
-        self._bars = {}
-        self.outer = None
-        if not quiet:
-            from tqdm.auto import tqdm
-
-            self._tqdm = tqdm
-            self.outer = tqdm(total=total, desc="rounds", unit="round", dynamic_ncols=True, position=0)
-
-    def advance(self, n=1):
-        if self.outer is not None:
-            self.outer.update(n)
-
-    def line(self, msg: str):
-        if self.quiet:
-            return
-        if self.outer is not None:
-            self.outer.write(msg)
-        else:
-            print(msg, flush=True)
-
-    def stage(self, label):
-        """A `(stage, done, total)` callback for ActiveLearner.progress."""
-        if self.quiet:
-            return None
-
-        def cb(stage, done, total):
-            key = stage
-            bar = self._bars.get(key)
-            if bar is None or bar.total != total or done < bar.n:
-                if bar is not None:
-                    bar.close()
-                bar = self._tqdm(total=total, desc=f"{label} {stage}", unit="cand", leave=False,
-                                 dynamic_ncols=True, position=1)
-                self._bars[key] = bar
-            bar.update(max(0, done - bar.n))
-            if done >= total:
-                bar.close()
-                self._bars.pop(key, None)
-
-        return cb
+        super().__init__(quiet, outer="rounds", total=total)
 
     def epochs_callback(self, label):
-        """Keras callback: one bar per epoch over its steps (with ETA)."""
-        import keras
-
-        if self.quiet:
-            return None
-        tq = self._tqdm
-
-        class EpochBar(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                steps = (self.params or {}).get("steps")
-                total_e = (self.params or {}).get("epochs")
-                self.bar = tq(total=steps, desc=f"{label} fine-tune epoch {epoch + 1}/{total_e}", unit="batch",
-                              leave=False, dynamic_ncols=True, position=1)
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.bar.update(1)
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.bar.close()
-
-        return EpochBar()
-
-    def close(self):
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
-        if self.outer is not None:
-            self.outer.close()
+        """Keras callback: one bar per fine-tuning over its steps (None if quiet)."""
+        return self.fit_callback(f"{label} fine-tune")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,13 +31,13 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from aift_tf._io import (atomic_dir, clean_temporaries, read_json, remove_folder,  # noqa: F401 (clean_temporaries: used as rf.clean_temporaries)
+                         write_json_atomic, write_text_atomic)
 from aift_tf.errors import AiftError
 
 CONFIG_FORMAT = 2
@@ -151,22 +151,10 @@ def latest_round(sdir: Path):
     return r, dirs[r]
 
 
-def clean_temporaries(sdir: Path) -> None:
-    """Remove what an interrupted atomic write left behind (hidden *.tmp / *.old / *.trash)."""
-    if not sdir.is_dir():
-        return
-    for p in sdir.iterdir():
-        if p.name.startswith(".") and p.name.endswith((".tmp", ".old", ".trash")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
 def _prune(sdir: Path, keep: int) -> None:
     for r, p in round_dirs(sdir).items():
         if r != keep:
-            trash = p.with_name(f".{p.name}.trash")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(p, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_folder(p)
 
 
 def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, extra=None,

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import click
 
-from aift_tf._cli import run_cli
-
-APPS = ("pulmonary-embolism", "colonoscopy-frames", "polyp-detection")  # = simulate.apps.APP_NAMES
-LEARNING = ("RFT", "AFT", "ACFT-Q", "ACFT-LQ", "ACFT-HQ")  # = aift_tf.finetune.LEARNING_STRATEGIES
+from aift_tf._cli import run_cli, version_option
+from aift_tf.finetune import LEARNING_STRATEGIES  # these imports are TensorFlow-free (`--help` stays instant)
+from aift_tf.zoo import MODEL_NAMES, POLICIES
+from simulate.apps import APP_NAMES, SCALES
+from simulate.config import M0_CHOICES
 
 # CLI parameter name -> SimConfig field
 _SETTING = {
@@ -43,13 +44,13 @@ Examples:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog=EPILOG)
-@click.option("--app", default="pulmonary-embolism", show_default=True, metavar="NAME",
-              help=f"Simulated application: {', '.join(APPS)}.")
+@click.option("--app", type=click.Choice(APP_NAMES), default="pulmonary-embolism", show_default=True,
+              help="Simulated application.")
 @click.option("--data", type=click.Path(dir_okay=False), metavar="STORE.h5",
               help="Use this candidate store (documented HDF5 format) instead of --app.")
-@click.option("--scale", default="quick", show_default=True, metavar="quick|paper",
+@click.option("--scale", type=click.Choice(SCALES), default="quick", show_default=True,
               help="App data size: quick (CPU minutes) or paper (GPU hours).")
-@click.option("--app-seed", type=int, default=0, show_default=True, help="Seed of the app's data generation.")
+@click.option("--app-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the app's data generation.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Where generated app stores are cached (default $AIFT_CACHE or ~/.cache/aift-tf).")
 @click.option("--strategies", default="aift,random,random-rft", show_default=True, metavar="LIST",
@@ -58,11 +59,11 @@ Examples:
                    "(k-center greedy on trunk features), aift+coreset[@W] (k-center among the top W x round size "
                    "by AIFT worth, default 3), and the random baselines random (continual: the strategies' "
                    "learning) and random-rft (restart from M0 every round, the journal's RFT).")
-@click.option("--learning", default="ACFT-LQ", show_default=True, metavar="|".join(LEARNING),
-              help="Learning strategy: how each round fine-tunes (journal Table 2).")
-@click.option("--random-learning", default=None, metavar="NAME",
+@click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
+              show_default=True, help="Learning strategy: how each round fine-tunes (journal Table 2).")
+@click.option("--random-learning", type=click.Choice(LEARNING_STRATEGIES), default=None,
               help="Learning strategy for 'random' (default: the same as --learning).")
-@click.option("--omega", type=float, default=1.0, show_default=True, metavar="W",
+@click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True,
               help="Randomization ω >= 1 of top-b selection (1 = plain top-b).")
 @click.option("--max-per-group", type=click.IntRange(min=1), default=None, metavar="K",
               help="No round takes more than K candidates of one group (video / volume / patient: the store's "
@@ -70,21 +71,23 @@ Examples:
 @click.option("--query-size", "-n", "query_size", type=click.IntRange(min=1), default=None, metavar="B",
               help="Candidates queried per round (default: budget / rounds).")
 @click.option("--batch-size", "batch_size_alias", type=click.IntRange(min=1), default=None, hidden=True,
-              help="Deprecated alias of --query-size.")
+              help="Deprecated alias of --query-size (--train-batch-size is the patches per gradient step).")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, metavar="R",
               help="Query rounds after the initial random set (default 8).")
 @click.option("--budget", type=click.IntRange(min=1), default=None, metavar="N",
               help="Total labels incl. the initial set (default 45% of the pool, at most 2000).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="S",
               help="Paired seeds 0..S-1 (M0 head, initial set, queries, fine-tuning; default 10).")
-@click.option("--model", default="small_cnn", show_default=True, metavar="NAME", help="Zoo model name.")
-@click.option("--weights", default=None, metavar="none|imagenet|PATH|m0",
-              help="M0 weights (default: the offline pre-trained M0 if one exists, else none).")
-@click.option("--m0", "m0", default=None, metavar="offline|self-supervised",
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="small_cnn", show_default=True, help="Zoo model.")
+@click.option("--weights", default=None, metavar="none|imagenet|m0|PATH",
+              help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch "
+                   "shape; an error if none fits), none, imagenet, or a .keras / .weights.h5 file (default: m0 if "
+                   "one fits, else random init with a warning).")
+@click.option("--m0", "m0", type=click.Choice(M0_CHOICES), default=None,
               help="M0: the offline pre-trained M0 (default; see --weights) or self-supervised pre-training on this "
                    "store's own unlabeled pool (SimCLR with the candidate's patches as views, 3-5 min on a shared 2-core "
                    "CPU at quick scale, cached per store; labels never read).")
-@click.option("--trainable", default="top", show_default=True, metavar="all|top|head",
+@click.option("--trainable", type=click.Choice(POLICIES), default="top", show_default=True,
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
               help="Gradient steps per round (quick default 80, paper 200).")
@@ -124,6 +127,7 @@ Examples:
                    "candidates >= T for K rounds (e.g. kappa:0.99:3); the report says where each strategy would "
                    "have stopped and its AUC gap to full training there.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@version_option("aift-sim")
 @click.pass_context
 def cli(ctx, **opts):
     """Simulate AIFT: compare selection strategies' annotation cost on a simulated application.

@@ -408,9 +408,9 @@ def test_select_omega_ceil_and_clip():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(scores=np.ones(40), b=50), "budget 50 is larger than the pool of 40 candidates"),
-    (dict(scores=np.ones(40), b=0), "budget 0"),
+    (dict(scores=np.ones(40), b=0), "budget must be an integer >= 1; got 0"),
     (dict(scores=np.ones(40), b=2.5), "2.5"),
-    (dict(scores=np.ones(40), b=2, omega=0.5), "omega 0.5"),
+    (dict(scores=np.ones(40), b=2, omega=0.5), "omega must be a number >= 1; got 0.5"),
     (dict(scores=np.ones(40), b=2, omega=float("nan")), "nan"),
     (dict(scores=np.array([1.0, np.nan]), b=1), "nan at index 1"),
     (dict(scores=np.ones((2, 2)), b=1), "shape (2, 2)"),

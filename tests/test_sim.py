@@ -68,7 +68,7 @@ def _bad_cases(tiny, tmp):
     (tmp / "notarun").mkdir()
     (tmp / "afile").write_text("x")
     return [
-        ("unknown app", ["--app", "nope"], "valid apps"),
+        ("unknown app", ["--app", "nope"], "pulmonary-embolism"),
         ("unknown strategy", ["--data", tiny, "--strategies", "aift,bogus"], "valid strategies"),
         ("alpha out of range", ["--data", tiny, "--strategies", "entropy@1.5"], "outside (0, 1]"),
         ("alpha zero", ["--data", tiny, "--strategies", "entropy+diversity@0"], "outside (0, 1]"),

@@ -123,7 +123,7 @@ def test_sim_m0_self_supervised_is_resolved_and_cached(stores, tmp_path, monkeyp
 
     with pytest.raises(AiftError, match="not both"):
         check_config(SimConfig(data=str(stores["labeled"]), m0="self-supervised", weights="none"))
-    with pytest.raises(AiftError, match="valid: offline, self-supervised"):
+    with pytest.raises(AiftError, match="m0 must be one of offline, self-supervised; got "):
         check_config(SimConfig(data=str(stores["labeled"]), m0="imagenet"))
     assert check_config(SimConfig(data=str(stores["labeled"]), m0="offline")).m0 is None
     cfg = check_config(SimConfig(data=str(stores["unlabeled"]), m0="Self-Supervised"))

@@ -63,7 +63,7 @@ def test_bad_arguments():
     for k in [1, 0, 2.5, "2"]:
         with pytest.raises(AiftError, match="num_classes"):
             build_model("small_cnn", num_classes=k)
-    with pytest.raises(AiftError, match="policy"):
+    with pytest.raises(AiftError, match="trainable must be one of all, top, head; got 'most'"):
         build_model("small_cnn", trainable="most")
     with pytest.raises(AiftError, match="ImageNet"):
         build_model("mobilenet_v2", (32, 32, 4), weights="imagenet")

@@ -211,7 +211,3 @@ def write_bags(out: Path, n: int, m: int, patch_size: int, image_shape: tuple, d
                 progress(done, n)
     return out
 
-
-def split_summary(split: np.ndarray) -> str:
-    counts = np.bincount(np.asarray(split, np.int64), minlength=3)
-    return ", ".join(f"{name} {int(c)}" for name, c in zip(SPLIT_NAMES, counts))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from aift_tf.checks import check_choice, check_int
 from aift_tf.errors import AiftError
 
 MODEL_NAMES = ("small_cnn", "alexnet", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121")
@@ -25,15 +26,12 @@ __all__ = ["MODEL_NAMES", "POLICIES", "build_model", "set_trainable", "split_fro
 
 
 def _module(name):
-    if not isinstance(name, str) or name not in _MODULES:
-        raise AiftError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    check_choice(name, "model", MODEL_NAMES)
     return importlib.import_module(f"aift_tf.zoo.{_MODULES[name]}")
 
 
 def _check_policy(policy):
-    if policy not in POLICIES:
-        raise AiftError(f"trainable policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    return policy
+    return check_choice(policy, "trainable", POLICIES)
 
 
 def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trainable="all", seed=None,
@@ -78,8 +76,7 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
     num_classes = _common.check_num_classes(num_classes)
     dropout = _common.check_dropout(dropout)
     _check_policy(trainable)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise AiftError(f"seed {seed!r}: expected an int or None")
+    seed = check_int(seed, "seed", optional=True)
 
     from aift_tf.zoo import weights as _weights
 

@@ -16,6 +16,7 @@ Layer-naming conventions (every zoo model):
 
 from __future__ import annotations
 
+from aift_tf.checks import check_int, check_number
 from aift_tf.errors import AiftError
 
 
@@ -48,24 +49,11 @@ def check_backbone_shape(backbone_shape, input_shape, rgb: bool = False) -> tupl
 
 
 def check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) and not (
-        hasattr(num_classes, "__index__")
-    ):
-        raise AiftError(f"num_classes {num_classes!r}: expected an int >= 2")
-    k = int(num_classes)
-    if k < 2:
-        raise AiftError(f"num_classes {num_classes!r}: expected an int >= 2 (binary tasks use 2)")
-    return k
+    return check_int(num_classes, "num_classes", 2)
 
 
 def check_dropout(dropout) -> float:
-    try:
-        d = float(dropout)
-    except (TypeError, ValueError):
-        raise AiftError(f"dropout {dropout!r}: expected a float in [0, 1)") from None
-    if not 0.0 <= d < 1.0:
-        raise AiftError(f"dropout {dropout!r}: expected a float in [0, 1)")
-    return d
+    return check_number(dropout, "dropout", 0, 1, high_open=True, coerce=True)
 
 
 def backbone_input(x, input_shape, min_size: int, backbone_shape=None, *, channels: bool = True):

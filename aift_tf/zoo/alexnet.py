@@ -27,14 +27,9 @@ def build(input_shape, num_classes, *, dropout=0.5, seed=None, width=1.0, backbo
     import keras
     from keras import layers
 
-    from aift_tf.errors import AiftError
+    from aift_tf.checks import check_number
 
-    try:
-        width = float(width)
-    except (TypeError, ValueError):
-        width = -1.0
-    if not width > 0:
-        raise AiftError(f"alexnet width {width!r}: expected a float > 0")
+    width = check_number(width, "width", 0, low_open=True, coerce=True)
     init = keras.initializers.HeNormal(seed=seed)
 
     inp = keras.Input(shape=input_shape, name="input")

@@ -30,12 +30,17 @@ import math
 import re
 from pathlib import Path
 
+from aift_tf.checks import invalid
 from aift_tf.errors import AiftError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 _NAME_RE = re.compile(r"^(?P<model>.+)_(?P<h>\d+)x(?P<w>\d+)x(?P<c>\d+)\.weights\.h5$")
 
-__all__ = ["PRETRAINED_DIR", "weights_filename", "card_path", "m0_card", "card_shape", "fits", "default_m0",
+#: the ``weights`` vocabulary of ``aift init`` and ``aift-sim`` (besides a .keras / .weights.h5 path)
+WEIGHTS_CHOICES = ("none", "imagenet", "m0")
+WEIGHTS_REQUIREMENT = "none, imagenet, m0 or an existing .keras/.weights.h5 file"
+
+__all__ = ["PRETRAINED_DIR", "WEIGHTS_CHOICES", "parse_weights", "weights_filename", "card_path", "m0_card", "card_shape", "fits", "default_m0",
            "adaptation", "m0_info", "resolve_m0"]
 
 
@@ -230,6 +235,33 @@ def m0_info(path, model_name: str, patch_shape, source: str = "default-m0") -> d
             "summary": "; ".join(parts)}
 
 
+def parse_weights(value):
+    """One ``weights`` value: ``none`` → None, ``imagenet``/``m0`` → themselves, else an existing file's absolute path.
+
+    Args:
+        value: ``None``, one of :data:`WEIGHTS_CHOICES` (any case) or a path to a ``.keras`` /
+            ``.weights.h5`` file (``~`` expanded).
+
+    Returns:
+        ``None``, ``"imagenet"``, ``"m0"`` or an absolute path string.
+
+    Raises:
+        AiftError: ``weights must be none, imagenet, m0 or an existing .keras/.weights.h5 file; got '...'``.
+
+    Example:
+    >>> parse_weights("M0"), parse_weights("none")
+    ('m0', None)
+    """
+    if value is None or str(value).lower() == "none":
+        return None
+    if str(value).lower() in WEIGHTS_CHOICES:
+        return str(value).lower()
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise invalid("weights", WEIGHTS_REQUIREMENT, str(value))
+    return str(p.resolve())
+
+
 def resolve_m0(weights, model_name: str, patch_shape, *, fallback: bool = False):
     """Resolve a ``--weights`` choice for a store: ``(weights for build_model, record)``.
 
@@ -270,8 +302,4 @@ def resolve_m0(weights, model_name: str, patch_shape, *, fallback: bool = False)
         return None, {"source": "none", "weights": None, "summary": f"random initialisation: {why}",
                       "warning": f"warning: {why}: the model starts from RANDOM initialisation, without "
                                  f"pre-training (pass --weights PATH to use your own M0)"}
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise AiftError(f"weights {str(weights)!r}: no such file (expected m0, none, imagenet or a "
-                        f".keras/.weights.h5 path)")
-    return _record(path, "file")
+    return _record(parse_weights(weights), "file")
