@@ -34,7 +34,9 @@ def check_learning(name: str) -> str:
     canon = {s.lower(): s for s in LEARNING_STRATEGIES}
     key = str(name).strip().lower().replace("_", "-")
     if key not in canon:
-        raise AiftError(f"unknown learning strategy {name!r}; valid: {', '.join(LEARNING_STRATEGIES)}")
+        from aift_tf.checks import invalid
+
+        raise invalid("learning", f"one of {', '.join(LEARNING_STRATEGIES)}", name)
     return canon[key]
 
 
@@ -99,8 +101,9 @@ class FineTuneConfig:
             raise AiftError(f"learning rate must be a positive number, got {self.learning_rate!r}")
         if self.optimizer not in OPTIMIZERS:
             raise AiftError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        if self.monitor not in MONITORS:
-            raise AiftError(f"monitor must be one of {', '.join(MONITORS)}; got {self.monitor!r}")
+        from aift_tf.checks import check_choice
+
+        check_choice(self.monitor, "monitor", MONITORS)
         if self.patience is not None and int(self.patience) < 1:
             raise AiftError(f"patience must be >= 1 or None, got {self.patience!r}")
 

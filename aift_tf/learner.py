@@ -812,13 +812,9 @@ def _strategy_or_none(distribute):
 
 
 def _check_omega(omega) -> float:
-    try:
-        value = float(omega)
-    except (TypeError, ValueError):
-        raise AiftError(f"omega must be >= 1, got {omega!r}") from None
-    if not np.isfinite(value) or value < 1:
-        raise AiftError(f"omega must be >= 1, got {omega!r}")
-    return value
+    from aift_tf.checks import check_number
+
+    return check_number(omega, "omega", low=1, coerce=True)
 
 
 def _check_max_per_group(value):

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.selection import _as_probs, as_scores
+from aift_tf.selection import as_probs, as_scores
 
 __all__ = [
     "candidate_probability",
@@ -44,7 +44,7 @@ def candidate_prediction(probs) -> np.ndarray:
     >>> candidate_prediction([[0.2, 0.6]])
     array([[0.6, 0.4]])
     """
-    P, _ = _as_probs(probs)
+    P, _ = as_probs(probs)
     return P.mean(axis=1)
 
 
@@ -61,7 +61,7 @@ def candidate_probability(probs) -> np.ndarray:
     >>> candidate_probability([[[0.8, 0.2], [0.4, 0.6]]])
     array([0.4])
     """
-    P, _ = _as_probs(probs)
+    P, _ = as_probs(probs)
     return P[:, :, 1].mean(axis=1)
 
 

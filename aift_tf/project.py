@@ -70,6 +70,7 @@ from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agr
                                        missing_classes, read_ledger, trained_by_round)
 from aift_tf.annotation.records import check_config, check_query_info, check_state, read_json_file
 from aift_tf.checks import check_choice, check_number
+from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
 
@@ -157,6 +158,7 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     parse_strategy(strategy)
     learning = check_learning(learning)
     omega = check_number(omega, "omega", low=1, coerce=True)
+    m0 = check_choice("offline" if m0 is None else m0, "m0", M0_CHOICES)
     if m0 == "self-supervised" and weights != "m0":
         raise AiftError(f"weights must be 'm0' with m0='self-supervised' (the pre-trained weights are the "
                         f"self-supervised M0); got {weights!r}")
@@ -174,12 +176,10 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
 
             weights, m0 = self_supervised_m0(store, model, cache_dir=cache_dir, seed=int(seed),
                                              progress=progress is not None)
-        elif m0_choice in (None, "offline"):
+        else:
             from aift_tf.zoo.pretrained import resolve_m0
 
             weights, m0 = resolve_m0(weights, model, store.patch_shape, fallback=m0_fallback)
-        else:
-            raise AiftError(f"m0 must be 'offline' or 'self-supervised'; got {m0_choice!r}")
         if m0.get("warning"):
             import warnings
 
@@ -623,19 +623,17 @@ class Project:
         """
         from aift_tf.selection import parse_strategy
 
-        n = int(n)
-        if n < 1:
-            raise AiftError(f"-n {n}: must be >= 1")
+        from aift_tf.checks import check_int as check_integer
+
+        n = check_integer(n, "query_size", 1, coerce=True)
         if strategy is not None:
             parse_strategy(strategy)
-        if omega is not None and (not np.isfinite(float(omega)) or float(omega) < 1):
-            raise AiftError(f"--omega {omega}: must be >= 1")
+        omega = check_number(omega, "omega", low=1, optional=True, coerce=True)
         names = parse_annotators(annotators)
         if overlap is not None and not names:
-            raise AiftError(f"--overlap {overlap}: needs --annotators (the annotators who share the subset)")
-        overlap = (0.2 if len(names) > 1 else 0.0) if overlap is None else float(overlap)
-        if not 0.0 <= overlap <= 1.0:
-            raise AiftError(f"--overlap {overlap}: must be between 0 and 1 (the shared fraction of -n)")
+            raise AiftError(f"overlap {overlap!r} needs annotators (the annotators who share the subset)")
+        overlap = check_number(overlap, "overlap", 0, 1, optional=True, coerce=True)
+        overlap = (0.2 if len(names) > 1 else 0.0) if overlap is None else overlap
         ledger = self.ledger()
         cons = consensus(ledger)
         rounds = self.rounds()

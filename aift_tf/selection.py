@@ -96,7 +96,7 @@ _SUM_TOL = 1e-3  # multi-class rows must sum to 1 within this
 # ----------------------------------------------------------------------------- validation
 
 
-def _as_probs(probs, name: str = "probs") -> tuple[np.ndarray, bool]:
+def as_probs(probs, name: str = "probs") -> tuple[np.ndarray, bool]:
     """Validate ``probs`` and return ``(P, binary)`` with P float64 ``(n, m, K)`` clipped to [0, 1].
 
     ``binary`` is True when the input was ``(n, m)`` P(positive); it is then expanded to
@@ -211,7 +211,7 @@ def score_candidates(probs, method: str = "entropy+diversity", alpha: float = 1.
     """
     lambda1, lambda2 = _check_method(method)
     alpha = _check_alpha(alpha)
-    P, _ = _as_probs(probs)
+    P, _ = as_probs(probs)
     if P.shape[0] == 0:
         return np.zeros(0, dtype=np.float64)
     return _worth(_majority(P, alpha), lambda1, lambda2)
@@ -232,7 +232,7 @@ def majority(probs, alpha: float = 1.0) -> np.ndarray:
     array([[0.9, 0.8]])
     """
     alpha = _check_alpha(alpha)
-    P, binary = _as_probs(probs)
+    P, binary = as_probs(probs)
     kept = _majority(P, alpha)
     return kept[:, :, 1].copy() if binary else kept.copy()
 
@@ -263,7 +263,7 @@ def worth_matrix(p, lambda1: float = 1.0, lambda2: float = 1.0, alpha: float = 1
         raise AiftError(f"p must be a numeric array, got {type(p).__name__} ({e})") from None
     if a.ndim not in (1, 2):
         raise AiftError(f"p must have shape (m,) or (m, K) for one candidate, got shape {a.shape}")
-    P, _ = _as_probs(a[None], name="p")
+    P, _ = as_probs(a[None], name="p")
     Pk = _majority(P, alpha)[0]  # (k, K)
     L = np.log(Pk + EPS)
     # R_jl = Σ_c (p_jc − p_lc)(L_jc − L_lc) = Σ_c (p_jc − p_lc) log((p_jc+ε)/(p_lc+ε))
@@ -296,7 +296,7 @@ def baseline_scores(probs, method: str, seed: int | None = None) -> np.ndarray:
     """
     if not isinstance(method, str) or method not in BASELINES:
         raise AiftError(f"unknown baseline {method!r}; valid baselines: {', '.join(BASELINES)}")
-    P, _ = _as_probs(probs)
+    P, _ = as_probs(probs)
     n = P.shape[0]
     if method == "random":
         return np.random.default_rng(seed).random(n)
@@ -474,7 +474,7 @@ def mc_scores(mc_probs, method: str = "bald") -> np.ndarray:
     if a.ndim not in (3, 4) or a.shape[0] < 1:
         raise AiftError(f"mc_probs must have shape (T, n, m) or (T, n, m, K), got shape {a.shape}")
     T, n = a.shape[0], a.shape[1]
-    P, _ = _as_probs(a.reshape((T * n,) + a.shape[2:]), name="mc_probs")
+    P, _ = as_probs(a.reshape((T * n,) + a.shape[2:]), name="mc_probs")
     q = P.mean(axis=1).reshape(T, n, -1)  # (T, n, K) candidate predictions per pass
     h_mean = _entropy(q.mean(axis=0))
     if method == "mc-entropy":

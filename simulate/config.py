@@ -30,13 +30,12 @@ import numpy as np
 
 from aift_tf.checks import check_choice, check_int, check_number, invalid
 from aift_tf.errors import AiftError, check_known_fields
+from aift_tf.zoo.pretrained import M0_CHOICES
 from simulate.run_folder import RESERVED
 
 #: the two random baselines (issue: journal's RFT restarts from M0 each round; continual isolates selection)
 RANDOM_BASELINES = {"random": None, "random-rft": "RFT"}
 DEFAULT_STRATEGIES = ("aift", "random", "random-rft")
-#: --m0: the offline M0 shipped with aift_tf (as --weights says), or self-supervised on the run's own pool
-M0_CHOICES = ("offline", "self-supervised")
 DEFAULT_SEEDS = 10
 #: full training (the ceiling) runs on the first seeds only: it costs as much as a whole strategy's run on a CPU
 DEFAULT_FULL_SEEDS = 3

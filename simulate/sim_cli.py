@@ -18,7 +18,7 @@ from aift_tf._cli import run_cli, version_option
 from aift_tf.finetune import LEARNING_STRATEGIES  # these imports are TensorFlow-free (`--help` stays instant)
 from aift_tf.zoo import MODEL_NAMES, POLICIES
 from simulate.apps import APP_NAMES, SCALES
-from simulate.config import M0_CHOICES
+from aift_tf.zoo.pretrained import M0_CHOICES
 
 # CLI parameter name -> SimConfig field
 _SETTING = {

@@ -176,7 +176,7 @@ def test_two_annotators_disagreement_adjudication_and_kappa(project, base, tmp_p
     assert r.exit_code == 2 and "line 2" in one_line_error(r.stderr) and "'<b>x'" in r.stderr
     assert (project / "ledger.jsonl").read_bytes() == led_bytes
     r = aift("query", project, "-n", 2, "--overlap", "0.5")
-    assert r.exit_code == 2 and "needs --annotators" in one_line_error(r.stderr)
+    assert r.exit_code == 2 and "overlap 0.5 needs annotators" in one_line_error(r.stderr)
 
 
 def test_format_1_ledger_still_opens_and_new_entries_are_format_2(project, base, tmp_path):

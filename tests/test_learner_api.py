@@ -176,7 +176,7 @@ def test_query_overrides_and_record(tiny_store_path):
             lr.query(1, pool=[test_id])
         with pytest.raises(AiftError, match="larger than the 2 unlabeled"):
             lr.query(3, pool=pool[:2])
-        with pytest.raises(AiftError, match="omega must be >= 1"):
+        with pytest.raises(AiftError, match="omega must be a number >= 1; got 0.5"):
             lr.query(1, omega=0.5)
         with pytest.raises(AiftError, match="unknown"):
             lr.query(1, strategy="bogus")

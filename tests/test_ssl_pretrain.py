@@ -166,7 +166,7 @@ def test_project_init_from_the_self_supervised_m0(stores, tmp_path, monkeypatch)
     monkeypatch.setattr(ssl, "DEFAULT_STEPS", 2)
     with pytest.raises(AiftError, match=r"weights must be 'm0' with m0='self-supervised' \(.*\); got 'none'"):
         init_project(tmp_path / "bad", stores["labeled"], weights="none", m0="self-supervised", cache_dir=tmp_path)
-    with pytest.raises(AiftError, match="m0 must be 'offline' or 'self-supervised'; got 'simclr'"):
+    with pytest.raises(AiftError, match="m0 must be one of offline, self-supervised; got 'simclr'"):
         init_project(tmp_path / "bad", stores["labeled"], m0="simclr", cache_dir=tmp_path)
     assert not (tmp_path / "bad").exists()
     p = init_project(tmp_path / "proj", stores["labeled"], m0="self-supervised", cache_dir=tmp_path / "cache",

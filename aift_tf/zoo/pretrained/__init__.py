@@ -38,9 +38,12 @@ _NAME_RE = re.compile(r"^(?P<model>.+)_(?P<h>\d+)x(?P<w>\d+)x(?P<c>\d+)\.weights
 
 #: the ``weights`` vocabulary of ``aift init`` and ``aift-sim`` (besides a .keras / .weights.h5 path)
 WEIGHTS_CHOICES = ("none", "imagenet", "m0")
+#: where M0 comes from: the offline pre-trained M0 (``weights`` decides) or self-supervised on the store's own pool
+#: (:func:`aift_tf.ssl.self_supervised_m0`); ``aift init --m0`` and ``aift-sim --m0``
+M0_CHOICES = ("offline", "self-supervised")
 WEIGHTS_REQUIREMENT = "none, imagenet, m0 or an existing .keras/.weights.h5 file"
 
-__all__ = ["PRETRAINED_DIR", "WEIGHTS_CHOICES", "parse_weights", "weights_filename", "card_path", "m0_card", "card_shape", "fits", "default_m0",
+__all__ = ["PRETRAINED_DIR", "WEIGHTS_CHOICES", "M0_CHOICES", "parse_weights", "weights_filename", "card_path", "m0_card", "card_shape", "fits", "default_m0",
            "adaptation", "m0_info", "resolve_m0"]
 
 

@@ -1,0 +1,70 @@
+"""Structure rules of the library, checked on the source (no TensorFlow needed):
+
+- no module of ``aift_tf`` imports another module's ``_private`` names (``from x import _y`` or ``x._y``);
+- ``aift_tf`` never imports ``simulate``.
+"""
+
+import ast
+from pathlib import Path
+
+LIB = Path(__file__).resolve().parents[1] / "aift_tf"
+
+
+def _modules():
+    for path in sorted(LIB.rglob("*.py")):
+        yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(LIB.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(node: ast.ImportFrom, here: str, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    base = here.split(".") if is_package else here.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+MODULES = {_module_name(p) for p in LIB.rglob("*.py")}
+
+
+def test_no_module_imports_another_modules_private_names():
+    bad = []
+    for path, tree in _modules():
+        here = _module_name(path)
+        is_pkg = path.name == "__init__.py"
+        aliases = {}  # local name -> imported module (import aift_tf.x as y)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                src = _resolve(node, here, is_pkg)
+                if not src.startswith("aift_tf") or src == here:
+                    continue
+                for a in node.names:
+                    # a package's private submodule (``from aift_tf.zoo import _common``) is shared inside it
+                    inside = here.startswith(src + ".") and f"{src}.{a.name}" in MODULES
+                    if a.name.startswith("_") and not a.name.startswith("__") and not inside:
+                        bad.append(f"{path.relative_to(LIB.parent)}:{node.lineno}: from {src} import {a.name}")
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("aift_tf"):
+                        aliases[a.asname or a.name] = a.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                target = ast.unparse(node.value)
+                if target in aliases and aliases[target] != here:
+                    bad.append(f"{path.relative_to(LIB.parent)}:{node.lineno}: {target}.{node.attr}")
+    assert not bad, "private names used across modules:\n" + "\n".join(bad)
+
+
+def test_the_library_never_imports_the_harness():
+    bad = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [f"{path.relative_to(LIB.parent)}:{node.lineno}: {n}" for n in names
+                    if n == "simulate" or n.startswith("simulate.")]
+    assert not bad, "aift_tf imports simulate:\n" + "\n".join(bad)
