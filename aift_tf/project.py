@@ -109,20 +109,31 @@ class DamagedCheckpoint(AiftError):
 # ------------------------------------------------------------------------------------------------
 
 
+#: the project's lock file (empty; created by ``init``, kept): ``filelock`` locks it on POSIX and Windows alike
+LOCK = ".aift.lock"
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
-    """Exclusive, non-blocking lock on the project folder itself (no lock file is left behind)."""
-    import fcntl
+    """Exclusive, non-blocking lock on the project (``PROJECT/.aift.lock`` through ``filelock``).
 
-    fd = os.open(path, os.O_RDONLY)
+    A project whose folder cannot hold the lock file (read-only medium, no permission, full disk) is opened
+    unlocked: no other command can write there either, and ``aift status`` must still work.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path / LOCK), timeout=0)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise AiftError(f"{path}: another aift command is working on this project; try again when it ends") from None
+        lock.acquire()
+    except Timeout:
+        raise AiftError(f"{path}: another aift command is working on this project; try again when it ends") from None
+    except OSError:
+        yield
+        return
+    try:
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,6 +227,7 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
         with atomic_dir(path, replace=False) as tmp:
             write_json_atomic(tmp / CONFIG, config)
             write_text_atomic(tmp / LEDGER, "")
+            write_text_atomic(tmp / LOCK, "")
             (tmp / CHECKPOINTS).mkdir()
             learner.save(tmp / CHECKPOINTS / round_name(0))
     return path

@@ -181,42 +181,13 @@ def _quiet_tf_python_logs() -> None:
         pass
 
 
-def _have_tensorboard() -> bool:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def tensorboard_callback(log_dir: Path):
-    """keras.callbacks.TensorBoard when the `tensorboard` package is installed; otherwise a minimal
-    callback writing the same per-epoch scalars (`epoch_loss`, `epoch_accuracy`, `epoch_val_auc`) as
-    TensorBoard event files with the low-level `tf.summary.write` (works without the package)."""
+    """``keras.callbacks.TensorBoard`` writing the per-epoch scalars (``epoch_loss``, ``epoch_accuracy``, and
+    ``epoch_val_auc`` where validated) of one fine-tuning round under ``log_dir``."""
     import keras
 
-    log_dir = Path(log_dir)
-    if _have_tensorboard():
-        return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0,
-                                           histogram_freq=0, update_freq="epoch")
-
-    class ScalarTensorBoard(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.writer = _scalar_writer(log_dir / "train")
-
-        def on_epoch_end(self, epoch, logs=None):
-            for k, v in (logs or {}).items():
-                try:
-                    value = float(v)
-                except (TypeError, ValueError):
-                    continue
-                _write_scalar(self.writer, f"epoch_{k}", value, epoch)
-            self.writer.flush()
-
-        def on_train_end(self, logs=None):
-            self.writer.close()
-
-    return ScalarTensorBoard()
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0,
+                                       histogram_freq=0, update_freq="epoch")
 
 
 def _scalar_writer(path: Path):
@@ -228,13 +199,9 @@ def _scalar_writer(path: Path):
 
 def _write_scalar(writer, tag, value, step):
     import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
 
-    md = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
     with writer.as_default():
-        tf.summary.write(tag, tf.constant(float(value), dtype=tf.float32), step=int(step), metadata=md)
-
-
+        tf.summary.scalar(tag, float(value), step=int(step))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -670,21 +637,14 @@ def _open_new(config, out, quiet, argv, cache_dir):
 
     cfg = check_config(config if config is not None else SimConfig())
     out = rf.check_new_out_dir(out if out is not None else default_out_dir(cfg))
-    gen_bar = gen_progress = None
-    if cfg.data is None and not quiet:
-        from tqdm.auto import tqdm
 
-        gen_bar = tqdm(desc=f"generating {cfg.app} ({cfg.scale})", unit="item", leave=False)
-
-        def gen_progress(done, total):
-            gen_bar.total = total
-            gen_bar.n = done
-            gen_bar.refresh()
+    bars = BaseProgress(quiet=quiet or cfg.data is not None)
     try:
-        store_path = store_path_for(cfg, cache_dir=cache_dir, progress=gen_progress)
+        store_path = store_path_for(cfg, cache_dir=cache_dir,
+                                    progress=None if bars.quiet else bars.counter(f"generating {cfg.app} ({cfg.scale})",
+                                                                                  "item"))
     finally:
-        if gen_bar is not None:
-            gen_bar.close()
+        bars.close()
     store = open_store(store_path)
     try:
         plan = plan_run(cfg, store)

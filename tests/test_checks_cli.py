@@ -161,3 +161,28 @@ def test_io_folder_helpers(tmp_path):
     (tmp_path / "keep" / "f").write_text("x")
     remove_folder(tmp_path / "keep")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".keep.json"]
+
+
+def test_lock_is_a_file_and_a_read_only_project_still_opens(tmp_path, monkeypatch):
+    """The lock is PROJECT/.aift.lock (filelock); where it cannot be created (read-only medium: EROFS, as the
+    faults tests inject it) the project opens unlocked, so `aift status` keeps working there."""
+    import errno
+
+    import filelock
+
+    from aift_tf.project import LOCK, _locked
+
+    project = tmp_path / "ro"
+    project.mkdir()
+    with _locked(project):
+        assert (project / LOCK).is_file()
+    (project / LOCK).unlink()
+
+    def read_only(self, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(project / LOCK))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    entered = False
+    with _locked(project):
+        entered = True
+    assert entered and not (project / LOCK).exists()

@@ -237,6 +237,11 @@ def test_end_to_end_every_output(reference_run, tiny):
     target = json.loads((out / "target.json").read_text())
     fulls = [float(by[("full", k, "1")]["test_auc"]) for k in ("0", "1")]
     assert target["target_auc"] == pytest.approx(np.mean(fulls) - 0.01)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ev = EventAccumulator(str(out / "tb" / "aift" / "seed0" / "eval"))
+    ev.Reload()
+    assert {"test_auc", "positives_found"} <= set(ev.Tags()["tensors"])  # tf.summary scalars, one per round
     curve = list(csv.DictReader(open(out / "full_training.csv")))
     assert {c["seed"] for c in curve} == {"0", "1"} and all(c["loss"] != "" for c in curve)
     assert all((c["val_auc"] != "") == (cfg["plan"]["early_stopping_split"] is not None) for c in curve)
