@@ -1,6 +1,7 @@
 """``aift``: real annotation rounds with human experts (a thin click layer over :mod:`aift_tf.project`).
 
-    aift init PROJECT --data STORE.h5 [--model NAME --weights m0|none|imagenet|PATH --trainable all|top|head
+    aift init PROJECT --data STORE.h5 [--model NAME --weights m0|none|imagenet|PATH --m0 offline|self-supervised
+                                       --trainable all|top|head
                                        --strategy aift --learning ACFT-LQ --omega W --epochs E --lr LR
                                        --batch-size B --seed S]
     aift query PROJECT --query-size/-n 20 [--strategy S --omega W --force --annotators A,B --overlap 0.2]
@@ -23,6 +24,7 @@ from aift_tf._cli import run_cli, version_option
 from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
 from aift_tf.progress import Progress
 from aift_tf.zoo import MODEL_NAMES, POLICIES
+from aift_tf.zoo.pretrained import M0_CHOICES
 
 STRATEGY_HELP = ("selection strategy: aift (= entropy+diversity@0.25), entropy, diversity, entropy+diversity[@ALPHA], "
                  "random, least-confidence, margin, mean-entropy")
@@ -71,6 +73,10 @@ def cli():
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Candidate store (.h5); its train split is the pool.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="small_cnn", show_default=True, help="Zoo model.")
 @click.option("--weights", default="m0", show_default=True, metavar="none|imagenet|m0|PATH", help="Starting weights: m0 (the offline pre-trained M0 shipped with aift_tf, adapted to the patch shape; random init with a warning if none fits, an error if given explicitly), none, imagenet, or a .keras / .weights.h5 file.")
+@click.option("--m0", "m0", type=click.Choice(M0_CHOICES), default="offline", show_default=True,
+              help="Where M0 comes from: offline (--weights decides) or self-supervised (SimCLR over each candidate's "
+                   "patches on this store's own pool, labels never read; once per store, cached in $AIFT_CACHE/m0; "
+                   "a few minutes on a CPU).")
 @click.option("--trainable", type=click.Choice(POLICIES), default="all", show_default=True, help="Layers fine-tuned.")
 @click.option("--strategy", default="aift", show_default=True, help=STRATEGY_HELP)
 @click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
@@ -81,7 +87,7 @@ def cli():
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Patches per gradient step.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of queries and fine-tuning.")
 @quiet_option
-def init(project, data, model, weights, trainable, strategy, learning, omega, epochs, lr, batch_size, seed, quiet):
+def init(project, data, model, weights, m0, trainable, strategy, learning, omega, epochs, lr, batch_size, seed, quiet):
     """Create PROJECT from a candidate store and save M0 (the starting model)."""
     from aift_tf.project import init_project
 
@@ -89,8 +95,10 @@ def init(project, data, model, weights, trainable, strategy, learning, omega, ep
     explicit = click.get_current_context().get_parameter_source("weights") != click.core.ParameterSource.DEFAULT
     path = init_project(project, data, model=model, weights=weights, trainable=trainable, strategy=strategy,
                         learning=learning, omega=omega, epochs=epochs, learning_rate=lr, batch_size=batch_size,
-                        seed=seed, progress=bars.stage(names=STAGE_NAMES), m0_fallback=not explicit, warn=_warn)
-    _say(quiet)(f"created {path}: model {model} (weights {weights}), strategy {strategy}, learning {learning}; "
+                        seed=seed, progress=bars.stage(names=STAGE_NAMES), m0_fallback=not explicit, warn=_warn,
+                        m0=m0)
+    start = "self-supervised M0" if m0 == "self-supervised" else f"weights {weights}"
+    _say(quiet)(f"created {path}: model {model} ({start}), strategy {strategy}, learning {learning}; "
                 f"next: aift query {path} -n 20")
 
 

@@ -186,3 +186,32 @@ def test_project_init_from_the_self_supervised_m0(stores, tmp_path, monkeypatch)
     conv = [layer.name for layer in ssl_net.layers if layer.name.endswith("_conv")]
     assert conv and all(np.allclose(m0.get_layer(n).get_weights()[0], ssl_net.get_layer(n).get_weights()[0])
                         for n in conv)
+
+
+def test_aift_init_m0_self_supervised_cli(stores, tmp_path, monkeypatch):
+    """`aift init --m0 self-supervised`: a one-line exit-2 error with --weights; otherwise the project starts
+    from the store's own SimCLR M0 and `aift status` says so."""
+    import aift_tf.ssl as ssl
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_aift_cli import aift, one_line_error
+
+    monkeypatch.setattr(ssl, "DEFAULT_STEPS", 2)
+    monkeypatch.setenv("AIFT_CACHE", str(tmp_path / "cache"))
+    r = aift(*["init", str(tmp_path / "bad"), "--data", str(stores["labeled"]), "--m0", "self-supervised",
+                            "--weights", "none"])
+    assert r.exit_code == 2 and "weights must be 'm0' with m0='self-supervised'" in one_line_error(r.stderr)
+    assert not (tmp_path / "bad").exists()
+    r = aift(*["init", str(tmp_path / "bad"), "--data", str(stores["labeled"]), "--m0", "simclr"])
+    line = one_line_error(r.stderr)
+    assert r.exit_code == 2 and "'simclr'" in line and "offline" in line and "self-supervised" in line
+    r = aift(*["init", str(tmp_path / "p"), "--data", str(stores["labeled"]), "--m0", "self-supervised",
+                            "--trainable", "top", "--epochs", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert cfg["m0"]["source"] == "self-supervised"
+    assert len(list((tmp_path / "cache" / "m0").glob("*.weights.h5"))) == 1
+    r = aift(*["status", str(tmp_path / "p")])
+    assert r.exit_code == 0 and "self-supervised" in r.output, r.output
