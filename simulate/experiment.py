@@ -261,9 +261,9 @@ class Experiment:
         self.trunk_cache_dir = trunk_cache_dir
         self.distribution = None
         if self.cfg.distribute != "none":  # created before any other TensorFlow work (multi-worker needs it)
-            from aift_tf.distribute import get_strategy
+            from aift_tf.distribute import get_distribution
 
-            self.distribution = get_strategy(self.cfg.distribute)
+            self.distribution = get_distribution(self.cfg.distribute)
 
     # -------------------------------------------------------------- helpers
     def _round_finetune(self, seed):
@@ -295,7 +295,7 @@ class Experiment:
 
     def _speed_options(self, trainable) -> dict:
         """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
-        and trunk, shared by every strategy and seed) and the tf.distribute strategy."""
+        and trunk, shared by every strategy and seed) and the distribution (tf.distribute)."""
         cache = False
         if self.cfg.cache_trunk and trainable != "all":
             cache = str(self.trunk_cache_dir) if self.trunk_cache_dir is not None else True
