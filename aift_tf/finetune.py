@@ -255,7 +255,7 @@ def fine_tune(
 
     Every example inherits its candidate's label. The model must already be compiled
     (:func:`compile_model`) so that successive rounds reuse one traced training step. Runs with
-    `model.fit`, so a model built inside a `tf.distribute` strategy scope trains distributed.
+    `model.fit`, so a model built inside a distribution's scope (`tf.distribute.Strategy.scope()`) trains distributed.
 
     Args:
         model: a compiled Keras model returning softmax probabilities of the source's examples.

@@ -11,7 +11,7 @@ exactly once and writes the *scores* file the learner queries from
   shard when others are labeled, and pools sorted by scanner or site are spread evenly).
 * :func:`score_shard` — loads the model (a ``.keras`` file, or a saved learner folder whose labeled
   candidates are then left out of the pool), scores the share with
-  :func:`aift_tf.pipelines.predict_candidates` (optionally under a ``tf.distribute`` strategy over the
+  :func:`aift_tf.pipelines.predict_candidates` (optionally under a distribution, a ``tf.distribute.Strategy``, over the
   node's devices) and writes the part file.
 * :func:`merge_shards` — checks the parts (same store, model, pool and shard count; every pool id in
   exactly one part) and writes ids, probabilities and worth (:func:`aift_tf.selection.strategy_scores`).
