@@ -1,4 +1,5 @@
-"""Atomic file writing and hashing helpers shared by every writer in the package.
+"""Atomic file writing and hashing helpers shared by every writer in the package, and the one
+round-folder name (:func:`round_name`, ``round-NNN``) of projects and simulation run folders.
 
 Nothing is ever half-written: writers produce a temporary sibling and ``os.replace`` it onto the
 destination once complete; on any exception the temporary is removed. After the rename the folder
@@ -21,6 +22,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -397,3 +399,37 @@ def remove_folder(path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+_ROUND_NAME = re.compile(r"^round-(\d{3,})$")
+
+
+def round_name(k: int) -> str:
+    """The folder name of round ``k``: ``round-NNN`` (at least three digits).
+
+    The one spelling of a round folder: a project's query rounds and checkpoints
+    (:mod:`aift_tf.project`) and a simulation run folder's state, TensorBoard and export rounds
+    (``simulate/run_folder.py``) all use it.
+
+    Args:
+        k: the round number (an int >= 0).
+
+    Example:
+    >>> round_name(3), round_name(1234)
+    ('round-003', 'round-1234')
+    """
+    return f"round-{int(k):03d}"
+
+
+def round_number(name: str):
+    """The round number of a folder named by :func:`round_name`, or ``None`` for any other name.
+
+    Args:
+        name: a folder name (not a path).
+
+    Example:
+    >>> round_number("round-012"), round_number("round12"), round_number("round-1")
+    (12, None, None)
+    """
+    m = _ROUND_NAME.match(str(name))
+    return int(m.group(1)) if m else None

@@ -1,6 +1,7 @@
-"""Distribution strategies for scoring and fine-tuning (see docs/distributed.md).
+"""Distributions (``tf.distribute`` strategies) for scoring and fine-tuning (see docs/distributed.md).
 
-``get_strategy(name)`` returns a ``tf.distribute.Strategy``:
+A *distribution* is a ``tf.distribute.Strategy`` (the word *strategy* alone means a selection strategy).
+``get_distribution(name)`` returns a ``tf.distribute.Strategy``:
 
 * ``"none"``: TensorFlow's default (single-device) strategy;
 * ``"mirrored"``: ``MirroredStrategy`` over every local GPU, or, on a machine without GPUs, over
@@ -9,10 +10,10 @@
 * ``"multi-worker"``: ``MultiWorkerMirroredStrategy``; the cluster and this worker's role come
   from the ``TF_CONFIG`` environment variable, which must be set (and valid JSON) before the call.
 
-Models must be built and compiled under ``strategy.scope()`` — ``ActiveLearner(distribute=...)``
+Models must be built and compiled under ``distribution.scope()`` — ``ActiveLearner(distribute=...)``
 does that. Fine-tuning runs through ``model.fit`` (Keras splits each global batch over the
 replicas and all-reduces gradients); scoring splits every batch over the local replicas
-(:func:`aift_tf.pipelines.predict_candidates` with ``strategy=``). With ``multi-worker`` every
+(:func:`aift_tf.pipelines.predict_candidates` with ``distribution=``). With ``multi-worker`` every
 worker scores the whole pool with its local replicas (the scores, and so the selections, are
 identical on every worker) and fine-tuning is synchronous across workers.
 
@@ -21,12 +22,12 @@ Multi-worker helpers: :func:`worker_role` (this process's index and the cluster,
 :func:`round_guard` (a peer that dies mid-round becomes a one-line :class:`AiftError` naming it).
 
 Example (run the same program on every worker, each with its own ``TF_CONFIG``):
->>> strategy = get_strategy("multi-worker")     # the first TensorFlow call of the process
->>> with round_guard(strategy):
-...     learner = ActiveLearner.load("state-1", store, distribute=strategy)
+>>> distribution = get_distribution("multi-worker")     # the first TensorFlow call of the process
+>>> with round_guard(distribution):
+...     learner = ActiveLearner.load("state-1", store, distribute=distribution)
 ...     ids, _ = learner.query(20)
 ...     learner.teach(ids, labels_of(ids))
-...     learner.save(save_path("state-2", strategy, scratch="/tmp"))
+...     learner.save(save_path("state-2", distribution, scratch="/tmp"))
 """
 
 from __future__ import annotations
@@ -40,36 +41,36 @@ from pathlib import Path
 
 from aift_tf.errors import AiftError
 
-__all__ = ["STRATEGIES", "canonical_name", "get_strategy", "strategy_name", "set_logical_cpus", "replicas",
+__all__ = ["DISTRIBUTIONS", "canonical_name", "get_distribution", "distribution_name", "set_logical_cpus", "replicas",
            "worker_role", "save_path", "round_guard"]
 
-STRATEGIES = ("none", "mirrored", "multi-worker")
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 _ALIASES = {"none": "none", "default": "none", "single": "none", "mirrored": "mirrored", "mirror": "mirrored",
             "multi-worker": "multi-worker", "multiworker": "multi-worker", "multi_worker": "multi-worker"}
 
 
 def canonical_name(name) -> str:
-    """The canonical strategy name for ``name`` (aliases allowed); raises a one-line AiftError."""
+    """The canonical distribution name for ``name`` (aliases allowed); raises a one-line AiftError."""
     key = str(name).strip().lower() if name is not None else "none"
     if key not in _ALIASES:
-        raise AiftError(f"unknown distribution strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+        raise AiftError(f"unknown distribution strategy {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
     return _ALIASES[key]
 
 
-def get_strategy(name="none", *, timeout_seconds=None):
-    """The ``tf.distribute.Strategy`` called ``name`` (one of :data:`STRATEGIES`).
+def get_distribution(name="none", *, timeout_seconds=None):
+    """The ``tf.distribute.Strategy`` called ``name`` (one of :data:`DISTRIBUTIONS`).
 
     A ``tf.distribute.Strategy`` instance is returned unchanged. Raises :class:`AiftError` for an
     unknown name, or for ``multi-worker`` without a valid ``TF_CONFIG``.
 
     Args:
-        name: a strategy name (aliases allowed) or a strategy.
+        name: a distribution name (aliases allowed) or a ``tf.distribute.Strategy``.
         timeout_seconds: ``multi-worker`` only: fail a collective (all-reduce) that does not finish in
             that time (``tf.distribute.experimental.CommunicationOptions``), e.g. when a peer hangs
             without dying; ``None`` waits forever (a peer that dies is detected at once anyway).
 
     Example:
-    >>> get_strategy("mirrored").num_replicas_in_sync
+    >>> get_distribution("mirrored").num_replicas_in_sync
     1
     """
     import tensorflow as tf
@@ -150,13 +151,13 @@ def worker_role() -> tuple:
     return index, workers
 
 
-def _task_index(strategy) -> int:
-    resolver = getattr(strategy, "cluster_resolver", None)
+def _task_index(distribution) -> int:
+    resolver = getattr(distribution, "cluster_resolver", None)
     task = getattr(resolver, "task_id", None)
     return int(task) if task is not None else 0
 
 
-def save_path(path, strategy, scratch=None) -> Path:
+def save_path(path, distribution, scratch=None) -> Path:
     """Where this worker writes a checkpoint: ``path`` on the chief (worker 0, or any process without
     multi-worker), ``SCRATCH/NAME.worker-I`` on the others (default ``SCRATCH``: the temp folder).
 
@@ -164,10 +165,10 @@ def save_path(path, strategy, scratch=None) -> Path:
     is the result; a worker-local scratch folder keeps the others from racing on a shared file system.
 
     Example:
-    >>> learner.save(save_path("run/state-2", strategy, scratch="/scratch"))
+    >>> learner.save(save_path("run/state-2", distribution, scratch="/scratch"))
     """
     path = Path(path)
-    index = _task_index(strategy) if strategy_name(strategy) == "multi-worker" else 0
+    index = _task_index(distribution) if distribution_name(distribution) == "multi-worker" else 0
     if index == 0:
         return path
     import tempfile
@@ -190,10 +191,10 @@ def _reachable(address: str, timeout: float = 1.0) -> bool:
 
 
 @contextlib.contextmanager
-def round_guard(strategy):
+def round_guard(distribution):
     """Turn the failure of a peer worker during a multi-worker round into a one-line :class:`AiftError`.
 
-    When a worker dies (or, with ``get_strategy(..., timeout_seconds=...)``, hangs) TensorFlow aborts the
+    When a worker dies (or, with ``get_distribution(..., timeout_seconds=...)``, hangs) TensorFlow aborts the
     collectives of the others (``UnavailableError``, ``DeadlineExceededError``…). Inside the guard that
     becomes ``AiftError("multi-worker round failed on worker 0: worker 1 (host:port) stopped responding
     …")``: the worker is taken from TensorFlow's message, else found by probing the peers' ports. Save
@@ -201,9 +202,9 @@ def round_guard(strategy):
     checkpoint. The process's collectives stay aborted: exit and restart every worker to rerun the round.
 
     Example:
-    >>> with round_guard(strategy):
+    >>> with round_guard(distribution):
     ...     learner.teach(ids, labels)
-    ...     learner.save(save_path("state-2", strategy))
+    ...     learner.save(save_path("state-2", distribution))
     """
     import tensorflow as tf
 
@@ -211,7 +212,7 @@ def round_guard(strategy):
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
             tf.errors.AbortedError, tf.errors.InternalError) as e:
-        if strategy_name(strategy) != "multi-worker":
+        if distribution_name(distribution) != "multi-worker":
             raise
         me, workers = worker_role()
         text = str(getattr(e, "message", e))
@@ -226,22 +227,22 @@ def round_guard(strategy):
                         f"to rerun the round") from None
 
 
-def strategy_name(strategy) -> str:
-    """``"none"``, ``"mirrored"`` or ``"multi-worker"`` for a strategy (or a name)."""
+def distribution_name(distribution) -> str:
+    """``"none"``, ``"mirrored"`` or ``"multi-worker"`` for a distribution (or a name)."""
     import tensorflow as tf
 
-    if strategy is None or isinstance(strategy, str):
-        return canonical_name(strategy)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if distribution is None or isinstance(distribution, str):
+        return canonical_name(distribution)
+    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
         return "multi-worker"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
+    if isinstance(distribution, tf.distribute.MirroredStrategy):
         return "mirrored"
     return "none"
 
 
-def replicas(strategy) -> int:
+def replicas(distribution) -> int:
     """Replicas in sync (1 for ``None``)."""
-    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+    return 1 if distribution is None else int(distribution.num_replicas_in_sync)
 
 
 def set_logical_cpus(count: int) -> None:

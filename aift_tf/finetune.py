@@ -207,7 +207,7 @@ def reseed_layers(model, seed: int) -> None:
             k += 1
 
 
-def _candidate_auc_callback(source, val_ids, batch_size, strategy=None):
+def _candidate_auc_callback(source, val_ids, batch_size, distribution=None):
     """A Keras callback that writes the validation candidates' AUC and cross-entropy (of the mean patch
     prediction) into ``logs["val_auc"]`` and ``logs["val_loss"]`` each epoch (list it before
     ``keras.callbacks.EarlyStopping``, which reads them)."""
@@ -225,7 +225,7 @@ def _candidate_auc_callback(source, val_ids, batch_size, strategy=None):
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = predict_candidates(self.model, source, val_ids, batch_size=batch_size, strategy=strategy)
+            probs = predict_candidates(self.model, source, val_ids, batch_size=batch_size, distribution=distribution)
             p = candidate_probability(probs)
             value = float(auc(val_labels, p))
             self.history.append(value)
@@ -249,13 +249,13 @@ def fine_tune(
     val_ids=None,
     callbacks=(),
     verbose: int = 0,
-    strategy=None,
+    distribution=None,
 ) -> dict:
     """Fine-tune `model` in place on the patches (examples) of labeled candidates.
 
     Every example inherits its candidate's label. The model must already be compiled
     (:func:`compile_model`) so that successive rounds reuse one traced training step. Runs with
-    `model.fit`, so a model built inside a `tf.distribute` strategy scope trains distributed.
+    `model.fit`, so a model built inside a distribution's scope (`tf.distribute.Strategy.scope()`) trains distributed.
 
     Args:
         model: a compiled Keras model returning softmax probabilities of the source's examples.
@@ -270,7 +270,7 @@ def fine_tune(
         val_ids: candidates with known labels for validation AUC / early stopping.
         callbacks: extra Keras callbacks (e.g. TensorBoard).
         verbose: Keras verbosity.
-        strategy: the `tf.distribute.Strategy` the model was built under (validation scoring).
+        distribution: the `tf.distribute.Strategy` the model was built under (validation scoring).
 
     Returns:
         A dict with per-epoch `loss`, `accuracy`, optional `val_auc`, `epochs`, `seconds`,
@@ -305,7 +305,7 @@ def fine_tune(
     stopper = None
     if val_ids is not None and len(val_ids) > 0:
         # the AUC callback fills logs["val_auc"] before EarlyStopping reads it (callbacks run in order)
-        cbs.append(_candidate_auc_callback(source, val_ids, max(256, config.batch_size), strategy=strategy))
+        cbs.append(_candidate_auc_callback(source, val_ids, max(256, config.batch_size), distribution=distribution))
         if config.patience is not None:
             import keras
 

@@ -186,14 +186,14 @@ class ActiveLearner:
         self.pool_ids = store.ids(pool_split)
         if self.pool_ids.size == 0:
             raise AiftError(f"{store.path}: the {pool_split!r} split has no candidates to query")
-        self._set_distribute(distribute)
+        self._set_distribution(distribute)
         with self._scope():
             if isinstance(model, _Checkpoint):  # ActiveLearner.load: M_t as saved (optimizer slots kept)
                 self.model, self.m0_weights = model.model, model.m0_weights
             else:
                 if model is None:
                     model = self._build_m0()
-                elif self.distribute is not None:
+                elif self.distribution is not None:
                     model = _clone_in_scope(model)
                 self.model = model
                 self.m0_weights = [np.array(w) for w in model.get_weights()]
@@ -245,19 +245,19 @@ class ActiveLearner:
         return cls(store, **{**config, **runtime})
 
     # ------------------------------------------------------------------ distribution / sources
-    def _set_distribute(self, distribute):
-        self.distribute = _strategy_or_none(distribute)
-        if self.distribute is None:
+    def _set_distribution(self, distribute):
+        self.distribution = _distribution_or_none(distribute)
+        if self.distribution is None:
             self.distribute_name = "none"
             return
-        from aift_tf.distribute import strategy_name
+        from aift_tf.distribute import distribution_name
 
-        self.distribute_name = strategy_name(self.distribute)
+        self.distribute_name = distribution_name(self.distribution)
 
     def _scope(self):
         import contextlib
 
-        return self.distribute.scope() if self.distribute is not None else contextlib.nullcontext()
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
 
     def _setup_source(self, cache_trunk):
         """Choose (network, source) once: the model over the store's patches, or with `cache_trunk` the
@@ -280,7 +280,7 @@ class ActiveLearner:
             raise AiftError(f"cache_trunk: model {self.model.name!r} has no frozen trunk to cache")
         directory = None if cache_trunk is True else cache_trunk
         cache = TrunkCache(self.store, trunk, directory=directory, batch_size=self.predict_batch_size,
-                           strategy=self.distribute, progress=self._stage("trunk"))
+                           distribution=self.distribution, progress=self._stage("trunk"))
         opt = self.model.optimizer
         if not opt.built:  # slots in the full model's variable order, so model.keras saves them right
             opt.build(self.model.trainable_variables)
@@ -354,7 +354,7 @@ class ActiveLearner:
 
         ids = np.asarray(ids, dtype=np.int64)
         return predict_candidates(self._net, self._source, ids, batch_size=self.predict_batch_size,
-                                  progress=self._stage("score"), strategy=self.distribute)
+                                  progress=self._stage("score"), distribution=self.distribution)
 
     def predict_stochastic(self, ids, passes: int, seed: int = 0) -> np.ndarray:
         """Patch probabilities of `passes` stochastic forward passes with dropout on (MC dropout).
@@ -410,7 +410,7 @@ class ActiveLearner:
                 raise AiftError(f"model {self.model.name!r} has no frozen trunk (trainable 'all'): coreset "
                                 f"strategies need trunk features; use trainable 'top' or 'head'")
             self._features = TrunkCache(self.store, trunk, batch_size=self.predict_batch_size,
-                                        strategy=self.distribute)
+                                        distribution=self.distribution)
         return self._features.pooled(ids)
 
     # ------------------------------------------------------------------ query
@@ -627,7 +627,7 @@ class ActiveLearner:
         train_labels = np.array([lookup[i] for i in train_ids.tolist()], dtype=np.int64)
         hist = fine_tune(
             self._net, self._source, train_ids, train_labels, self.config, round_index=self.round,
-            val_ids=self._val_ids(), callbacks=callbacks, verbose=verbose, strategy=self.distribute,
+            val_ids=self._val_ids(), callbacks=callbacks, verbose=verbose, distribution=self.distribution,
         )
         record = {
             "round": self.round,
@@ -739,7 +739,7 @@ class ActiveLearner:
         then its state (round, labels, RNG, history) and M0's weights are restored.
 
         ``cache_trunk`` / ``distribute``: ``None`` = as saved (``distribute`` as saved only when it
-        was ``"none"``; pass a strategy to resume distributed).
+        was ``"none"``; pass a distribution to resume distributed).
 
         Example:
         >>> learner = ActiveLearner.load("run/state", store)
@@ -757,9 +757,9 @@ class ActiveLearner:
         config = state["config"] if isinstance(state.get("config"), dict) else _config_of_old_state(state)
         if cache_trunk is not None:
             config = {**config, "cache_trunk": cache_trunk}
-        strategy = _strategy_or_none(distribute)
+        distribution = _distribution_or_none(distribute)
         try:
-            with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
+            with (distribution.scope() if distribution is not None else contextlib.nullcontext()):
                 model = keras.models.load_model(path / "model.keras", compile=True)
         except Exception as e:  # corrupt or missing model file
             raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
@@ -767,7 +767,7 @@ class ActiveLearner:
         m0.load_weights(path / "m0.weights.h5")
         m0_weights = [np.array(w) for w in m0.get_weights()]
         self = cls.from_config(config, store, model=_Checkpoint(model, m0_weights), progress=progress,
-                               distribute=strategy)
+                               distribute=distribution)
         self._m0_bytes = (path / "m0.weights.h5").read_bytes()
         self._restore_state(state)
         return self
@@ -802,13 +802,13 @@ def _config_of_old_state(state: dict) -> dict:
     }
 
 
-def _strategy_or_none(distribute):
+def _distribution_or_none(distribute):
     """The `tf.distribute.Strategy` named by `distribute`, or None for none."""
     if distribute is None or (isinstance(distribute, str) and distribute.strip().lower() in ("none", "")):
         return None
-    from aift_tf.distribute import get_strategy
+    from aift_tf.distribute import get_distribution
 
-    return get_strategy(distribute)
+    return get_distribution(distribute)
 
 
 def _check_omega(omega) -> float:

@@ -147,7 +147,7 @@ def _check_probs(y: np.ndarray, model_name: str) -> None:
         )
 
 
-def predict_candidates(model, source, ids=None, batch_size: int = 256, progress=None, strategy=None) -> np.ndarray:
+def predict_candidates(model, source, ids=None, batch_size: int = 256, progress=None, distribution=None) -> np.ndarray:
     """Patch probabilities of candidates, ``(len(ids), m, K)`` float32, in the order of ``ids``.
 
     Args:
@@ -157,10 +157,10 @@ def predict_candidates(model, source, ids=None, batch_size: int = 256, progress=
         source: an open :class:`aift_tf.store.CandidateStore`, or any :class:`aift_tf.sources.PatchSource`
             (e.g. a :class:`aift_tf.trunk_cache.TrunkCache`, with ``model`` the trainable rest).
         ids: candidate ids (None = all ``0 … n-1``).
-        batch_size: examples per forward pass (the global batch under a distribution strategy).
+        batch_size: examples per forward pass (the global batch under a distribution).
         progress: optional ``callable(n_done_candidates, n_total)`` called after each batch that
             completes a candidate.
-        strategy: optional ``tf.distribute.Strategy`` the model was built under; every batch is
+        distribution: optional ``tf.distribute.Strategy`` the model was built under; every batch is
             split over its local replicas (see :mod:`aift_tf.distribute`).
 
     How it runs (profiled on a shared 2-core CPU, see ``benchmarks/``): candidates are read in large
@@ -186,7 +186,7 @@ def predict_candidates(model, source, ids=None, batch_size: int = 256, progress=
     if n == 0:
         k = model.output_shape[-1] if hasattr(model, "output_shape") else 2
         return np.empty((0, m, max(int(k), 2)), dtype=np.float32)
-    step = inference_step(model, source.example_shape, np.dtype(source.dtype), strategy=strategy)
+    step = inference_step(model, source.example_shape, np.dtype(source.dtype), distribution=distribution)
     chunk = aligned_chunk(bs, m, source.block_candidates())
     out = None
     total = n * m
@@ -280,23 +280,23 @@ def _numpy(y):
 
 
 # Compiled inference steps, per model (held weakly: an entry dies with its model) and per
-# (input shape, dtype, strategy). The steps reference the model only through a weak reference, so
+# (input shape, dtype, distribution). The steps reference the model only through a weak reference, so
 # the cache never keeps a model alive and nothing is attached to the model (SavedModel export).
 _STEPS = weakref.WeakKeyDictionary()
 
 
-def inference_step(model, input_shape, dtype=np.float32, strategy=None):
+def inference_step(model, input_shape, dtype=np.float32, distribution=None):
     """A compiled ``model(x, training=False)`` for any batch size, cached per model.
 
     ``dtype`` is the dtype batches arrive in: uint8 batches are converted to float32 in [0, 1]
     inside the step (``x / 255``, exactly as :meth:`CandidateStore.read_float`). With a
-    multi-replica ``strategy`` the batch is split in contiguous parts over the local replicas and
+    multi-replica ``distribution`` the batch is split in contiguous parts over the local replicas and
     the results are concatenated in order. Returns a callable ``step(numpy_batch) -> tensor``.
     """
     dtype = np.dtype(dtype)
     shape = tuple(int(v) for v in input_shape)
-    replicas = _local_replicas(strategy)
-    key = (shape, dtype.str, id(strategy) if replicas > 1 else None)
+    replicas = _local_replicas(distribution)
+    key = (shape, dtype.str, id(distribution) if replicas > 1 else None)
     try:
         per_model = _STEPS.setdefault(model, {})
     except TypeError:  # not weak-referenceable: build per call
@@ -304,7 +304,7 @@ def inference_step(model, input_shape, dtype=np.float32, strategy=None):
     step = per_model.get(key)
     if step is None:
         step = _build_step(weakref.ref(model) if _weakrefable(model) else (lambda: model),
-                           shape, dtype, strategy if replicas > 1 else None, replicas)
+                           shape, dtype, distribution if replicas > 1 else None, replicas)
         per_model[key] = step
     return step
 
@@ -317,16 +317,16 @@ def _weakrefable(obj) -> bool:
         return False
 
 
-def _local_replicas(strategy) -> int:
-    if strategy is None or int(strategy.num_replicas_in_sync) <= 1:
+def _local_replicas(distribution) -> int:
+    if distribution is None or int(distribution.num_replicas_in_sync) <= 1:
         return 1
     try:
-        return max(1, len(strategy.extended.worker_devices))
+        return max(1, len(distribution.extended.worker_devices))
     except (AttributeError, NotImplementedError, RuntimeError):
-        return int(strategy.num_replicas_in_sync)
+        return int(distribution.num_replicas_in_sync)
 
 
-def _build_step(model_ref, shape, dtype, strategy, replicas):
+def _build_step(model_ref, shape, dtype, distribution, replicas):
     is_uint8 = dtype == np.uint8
     tf_dtype = tf.as_dtype(dtype)
 
@@ -335,29 +335,24 @@ def _build_step(model_ref, shape, dtype, strategy, replicas):
             x = tf.cast(x, tf.float32) / 255.0
         return model_ref()(x, training=False)
 
-    if strategy is None:
+    if distribution is None:
         fn = tf.function(forward, input_signature=[tf.TensorSpec((None,) + shape, tf_dtype)])
         return fn
 
-    run = tf.function(lambda x: strategy.run(forward, args=(x,)), reduce_retracing=True)
+    run = tf.function(lambda x: distribution.run(forward, args=(x,)), reduce_retracing=True)
 
     def step(x):
         x = np.asarray(x)
         parts = np.array_split(x, replicas)
-        dist = strategy.experimental_distribute_values_from_function(
+        dist = distribution.experimental_distribute_values_from_function(
             lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group % replicas]))
         y = run(dist)
-        local = strategy.experimental_local_results(y)
+        local = distribution.experimental_local_results(y)
         if isinstance(local[0], dict) or isinstance(local[0], (list, tuple)):
             raise AiftError("distributed scoring needs a single-output model")
         return tf.concat([tf.convert_to_tensor(v) for v in local], axis=0)
 
     return step
-
-
-def _inference_fn(model, patch_shape):
-    """Backwards-compatible alias: a compiled float32 ``model(x, training=False)``."""
-    return inference_step(model, patch_shape, np.float32)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
+from aift_tf._io import round_name  # the one round-folder name (also the run folder's)
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -94,10 +95,6 @@ _DOWNLOAD_RE = re.compile(r"^(round|adjudication)-(\d{3,})(?:-([^\W_][\w.-]{0,63
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def round_name(k: int) -> str:
-    return f"round-{int(k):03d}"
 
 
 class DamagedCheckpoint(AiftError):

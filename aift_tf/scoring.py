@@ -11,7 +11,7 @@ exactly once and writes the *scores* file the learner queries from
   shard when others are labeled, and pools sorted by scanner or site are spread evenly).
 * :func:`score_shard` — loads the model (a ``.keras`` file, or a saved learner folder whose labeled
   candidates are then left out of the pool), scores the share with
-  :func:`aift_tf.pipelines.predict_candidates` (optionally under a ``tf.distribute`` strategy over the
+  :func:`aift_tf.pipelines.predict_candidates` (optionally under a distribution, a ``tf.distribute.Strategy``, over the
   node's devices) and writes the part file.
 * :func:`merge_shards` — checks the parts (same store, model, pool and shard count; every pool id in
   exactly one part) and writes ids, probabilities and worth (:func:`aift_tf.selection.strategy_scores`).
@@ -121,7 +121,7 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()
 
 
-def load_scoring_model(path, store, split: str = "train", strategy=None):
+def load_scoring_model(path, store, split: str = "train", distribution=None):
     """``(model, pool_ids, split)`` from a ``.keras`` file (pool = ``split``) or a saved learner folder
     (pool = its pool split minus its labeled candidates, as ``ActiveLearner.unlabeled_ids``).
 
@@ -145,7 +145,7 @@ def load_scoring_model(path, store, split: str = "train", strategy=None):
         model_file = path
     if not model_file.is_file():
         raise AiftError(f"{model_file}: no such model file")
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     try:
         with scope:
             model = keras.models.load_model(model_file, compile=False)
@@ -179,7 +179,7 @@ def score_shard(store, model, out, shard=(0, 1), mode: str = "contiguous", split
         mode: ``"contiguous"`` or ``"hash"`` (see :func:`shard_ids`).
         split: the pool split when ``model`` is a ``.keras`` file.
         batch_size: patches per forward pass.
-        distribute: optional strategy name or ``tf.distribute.Strategy`` over this node's devices.
+        distribute: optional distribution name or ``tf.distribute.Strategy`` over this node's devices.
         progress: optional ``callable(done, total)``.
 
     Returns:
@@ -197,14 +197,14 @@ def score_shard(store, model, out, shard=(0, 1), mode: str = "contiguous", split
     if isinstance(store, (str, Path)):
         with open_store(store) as s:
             return score_shard(s, model, out, (index, count), mode, split, batch_size, distribute, progress)
-    strategy = None
+    distribution = None
     if distribute is not None and distribute != "none":
-        from aift_tf.distribute import get_strategy
+        from aift_tf.distribute import get_distribution
 
-        strategy = get_strategy(distribute)
-    net, pool, split = load_scoring_model(model, store, split, strategy)
+        distribution = get_distribution(distribute)
+    net, pool, split = load_scoring_model(model, store, split, distribution)
     ids = shard_ids(pool, index, count, mode)
-    probs = predict_candidates(net, store, ids, batch_size=batch_size, progress=progress, strategy=strategy)
+    probs = predict_candidates(net, store, ids, batch_size=batch_size, progress=progress, distribution=distribution)
     _write(out, {"ids": ids, "probs": probs, "pool_ids": np.sort(pool)},
            {"kind": "part", "store_sha256": store.sha256, "model_fingerprint": model_fingerprint(net),
             "split": split, "shard_index": index, "shard_count": count, "shard_mode": mode})

@@ -85,7 +85,7 @@ class TrunkCache(PatchSource):
             file ``<store stem>.trunk-<key[:16]>.h5`` there (reused when it exists; written
             atomically) and reads them in blocks, so memory stays bounded.
         batch_size: patches per trunk forward pass while filling the cache.
-        strategy: optional ``tf.distribute.Strategy`` for filling and scoring.
+        distribution: optional ``tf.distribute.Strategy`` for filling and scoring.
         progress: optional ``callable(done_candidates, total)``.
 
     Attributes:
@@ -105,11 +105,11 @@ class TrunkCache(PatchSource):
     labels = property(lambda self: self.store.labels)
     name = property(lambda self: str(self.store.path))
 
-    def __init__(self, store, trunk, directory=None, batch_size: int = 256, strategy=None, progress=None):
+    def __init__(self, store, trunk, directory=None, batch_size: int = 256, distribution=None, progress=None):
         import time
 
         self.store = store
-        self.strategy = strategy
+        self.distribution = distribution
         self.batch_size = int(batch_size)
         self.key = trunk_key(store, trunk)
         fshape = tuple(int(v) for v in trunk.output_shape[1:])
@@ -144,7 +144,7 @@ class TrunkCache(PatchSource):
 
         st = self.store
         shape = tuple(st.patch_shape)
-        step = inference_step(trunk, shape, np.dtype(st.dtype), strategy=self.strategy)
+        step = inference_step(trunk, shape, np.dtype(st.dtype), distribution=self.distribution)
         chunk = aligned_chunk(self.batch_size, st.m, st.default_chunk())
         blocks = (b.reshape((-1,) + shape) for _, b in st.iter_chunks(None, chunk, as_float=False))
         done = 0

@@ -228,9 +228,9 @@ class Experiment:
         self.trunk_cache_dir = trunk_cache_dir
         self.distribution = None
         if self.cfg.distribute != "none":  # created before any other TensorFlow work (multi-worker needs it)
-            from aift_tf.distribute import get_strategy
+            from aift_tf.distribute import get_distribution
 
-            self.distribution = get_strategy(self.cfg.distribute)
+            self.distribution = get_distribution(self.cfg.distribute)
 
     # -------------------------------------------------------------- helpers
     def _round_finetune(self, seed):
@@ -262,7 +262,7 @@ class Experiment:
 
     def _speed_options(self, trainable) -> dict:
         """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
-        and trunk, shared by every strategy and seed) and the tf.distribute strategy."""
+        and trunk, shared by every strategy and seed) and the distribution (tf.distribute)."""
         cache = False
         if self.cfg.cache_trunk and trainable != "all":
             cache = str(self.trunk_cache_dir) if self.trunk_cache_dir is not None else True
@@ -428,7 +428,7 @@ class Experiment:
         return self.cfg.export and (seed == self.seeds[0] or self.cfg.export_every_round)
 
     def _do_final_export(self, learner, strategy, seed):
-        """Export the final model into models/<strategy>/seed<k>/ (next to any round<r>/ exports)."""
+        """Export the final model into models/<strategy>/seed<k>/ (next to any round-NNN/ exports)."""
         d = rf.export_dir(self.out, strategy, seed)
         d.mkdir(parents=True, exist_ok=True)
         staging = d / ".final-export"
@@ -443,7 +443,7 @@ class Experiment:
         write_text_atomic(d / ".final", f"round {learner.round}\n")
 
     def _callbacks(self, job, seed, rnd, label):
-        cbs = [tensorboard_callback(rf.tb_dir(self.out, job, seed) / f"round{rnd}")]
+        cbs = [tensorboard_callback(rf.round_tb_dir(self.out, job, seed, rnd))]
         bar = self.progress.epochs_callback(label)
         if bar is not None:
             cbs.append(bar)
@@ -503,7 +503,7 @@ class Experiment:
                             rec["finetune"].get("seconds", 0.0), scoring, stop_kappa=kappa)
             rows = rows + [row]
             if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
-                self._export(learner, strategy, seed, rf.export_dir(self.out, strategy, seed) / f"round{rnd}", rnd)
+                self._export(learner, strategy, seed, rf.round_export_dir(self.out, strategy, seed, rnd), rnd)
             self._tb_eval(strategy, seed, row)
             rf.save_round(sdir, rnd, rows, learner, ev, stop_predictions=stop_pred)
             self.rows[(strategy, seed)] = rows

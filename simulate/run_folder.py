@@ -8,10 +8,13 @@ Layout::
     full_training.csv           full training's (and scratch's) training curve: loss, validation AUC and loss per epoch
     summary.json, report.md     built from the files above by :mod:`simulate.report`
     learning_curves.png, positives_found.png, froc.png
-    models/<strategy>/seed<k>/[round<r>/]   exported models (aift_tf.export)
-    tb/<strategy>/seed<k>/                  TensorBoard logs of fine-tuning and test AUC
-    state/<strategy>/seed<k>/round<r>/      resume point: learner state + rows.json + test predictions
+    models/<strategy>/seed<k>/[round-NNN/]  exported models (aift_tf.export)
+    tb/<strategy>/seed<k>/[round-NNN/]      TensorBoard logs of fine-tuning (per round) and test AUC (eval/)
+    state/<strategy>/seed<k>/round-NNN/     resume point: learner state + rows.json + test predictions
                                             (+ stop_predictions.npy with --stop: the stop set's classes)
+
+Round folders are named by :func:`aift_tf._io.round_name` (``round-NNN``, as a project's rounds);
+state folders of runs written before that (``round<r>``) are still read, so an old run resumes.
 
 ``rounds.csv``'s ``stop_kappa`` (with ``--stop``): Cohen's kappa between the round's and the previous
 round's predicted classes on the seed's stop set (empty for round 0 and without ``--stop``).
@@ -37,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf._io import (atomic_dir, clean_temporaries, read_json, remove_folder,  # noqa: F401 (clean_temporaries: used as rf.clean_temporaries)
-                         write_json_atomic, write_text_atomic)
+                         round_name, round_number, write_json_atomic, write_text_atomic)
 from aift_tf.errors import AiftError
 
 CONFIG_FORMAT = 2
@@ -51,7 +54,7 @@ ROUND_FIELDS = (
 )
 CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc", "val_loss")
 _INTS = {"seed", "round", "labels", "positives_found", "epoch"}
-_ROUND_RE = re.compile(r"^round(\d+)$")
+_OLD_ROUND_RE = re.compile(r"^round(\d+)$")  # state folders of runs written before round-NNN
 
 
 def slug(name: str) -> str:
@@ -131,14 +134,37 @@ def export_dir(out: Path, job: str, seed: int) -> Path:
     return Path(out) / "models" / slug(job) / f"seed{int(seed)}"
 
 
+def round_tb_dir(out: Path, job: str, seed: int, r: int) -> Path:
+    """TensorBoard folder of round ``r``'s fine-tuning: ``tb/<job>/seed<k>/round-NNN``."""
+    return tb_dir(out, job, seed) / round_name(r)
+
+
+def round_export_dir(out: Path, job: str, seed: int, r: int) -> Path:
+    """Export folder of round ``r``'s model: ``models/<job>/seed<k>/round-NNN``."""
+    return export_dir(out, job, seed) / round_name(r)
+
+
+def _parse_round(name: str):
+    """The round of a state folder name: ``round-NNN``, or an old run's ``round<r>``; else None."""
+    r = round_number(name)
+    if r is None:
+        m = _OLD_ROUND_RE.match(name)
+        r = int(m.group(1)) if m else None
+    return r
+
+
 def round_dirs(sdir: Path) -> dict:
-    """{round: folder} of the complete round folders (those holding rows.json) of a job."""
+    """{round: folder} of the complete round folders (those holding rows.json) of a job.
+
+    Both ``round-NNN`` and an old run's ``round<r>`` count; for a round present under both names the
+    ``round-NNN`` folder wins.
+    """
     found = {}
     if sdir.is_dir():
-        for p in sdir.iterdir():
-            m = _ROUND_RE.match(p.name)
-            if m and p.is_dir() and (p / "rows.json").is_file():
-                found[int(m.group(1))] = p
+        for p in sorted(sdir.iterdir(), key=lambda q: round_number(q.name) is not None):
+            r = _parse_round(p.name)
+            if r is not None and p.is_dir() and (p / "rows.json").is_file():
+                found[r] = p
     return found
 
 
@@ -151,9 +177,12 @@ def latest_round(sdir: Path):
     return r, dirs[r]
 
 
-def _prune(sdir: Path, keep: int) -> None:
-    for r, p in round_dirs(sdir).items():
-        if r != keep:
+def _prune(sdir: Path, keep: Path) -> None:
+    """Remove every complete round folder of a job but ``keep`` (old-style names included)."""
+    if not sdir.is_dir():
+        return
+    for p in sdir.iterdir():
+        if p != keep and _parse_round(p.name) is not None and p.is_dir() and (p / "rows.json").is_file():
             remove_folder(p)
 
 
@@ -162,7 +191,7 @@ def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, ex
     """Write round `r` of a job atomically (learner state, rows, test predictions, extra info, the stop
     set's predicted classes), then remove its older rounds."""
     sdir.mkdir(parents=True, exist_ok=True)
-    target = sdir / f"round{r}"
+    target = sdir / round_name(r)
     with atomic_dir(target) as tmp:
         if stop_predictions is not None:
             np.save(tmp / "stop_predictions.npy", np.asarray(stop_predictions, dtype=np.int64))
@@ -174,7 +203,7 @@ def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, ex
         if extra is not None:
             write_json_atomic(tmp / "info.json", extra)
         write_json_atomic(tmp / "rows.json", rows)
-    _prune(sdir, r)
+    _prune(sdir, target)
     return target
 
 

@@ -1,4 +1,4 @@
-"""Distribution: strategy names, and mirrored scoring/fine-tuning on two logical CPU devices."""
+"""Distribution: distribution names, and mirrored scoring/fine-tuning on two logical CPU devices."""
 
 import json
 import os
@@ -12,17 +12,17 @@ from aift_tf.errors import AiftError
 
 
 def test_names_and_errors(monkeypatch):
-    from aift_tf.distribute import get_strategy, strategy_name
+    from aift_tf.distribute import get_distribution, distribution_name
 
-    assert strategy_name(get_strategy("none")) == "none"
+    assert distribution_name(get_distribution("none")) == "none"
     with pytest.raises(AiftError, match="unknown distribution strategy"):
-        get_strategy("ring")
+        get_distribution("ring")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(AiftError, match="TF_CONFIG"):
-        get_strategy("multi-worker")
+        get_distribution("multi-worker")
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(AiftError, match="TF_CONFIG is not valid"):
-        get_strategy("multi-worker")
+        get_distribution("multi-worker")
 
 
 def test_worker_role_and_save_path(monkeypatch, tmp_path):
@@ -40,7 +40,7 @@ def test_worker_role_and_save_path(monkeypatch, tmp_path):
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from aift_tf.distribute import set_logical_cpus, get_strategy, strategy_name
+    from aift_tf.distribute import set_logical_cpus, get_distribution, distribution_name
     set_logical_cpus(2)
     from aift_tf.finetune import FineTuneConfig
     from aift_tf.learner import ActiveLearner
@@ -50,8 +50,8 @@ SCRIPT = textwrap.dedent("""
     with open_store(sys.argv[1]) as store:
         single = ActiveLearner(store, model_name="small_cnn", seed=0, finetune=cfg, val_split=None)
         mirrored = ActiveLearner(store, single.model, seed=0, finetune=cfg, val_split=None, distribute="mirrored")
-        out["replicas"] = mirrored.distribute.num_replicas_in_sync
-        out["name"] = strategy_name(mirrored.distribute)
+        out["replicas"] = mirrored.distribution.num_replicas_in_sync
+        out["name"] = distribution_name(mirrored.distribution)
         pool = single.unlabeled_ids()
         for bs in (256, 7):
             single.predict_batch_size = mirrored.predict_batch_size = bs

@@ -184,6 +184,40 @@ def test_default_m0_is_resolved():
     assert none_shape["source"] == "none"
 
 
+def test_round_folders_are_round_nnn_and_an_old_run_still_resumes(tmp_path):
+    """One round-folder name (aift_tf._io.round_name) for projects and run folders; a run folder written
+    with the old ``round<r>`` state folders is still read (and its folders pruned after the next round)."""
+    from aift_tf import project
+    from aift_tf._io import round_name, round_number
+    from simulate import run_folder as rf
+
+    assert project.round_name is round_name
+    assert (round_name(0), round_name(12), round_name(1234)) == ("round-000", "round-012", "round-1234")
+    assert round_number("round-012") == 12 and round_number("round12") is None and round_number("round-1") is None
+    out = tmp_path / "run"
+    assert rf.round_tb_dir(out, "aift", 0, 3) == out / "tb" / "aift" / "seed0" / "round-003"
+    assert rf.round_export_dir(out, "aift", 1, 2) == out / "models" / "aift" / "seed1" / "round-002"
+
+    sdir = rf.state_dir(out, "aift", 0)
+    assert rf.latest_round(sdir) == (None, None)
+    for r in (1, 2):  # a hand-made old-style run: state/aift/seed0/round1, round2
+        (sdir / f"round{r}").mkdir(parents=True)
+        (sdir / f"round{r}" / "rows.json").write_text(json.dumps([{"round": r}]))
+    (sdir / "notes").mkdir()  # not a round folder: ignored and kept
+    r, p = rf.latest_round(sdir)
+    assert (r, p) == (2, sdir / "round2") and rf.read_rows(p) == [{"round": 2}]
+
+    p = rf.save_round(sdir, 3, [{"round": 3}])  # the next round: new name, old folders pruned
+    assert p == sdir / "round-003" and rf.latest_round(sdir) == (3, p)
+    assert sorted(q.name for q in sdir.iterdir()) == ["notes", "round-003"]
+
+    (sdir / "round4").mkdir()  # the same round under both names: round-NNN wins
+    (sdir / "round4" / "rows.json").write_text(json.dumps([{"round": "old"}]))
+    p = rf.save_round(sdir, 4, [{"round": 4}])
+    assert rf.latest_round(sdir) == (4, sdir / "round-004") and rf.read_rows(p) == [{"round": 4}]
+    assert sorted(q.name for q in sdir.iterdir()) == ["notes", "round-004"]
+
+
 # ----------------------------------------------------------------------------------------------- slow
 
 
@@ -269,7 +303,7 @@ def test_end_to_end_every_output(reference_run, tiny):
         assert model_dir.is_dir() and not (out / "models" / name / "seed1").exists()  # exports: first seed
         tb = list((out / "tb" / name / "seed0").rglob("events.out.tfevents*"))
         assert tb, name
-        state = out / "state" / name / "seed0" / "round3"
+        state = out / "state" / name / "seed0" / "round-003"
         assert (state / "learner" / "state.json").is_file() and (state / "rows.json").is_file()
     provenance = list((out / "models" / "aift" / "seed0").rglob("*.json"))
     assert provenance
@@ -304,7 +338,7 @@ def test_kill_and_resume_reproduces_summary(reference_run, tiny, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "simulate.sim_cli", "--data", str(tiny), *TINY, "--out", str(out), "--quiet"]
     p = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    marker = out / "state" / "aift" / "seed0" / "round1"
+    marker = out / "state" / "aift" / "seed0" / "round-001"
     deadline = time.time() + 600
     while not marker.is_dir() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
