@@ -669,25 +669,14 @@ class ActiveLearner:
     def state_dict(self) -> dict:
         """What `state.json` holds: `config` (:meth:`get_config`), the run's state (round, labels,
         RNG, history) and, for readers of older states, the settings as top-level fields too."""
+        config = self.get_config()
         return {
             "format": STATE_FORMAT,
             "aift_tf_version": __version__,
             "store": str(self.store.path),
             "store_sha256": self.store.sha256,
-            "model_name": self.model_name,
-            "weights": self.weights,
-            "trainable": self.trainable,
-            "strategy": self.strategy,
-            "learning": self.learning,
-            "omega": self.omega,
-            "max_per_group": self.max_per_group,
-            "seed": self.seed,
-            "pool_split": self.pool_split,
-            "val_split": self.val_split,
-            "predict_batch_size": self.predict_batch_size,
-            "cache_trunk": self.cache_trunk,
+            **config,  # the settings as top-level fields too, for readers of states without "config"
             "distribute": self.distribute_name,
-            "finetune": self.config.to_dict(),
             "round": self.round,
             "labeled_ids": self.labeled_ids.tolist(),
             "labeled_labels": self.labeled_labels.tolist(),
@@ -695,7 +684,7 @@ class ActiveLearner:
             "relabeled_ids": self._relabeled.tolist(),
             "rng": self.rng.bit_generator.state,
             "history": self.history,
-            "config": self.get_config(),
+            "config": config,
         }
 
     def save(self, path) -> Path:
