@@ -178,8 +178,8 @@ def test_disk_full_during_init(base, tmp_path, monkeypatch):
             r = aift("status", p)
             assert r.exit_code == 2 and "no such project folder" in one_line_error(r.stderr)
 
-    assert _sweep(cmd, setup, check, monkeypatch, tmp_path, which="last", errs=(errno.EACCES,)) == 5  # config,
-    # ledger, model, m0 weights, state
+    assert _sweep(cmd, setup, check, monkeypatch, tmp_path, which="last", errs=(errno.EACCES,)) == 6  # config,
+    # ledger, the lock file, model, m0 weights, state
 
 
 def test_disk_full_during_export(base, tmp_path, monkeypatch):
