@@ -2,35 +2,16 @@
 query overrides and the Query record."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aift_tf.errors import AiftError
-from aift_tf.finetune import FineTuneConfig
 
-CFG = dict(epochs=1, batch_size=16, learning_rate=2e-3)
-
-
-def _learner(store, **kw):
-    from aift_tf.learner import ActiveLearner
-
-    args = dict(model_name="small_cnn", strategy="aift", learning="ACFT-LQ", seed=0,
-                finetune=FineTuneConfig(**CFG), val_split=None)
-    args.update(kw)
-    return ActiveLearner(store, **args)
-
-
-def _start(learner, store):
-    pool = learner.unlabeled_ids()
-    y = store.labels[pool]
-    ids = np.r_[pool[y == 0][:2], pool[y == 1][:2]]
-    learner.teach(ids, store.labels[ids])
-    return ids
-
-
-def _flat(model):
-    return np.concatenate([w.ravel() for w in model.get_weights()])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_learner import _flat, _learner, _start  # noqa: E402  (the same tiny learner and cold start)
 
 
 def test_get_config_from_config_round_trip(tiny_store_path, tmp_path):
