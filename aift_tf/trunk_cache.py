@@ -129,9 +129,13 @@ class TrunkCache(PatchSource):
             d = Path(directory)
             d.mkdir(parents=True, exist_ok=True)
             self.path = d / f"{Path(store.path).stem}.trunk-{self.key[:16]}.h5"
-            if not self._valid_file(self.path):
-                self._write_file(trunk, progress)
-                computed = True
+            from filelock import FileLock
+
+            # processes sharing the directory (aift-sim's workers) compute a missing file once: the others wait
+            with FileLock(str(self.path) + ".lock"):
+                if not self._valid_file(self.path):
+                    self._write_file(trunk, progress)
+                    computed = True
             import h5py
 
             self._h5 = h5py.File(self.path, "r")

@@ -161,6 +161,17 @@ class Progress(BaseProgress):
         return self.fit_callback(f"{label} fine-tune")
 
 
+class _LineRecorder(Progress):
+    """A worker process's progress: no bars; the per-round lines are kept for the parent to print."""
+
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.lines = []
+
+    def line(self, msg: str) -> None:
+        self.lines.append(msg)
+
+
 # ----------------------------------------------------------------------------------------------
 # TensorBoard
 
@@ -181,13 +192,33 @@ def _quiet_tf_python_logs() -> None:
         pass
 
 
+def _quiet_warnings(quiet: bool) -> None:
+    import warnings
+
+    # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
+    # dataset is shuffled by aift_tf.pipelines); it is noise for every round
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    _quiet_tf_python_logs()
+    if quiet:
+        warnings.simplefilter("ignore")
+
+
 def tensorboard_callback(log_dir: Path):
     """``keras.callbacks.TensorBoard`` writing the per-epoch scalars (``epoch_loss``, ``epoch_accuracy``, and
-    ``epoch_val_auc`` where validated) of one fine-tuning round under ``log_dir``."""
+    ``epoch_val_auc`` where validated) of one fine-tuning round under ``log_dir``.
+
+    Keras's TensorBoard callback hooks every batch even with ``update_freq="epoch"`` (it writes
+    ``batch_*`` scalars nobody reads here), which turns each step's logs into Python floats, waits for
+    the step to finish and costs ~10% of a round on a CPU; the per-epoch variant leaves the batch
+    hooks at their defaults, so Keras dispatches the steps without waiting."""
     import keras
 
-    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0,
-                                       histogram_freq=0, update_freq="epoch")
+    class EpochTensorBoard(keras.callbacks.TensorBoard):
+        on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+        on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+
+    return EpochTensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0, histogram_freq=0,
+                            update_freq="epoch")
 
 
 def _scalar_writer(path: Path):
@@ -211,8 +242,11 @@ def _write_scalar(writer, tag, value, step):
 class Experiment:
     """One run folder: the jobs (full training, scratch, strategy x seed) and their state."""
 
-    def __init__(self, out: Path, saved: dict, store, progress: Progress, trunk_cache_dir=None):
+    def __init__(self, out: Path, saved: dict, store, progress: Progress, trunk_cache_dir=None, workers: int = 1,
+                 worker: bool = False):
         self.out = Path(out)
+        self.workers = int(workers)
+        self.worker = bool(worker)  # a worker process: the parent writes rounds.csv and the curves
         self.saved = saved
         self.cfg = SimConfig.from_dict(saved["settings"])
         self.plan = saved["plan"]
@@ -324,9 +358,12 @@ class Experiment:
         return [row for k in keys for row in sorted(self.rows[k], key=lambda r: r["round"])]
 
     def flush_csv(self):
-        rf.write_rounds(self.out, self.all_rows())
+        if not self.worker:
+            rf.write_rounds(self.out, self.all_rows())
 
     def flush_curves(self):
+        if self.worker:
+            return
         keys = sorted(self.curves, key=lambda k: (k[0], k[1]))
         rf.write_training_curves(self.out, [row for k in keys for row in self.curves[k]])
 
@@ -367,15 +404,10 @@ class Experiment:
         return len(self.seeds) * len(self.cfg.strategies) * per + len(self.full_seeds) * (1 + bool(self.cfg.scratch))
 
     def run(self):
-        import warnings
-
-        # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
-        # dataset is shuffled by aift_tf.pipelines); it is noise for every round
-        warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-        _quiet_tf_python_logs()
-        if self.progress.quiet:
-            warnings.simplefilter("ignore")
-        # the ceiling first: the savings target is fixed from it before any strategy runs
+        _quiet_warnings(self.progress.quiet)
+        if self.workers > 1:
+            return self._run_parallel()
+        # the ceiling first: the savings target is fixed from it alone
         for seed in self.full_seeds:
             self.run_full(FULL, seed)
             if self.cfg.scratch:
@@ -384,6 +416,66 @@ class Experiment:
         for seed in self.seeds:
             for strategy in self.cfg.strategies:
                 self.run_active(strategy, seed)
+
+    def job_list(self) -> list:
+        """Every (job, seed) of the run in the sequential order: full training (and scratch) first."""
+        jobs = []
+        for seed in self.full_seeds:
+            jobs += [(FULL, seed)] + ([(SCRATCH, seed)] if self.cfg.scratch else [])
+        return jobs + [(strategy, seed) for seed in self.seeds for strategy in self.cfg.strategies]
+
+    def job_pending(self, name, seed) -> bool:
+        """Whether (job, seed) still has rounds to run or (first seed) its final export to write."""
+        r, latest = rf.latest_round(rf.state_dir(self.out, name, seed))
+        if name in (FULL, SCRATCH):
+            return latest is None
+        return r != self.n_rounds() or (self._wants_export(seed) and not self._final_export_done(name, seed))
+
+    def job_units(self, name) -> int:
+        return 1 if name in (FULL, SCRATCH) else self.n_rounds()
+
+    def run_job(self, name, seed) -> dict:
+        """Run one job (in a worker process) and return its rows, curve and progress lines."""
+        self.progress.lines = []
+        (self.run_full if name in (FULL, SCRATCH) else self.run_active)(name, seed)
+        return {"rows": self.rows[(name, seed)], "curve": self.curves.get((name, seed)),
+                "lines": list(self.progress.lines)}
+
+    def _run_parallel(self):
+        """Every pending job on `workers` processes (:mod:`simulate.parallel`); the target is fixed as soon
+        as the full-training jobs are done, from them alone (strategies never enter it)."""
+        from simulate.parallel import run_jobs
+
+        full_left = {(n, s) for n, s in self.job_list() if n == FULL}
+
+        def on_done(job, result):
+            name, seed = job
+            self.rows[job] = result["rows"]
+            if result["curve"]:
+                self.curves[job] = result["curve"]
+                self.flush_curves()
+            self.flush_csv()
+            for msg in result["lines"]:
+                self.progress.line(msg)
+            self.progress.advance(self.job_units(name) - self._units_done.get(job, 0))
+            full_left.discard(job)
+            if not full_left:
+                self.fix_target()
+
+        self._units_done = {}
+        pending = []
+        for name, seed in self.job_list():
+            if self.job_pending(name, seed):
+                pending.append((name, seed))
+                self._units_done[(name, seed)] = len(self.rows.get((name, seed), [])[1:])
+            elif name == FULL:
+                full_left.discard((name, seed))
+        if not full_left:
+            self.fix_target()
+        if pending:
+            run_jobs(pending, min(self.workers, len(pending)), out=self.out, store_path=self.store.path,
+                     trunk_dir=self.trunk_cache_dir, on_done=on_done)
+        self.fix_target()
 
     def fix_target(self) -> dict:
         """target.json: mean full-training test AUC over the seeds − target_delta (written once)."""
@@ -567,6 +659,18 @@ class Experiment:
 # entry point
 
 
+def worker_experiment(out: Path, store_path: Path, trunk_cache_dir=None) -> Experiment:
+    """The :class:`Experiment` of a worker process (:mod:`simulate.parallel`): the run folder's settings, the
+    store opened once, no bars (per-round lines are returned to the parent), rounds.csv left to the parent."""
+    from aift_tf.store import open_store
+
+    out = Path(out)
+    exp = Experiment(out, rf.load_config(out), open_store(store_path), _LineRecorder(),
+                     trunk_cache_dir=trunk_cache_dir, worker=True)
+    _quiet_warnings(True)
+    return exp
+
+
 def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict, argv=None) -> dict:
     return {
         "format": rf.CONFIG_FORMAT,
@@ -662,7 +766,7 @@ def _open_new(config, out, quiet, argv, cache_dir):
 
 
 def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = False, quiet: bool = True,
-                   argv=None, cache_dir=None, explicit: Optional[dict] = None) -> dict:
+                   argv=None, cache_dir=None, explicit: Optional[dict] = None, workers=1) -> dict:
     """Run (or resume) a simulation and write the run folder (its report is :mod:`simulate.report`'s).
 
     Returns:
@@ -677,11 +781,19 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         cache_dir: where app stores are generated/cached (default $AIFT_CACHE or ~/.cache/aift-tf).
         explicit: with `resume`, settings given explicitly by the user; any that differs from the
             run's raises AiftError.
+        workers: processes running jobs side by side (:mod:`simulate.parallel`): an int >= 1 or "auto"
+            (one per CPU core, `aift-sim`'s default). Speed only: the results are the same.
     """
+    from simulate.parallel import check_workers, resolve_workers
+
     t_start = time.perf_counter()
     if resume:
+        check_workers(workers)
         out, saved, store = _open_resumed(out, cache_dir, explicit)
     else:
+        from aift_tf.distribute import canonical_name
+
+        check_workers(workers, canonical_name(getattr(config, "distribute", "none") or "none"))
         out, saved, store = _open_new(config, out, quiet, argv, cache_dir)
     try:
         from aift_tf._cli import quiet_tensorflow
@@ -694,6 +806,8 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         trunk_dir.mkdir(parents=True, exist_ok=True)
         exp = Experiment(out, saved, store, prog, trunk_cache_dir=trunk_dir)
         done = exp.load_existing()
+        exp.workers = resolve_workers(workers, sum(exp.job_pending(*job) for job in exp.job_list()),
+                                      exp.cfg.distribute)
         if prog.outer is not None:
             prog.outer.total = exp.total_units()
             prog.outer.n = min(done, exp.total_units())
@@ -706,6 +820,9 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
                   f"{plan['rounds']} rounds x {plan['query_size']} (budget ~{plan['budget']})")
         if resume and done:
             prog.line(f"resuming: {done} finished round(s) found")
+        if exp.workers > 1:
+            prog.line(f"workers: {exp.workers} processes run the jobs side by side (each job's lines print "
+                      f"when it finishes)")
         t_loop = time.perf_counter()
         try:
             exp.run()
@@ -713,7 +830,8 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
             prog.close()
         exp.flush_csv()
         runtime = {"this_invocation_seconds": round(time.perf_counter() - t_start, 2),
-                   "loop_seconds": round(time.perf_counter() - t_loop, 2), "resumed": bool(resume)}
+                   "loop_seconds": round(time.perf_counter() - t_loop, 2), "resumed": bool(resume),
+                   "workers": exp.workers}
         return {"out": out, "runtime": runtime}
     finally:
         store.close()
