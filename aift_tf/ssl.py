@@ -29,9 +29,10 @@ curves of ``aift-sim --m0 self-supervised``), not assumed.
 store whose labels are all −1 works. By default only the pool (``train`` split) is used, so the test
 images stay unseen.
 
-**Cost** is fixed by steps × batch, not by time: the default 600 steps of 128 candidates (256 views of
-32×32) took 172-186 s on a 2-core CPU shared with one other job and 294-317 s at ``nice 10`` under a load
-average of ~5 (docs/results/beyond/README.md); every card records its ``runtime_seconds``.
+**Cost** is fixed by steps × batch, not by pool size: the default 600 steps of 128 candidates (256 views of
+32×32) is bounded at **3 minutes on a quiet 2-core CPU** — measured 2 min 36 s for the quick-scale PE store
+(benchmarks/RESULTS.md, with TensorFlow's oneDNN kernels, its default; 4 min 46 s with them switched off);
+every card records its ``runtime_seconds``.
 
 The output is a ``.weights.h5`` of the zoo model (built for the store's patch shape; the head is a
 64-way placeholder, never trained, so ``build_model(..., num_classes=K)`` skips it and every seed
@@ -53,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf._io import atomic_path, file_sha256, write_json_atomic
+from aift_tf.checks import check_int, check_number
 from aift_tf.errors import AiftError
 
 CARD_FORMAT = 1
@@ -66,13 +68,6 @@ PROJECTION = (128, 64)
 PLACEHOLDER_CLASSES = 64
 #: stores up to this many bytes of patches are read into memory once; larger ones per batch
 IN_MEMORY_BYTES = 1 << 30
-
-
-def _check(name, v, lo, kind=int):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or \
-            (kind is int and int(v) != v) or not np.isfinite(v) or v < lo:
-        raise AiftError(f"{name} {v!r} must be {'an integer' if kind is int else 'a number'} >= {lo:g}")
-    return kind(v)
 
 
 def two_views(patches: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -157,11 +152,11 @@ def ssl_pretrain(data, out, *, model: str = "small_cnn", steps: int = DEFAULT_ST
 
     if model not in MODEL_NAMES:
         raise AiftError(f"unknown model {model!r}; valid models: {', '.join(MODEL_NAMES)}")
-    steps = _check("steps", steps, 1)
-    batch_size = _check("batch size", batch_size, 2)
-    lr = _check("learning rate", lr, 1e-12, float)
-    temperature = _check("temperature", temperature, 1e-6, float)
-    seed = _check("seed", seed, 0)
+    steps = check_int(steps, "steps", 1)
+    batch_size = check_int(batch_size, "batch_size", 2)
+    lr = check_number(lr, "lr", low=0, low_open=True)
+    temperature = check_number(temperature, "temperature", low=0, low_open=True)
+    seed = check_int(seed, "seed", 0)
     out = Path(out)
     if not out.name.endswith(".weights.h5"):
         raise AiftError(f"{out}: weights file name must end with .weights.h5")

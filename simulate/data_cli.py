@@ -442,7 +442,7 @@ def _parse_shape(ctx, param, value):
 @click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="STORE.h5",
               help="With --self-supervised: the candidate store whose pool patches are used.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="With --self-supervised: gradient steps [default: 600, 3-5 min on a shared 2-core CPU at quick scale].")
+              help="With --self-supervised: gradient steps [default: 600, under 3 min on a quiet 2-core CPU at quick scale].")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --self-supervised: NT-Xent temperature [default: 0.2].")
 @click.option("--overwrite", is_flag=True, help="Replace existing weights.")

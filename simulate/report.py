@@ -6,7 +6,7 @@ Re-run on a finished (or partial) run folder with::
 
 Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 0 = M0, 0 labels):
 
-* **target**: ``target.json``, fixed before any strategy ran: mean full-training test AUC − delta.
+* **target**: ``target.json``, fixed from full training alone (no strategy's result enters it): mean full-training test AUC − delta.
 * **labels needed** (per seed): the first crossing of the target by the isotonic-regression fit of the
   curve (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``). Random baselines' curves are
   anchored at (pool size, mean full-training AUC), so they always reach the target; any other

@@ -3,7 +3,7 @@
 Layout::
 
     config.json                 every setting, the plan, data path + sha256, M0, versions, command line
-    target.json                 the savings target, fixed from full training before any strategy runs
+    target.json                 the savings target, fixed from full training alone (no strategy's result enters it)
     rounds.csv                  one row per (strategy, seed, round); rewritten atomically after every round
     full_training.csv           full training's (and scratch's) training curve: loss, validation AUC and loss per epoch
     summary.json, report.md     built from the files above by :mod:`simulate.report`

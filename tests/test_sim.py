@@ -276,6 +276,10 @@ def test_end_to_end_every_output(reference_run, tiny):
     ev = EventAccumulator(str(out / "tb" / "aift" / "seed0" / "eval"))
     ev.Reload()
     assert {"test_auc", "positives_found"} <= set(ev.Tags()["tensors"])  # tf.summary scalars, one per round
+    ev = EventAccumulator(str(out / "tb" / "aift" / "seed0" / "round-002" / "train"))
+    ev.Reload()
+    tags = set(ev.Tags()["tensors"])  # the round's keras TensorBoard: per-epoch scalars, no per-step ones
+    assert "epoch_loss" in tags and not any(t.startswith("batch_") for t in tags), tags
     curve = list(csv.DictReader(open(out / "full_training.csv")))
     assert {c["seed"] for c in curve} == {"0", "1"} and all(c["loss"] != "" for c in curve)
     assert all((c["val_auc"] != "") == (cfg["plan"]["early_stopping_split"] is not None) for c in curve)

@@ -2,11 +2,11 @@
 # The measured comparison of issue 13 (docs/results/beyond/README.md). Per simulated app, two aift-sim runs
 # with the same paired seeds: the offline M0 (aift, random and the reviewer's baselines) and the
 # self-supervised M0 pre-trained on the app's own pool (aift, random). Run from the repository root:
-#   SEEDS=5 bash docs/results/beyond/run.sh [RUNS_DIR]
+#   bash docs/results/beyond/run.sh [RUNS_DIR]        (SEEDS=N to change the 10 paired seeds)
 # A run folder that already exists is continued (aift-sim --resume).
 set -euo pipefail
 RUNS=${1:-runs/beyond}
-SEEDS=${SEEDS:-5}
+SEEDS=${SEEDS:-10}
 mkdir -p "$RUNS"
 sim() {  # sim OUT ARGS...: a new run, or --resume of an interrupted one
   local out=$1; shift
