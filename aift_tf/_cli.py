@@ -13,13 +13,61 @@ from aift_tf.errors import AiftError
 
 
 def quiet_tensorflow() -> None:
-    """Quiet TensorFlow's C++ start-up logs (set before TensorFlow is imported).
+    """Quiet TensorFlow's C++ start-up logs; call before TensorFlow is imported (a no-op after).
 
-    oneDNN's CPU kernels stay on (TensorFlow's default): on a 2-core CPU they fine-tune ~1.3x faster than
-    the Eigen kernels, and their results do not change with the number of threads, which lets
-    `aift-sim --workers` run jobs in one-thread processes with the same numbers (benchmarks/RESULTS.md).
+    ``TF_CPP_MIN_LOG_LEVEL`` quiets the logs once TensorFlow's logging is set up, but ``import tensorflow``
+    prints its oneDNN notice twice before that ("All log messages before absl::InitializeLog() …"), so the
+    first ``import tensorflow`` of the process sends the C-level stderr to /dev/null while it runs
+    (Python errors still surface as exceptions). oneDNN's CPU kernels stay on (TensorFlow's default): on a
+    2-core CPU they fine-tune ~1.3x faster than the Eigen kernels, and their results do not change with the
+    number of threads, which lets `aift-sim --workers` run jobs in one-thread processes with the same numbers
+    (benchmarks/RESULTS.md).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+class _StderrToDevnull:
+    """Send file descriptor 2 to /dev/null for the block (C++ logs bypass ``sys.stderr``)."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+class _QuietLoader:
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+
+    def exec_module(self, module):
+        with _StderrToDevnull():
+            self.real.exec_module(module)
+
+
+class _QuietTensorFlowFinder:
+    """A ``sys.meta_path`` finder that imports ``tensorflow`` (once) with :class:`_StderrToDevnull`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not self]  # the real finders find it
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
 
 
 def version_option(prog_name: str):

@@ -81,6 +81,9 @@ def _die_with_parent(parent: int) -> None:
 def _init_worker(out: str, store_path: str, trunk_dir: Optional[str], threads: int, parent: int) -> None:
     global _experiment
     _die_with_parent(parent)
+    from aift_tf._cli import quiet_tensorflow
+
+    quiet_tensorflow()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -101,14 +104,15 @@ def run_jobs(jobs: Iterable[tuple], workers: int, *, out: Path, store_path: Path
     """Run ``jobs`` ((name, seed) pairs, in order of submission) on ``workers`` processes and call
     ``on_done((name, seed), result)`` in the parent as each finishes (in the order they finish).
 
-    An error in a job cancels the jobs not yet started and is raised here (finished jobs keep their
-    state folders, so ``--resume`` continues from them).
+    An error in a job (or Ctrl-C) stops the workers and is raised here; every round they finished is saved,
+    so ``--resume`` continues from there.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     jobs = list(jobs)
+    before = {proc.pid for proc in multiprocessing.active_children()}  # not ours: never stopped here
     threads = max(1, cpu_cores() // max(1, workers))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker,
@@ -127,6 +131,13 @@ def run_jobs(jobs: Iterable[tuple], workers: int, *, out: Path, store_path: Path
                                     f"continue with --resume, with fewer --workers") from None
                 on_done(job, result)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Ctrl-C or a failed job: stop now rather than after the running jobs' remaining rounds; every round
+        # a worker finished is saved atomically (a half-written one is a temporary that --resume removes)
+        pool.shutdown(wait=False, cancel_futures=True)
+        ours = [proc for proc in multiprocessing.active_children() if proc.pid not in before]
+        for proc in ours:
+            proc.terminate()
+        for proc in ours:
+            proc.join(timeout=30)
         raise
     pool.shutdown(wait=True)

@@ -59,3 +59,58 @@ def test_two_workers_give_the_one_process_numbers(tmp_path, capsys):
     assert (runs["1"] / "target.json").read_text() == (runs["2"] / "target.json").read_text()
     s1, s2 = (json.loads((runs[w] / "summary.json").read_text()) for w in ("1", "2"))
     assert s1["verdict"] == s2["verdict"] and s2["runtime"]["workers"] == 2 and s1["runtime"]["workers"] == 1
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_run_with_one_line_and_resume_finishes_it(tmp_path):
+    """SIGKILL one worker mid-run: aift-sim exits 2 with one line (no traceback), the other worker is stopped,
+    and --resume gives the rounds.csv of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_behaviour_unchanged import COMMON, _store
+    from test_sim import ENV
+
+    store = _store(tmp_path / "guard.h5")
+    args = ["--data", str(store), *COMMON, "--trainable", "top"]
+    ref = tmp_path / "ref"
+    r = subprocess.run([sys.executable, "-m", "simulate.sim_cli", *args, "--workers", "1", "--out", str(ref)],
+                       env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "-m", "simulate.sim_cli", *args, "--workers", "2", "--out", str(out)],
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = out / "state" / "aift" / "seed0" / "round-001"
+    deadline = time.time() + 600
+    while not marker.is_dir() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.is_dir(), p.stderr.read() if p.poll() is not None else "timeout"
+    children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    workers = [int(c) for c in children
+               if "spawn_main" in open(f"/proc/{c}/cmdline").read() and "resource_tracker" not in
+               open(f"/proc/{c}/cmdline").read()]
+    assert workers, children
+    os.kill(workers[0], signal.SIGKILL)
+    err = p.communicate(timeout=300)[1]
+    assert p.returncode == 2, err[-2000:]
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "a worker process died" in lines[0] and "Traceback" not in err, err[-2000:]
+    def alive(pid):
+        try:
+            return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 30
+    while any(alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers)  # the other worker was stopped too
+
+    r = subprocess.run([sys.executable, "-m", "simulate.sim_cli", "--out", str(out), "--resume", "--quiet"],
+                       env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _rounds(out) == _rounds(ref)
