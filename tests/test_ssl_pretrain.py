@@ -79,7 +79,9 @@ def test_ssl_trunk_beats_random_trunk_in_a_linear_probe(stores, tmp_path):
 def test_bad_arguments(stores, tmp_path):
     from aift_tf.ssl import ssl_pretrain
 
-    for kw, frag in ((dict(steps=0), "steps 0"), (dict(batch_size=1), "batch size 1"), (dict(lr=-1.0), "learning"),
+    for kw, frag in ((dict(steps=0), r"steps must be an integer >= 1; got 0"),
+                     (dict(batch_size=1), r"batch_size must be an integer >= 2; got 1"),
+                     (dict(lr=-1.0), r"lr must be a number > 0; got -1"),
                      (dict(model="nope"), "unknown model")):
         with pytest.raises(AiftError, match=frag):
             ssl_pretrain(stores["unlabeled"], tmp_path / "x.weights.h5", progress=False, **kw)
