@@ -1,7 +1,7 @@
 """aift-sim: argument errors, --help without TensorFlow, summary maths, and (slow) tiny end-to-end runs.
 
 The default run has no TensorFlow training (< 30 s); the end-to-end and kill-and-resume tests train
-real models on a 60-candidate store and are marked slow (`pytest -m slow tests/test_sim.py`).
+real models on a 60-candidate store and are marked slow (`pytest -n 0 -m slow tests/test_sim.py`).
 """
 
 import csv
