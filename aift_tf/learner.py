@@ -735,6 +735,8 @@ class ActiveLearner:
         """
         import keras
 
+        from aift_tf.zoo.layers import load_model as load_keras_file
+
         path = Path(path)
         state_file = path / "state.json"
         state = read_json(state_file, f"{path}: not a saved learner (no state.json)")
@@ -749,7 +751,7 @@ class ActiveLearner:
         distribution = _distribution_or_none(distribute)
         try:
             with (distribution.scope() if distribution is not None else contextlib.nullcontext()):
-                model = keras.models.load_model(path / "model.keras", compile=True)
+                model = load_keras_file(path / "model.keras", compile=True)
         except Exception as e:  # corrupt or missing model file
             raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
         m0 = keras.models.clone_model(model)

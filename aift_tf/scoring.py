@@ -130,7 +130,7 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
     """
     import contextlib
 
-    import keras
+    from aift_tf.zoo.layers import load_model as load_keras_file
 
     path = Path(path)
     if path.is_dir():
@@ -148,7 +148,7 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     try:
         with scope:
-            model = keras.models.load_model(model_file, compile=False)
+            model = load_keras_file(model_file, compile=False)
     except Exception as e:  # corrupt file, not a Keras model
         raise AiftError(f"{model_file}: cannot load model ({type(e).__name__}: {str(e)[:120]})") from None
     pool = store.ids(split)

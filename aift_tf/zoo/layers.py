@@ -1,7 +1,9 @@
 """Custom (weightless, serialisable) preprocessing layers of the zoo.
 
 Registered under the package name ``aift_tf`` so ``.keras`` files reload with
-``keras.models.load_model`` without ``custom_objects`` once ``aift_tf.zoo`` is imported.
+``keras.models.load_model`` without ``custom_objects`` once this module is imported. Inside aift_tf every
+``.keras`` file is read through :func:`load_model`, which imports this module first: a fresh process that
+loads a checkpoint of a resized or grayscale store (``pre_resize`` is a :class:`ResizeTo`) needs it.
 """
 
 from __future__ import annotations
@@ -64,3 +66,16 @@ class ResizeTo(keras.layers.Layer):
         config.update(height=self.height, width=self.width, interpolation=self.interpolation,
                       antialias=self.antialias)
         return config
+
+
+def load_model(path, compile: bool = False):
+    """``keras.models.load_model`` with this module's layers registered (the one way aift_tf reads ``.keras``).
+
+    Args:
+        path: a ``.keras`` file.
+        compile: restore the compiled optimizer and loss too (a learner checkpoint), as in Keras.
+
+    Example:
+    >>> model = load_model("proj/checkpoints/round-001/model.keras")   # a fresh process: no import needed first
+    """
+    return keras.models.load_model(path, compile=compile)
