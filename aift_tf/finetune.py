@@ -213,7 +213,7 @@ def _candidate_auc_callback(source, val_ids, batch_size, distribution=None):
     ``keras.callbacks.EarlyStopping``, which reads them)."""
     import keras
 
-    from aift_tf.metrics import auc, candidate_probability
+    from aift_tf.metrics import auc, candidate_prediction
     from aift_tf.pipelines import predict_candidates
 
     val_ids = np.asarray(val_ids, dtype=np.int64)
@@ -226,14 +226,16 @@ def _candidate_auc_callback(source, val_ids, batch_size, distribution=None):
 
         def on_epoch_end(self, epoch, logs=None):
             probs = predict_candidates(self.model, source, val_ids, batch_size=batch_size, distribution=distribution)
-            p = candidate_probability(probs)
+            p = candidate_prediction(probs)  # (n, K): binary AUC on column 1, K > 2 the macro one-vs-rest AUC
             value = float(auc(val_labels, p))
             self.history.append(value)
             if logs is not None:
                 from sklearn.metrics import log_loss
 
                 logs["val_auc"] = value
-                logs["val_loss"] = float(log_loss(val_labels == 1, np.clip(p, 1e-7, 1 - 1e-7), labels=[False, True]))
+                q = np.clip(p, 1e-7, 1.0)
+                logs["val_loss"] = float(log_loss(val_labels, q / q.sum(axis=1, keepdims=True),
+                                                  labels=np.arange(p.shape[1])))
 
     return CandidateAUC()
 

@@ -654,15 +654,20 @@ class ActiveLearner:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "test") -> dict:
-        """Candidate-level AUC (mean of patch probabilities) of the current model on a split."""
-        from aift_tf.metrics import auc, candidate_probability
+        """Candidate-level AUC (mean of patch probabilities) of the current model on a split.
+
+        Binary stores: ``probability`` is P(class 1) ``(n,)``; K > 2: the ``(n, K)`` class probabilities and
+        ``auc`` the macro one-vs-rest AUC over the classes present in the split.
+        """
+        from aift_tf.metrics import auc, candidate_prediction
 
         ids = self.store.ids(split)
         ids = ids[self.store.labels[ids] >= 0]
         if ids.size == 0:
             raise AiftError(f"{self.store.path}: the {split!r} split has no labeled candidates to evaluate on")
         probs = self.predict(ids)
-        p = candidate_probability(probs)
+        p = candidate_prediction(probs)
+        p = p[:, 1] if p.shape[1] == 2 else p
         return {"auc": float(auc(self.store.labels[ids], p)), "ids": ids, "probability": p}
 
     # ------------------------------------------------------------------ persistence

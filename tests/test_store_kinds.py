@@ -7,7 +7,8 @@ A fresh process matters: a checkpoint of a store whose patch shape makes M0 add 
 every 28×28 or grayscale project died at its first `aift query` while in-process tests passed.
 
 Fast suite: 28×28×1 npz (MedMNIST layout), 40×40 grayscale PNG folder (tiny stores, one epoch).
-Slow list: 28×28×3 and 32×32×3 npz, a 2-D DICOM folder, a volume import, a simulated app, and a
+Slow list: 28×28×3 and 32×32×3 npz, a 2-D DICOM folder, a volume import, a simulated app, a 5-class
+store (the validation AUC is then the macro one-vs-rest AUC), and a
 grayscale project started without weights (``--weights none``).
 """
 
@@ -94,6 +95,15 @@ def npz_store(tmp, size, channels):
     return tmp / "store.h5"
 
 
+def grading_store(tmp, classes=5):
+    """A K-grade MedMNIST-layout stand-in (simulate.medmnist_layout --classes K) → import-npz."""
+    from simulate.medmnist_layout import grading_arrays
+
+    np.savez(tmp / "grades.npz", **grading_arrays(classes, n=(120, 30, 40), size=28, seed=1))
+    aift_data("import-npz", tmp / "grades.npz", "--out", tmp / "store.h5", "--patches", 3, "-q")
+    return tmp / "store.h5"
+
+
 def folder_store(tmp, size=40):
     """A folder of grayscale PNGs, one sub-folder per class → import-folder."""
     from PIL import Image
@@ -170,6 +180,7 @@ KINDS = {
     "dicom-2d-24x24": dicom_store,
     "volumes-16x16x3": volume_store,
     "app-colonoscopy": app_store,
+    "npz-28x28x1-5-grades": grading_store,
 }
 FAST = ("npz-28x28x1", "folder-40x40-gray")
 
