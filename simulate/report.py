@@ -777,30 +777,164 @@ def _save_fig(fig, path: Path):
     _plt().close(fig)
 
 
-def plot_learning_curves(summary, path: Path):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+def _caption(fig, text):
+    """A caption under the figure (kept by the tight bounding box)."""
+    import textwrap
+
+    fig.text(0.01, 0.0, "\n".join(textwrap.wrap(text, 125)), fontsize=7.5, va="top", ha="left", color="0.25")
+
+
+def _colors(summary):
+    """One colour per strategy, the same in every figure."""
+    cycle = _plt().rcParams["axes.prop_cycle"].by_key()["color"]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(summary["strategies"])}
+
+
+def _curves_panel(ax, summary, colors):
+    """Mean ± std over seeds from the initial set to the planned budget, each seed's rounds past it (thin), the
+    target and full training. Returns (the y values drawn, M0's mean round-0 AUC, whether a seed ran past)."""
+    n_planned = 2 + int(summary["rounds"])
+    shown, m0, past = [], [], False
     for name, s in summary["strategies"].items():
-        x = np.asarray(s["labels"])
-        m, sd = np.asarray(s["auc_mean"]), np.asarray(s["auc_std"])
-        ax.plot(x, m, marker="o", ms=3, label=f"{name} ({len(s['seeds_done'])} seeds)")
-        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
-    full = summary["full_training"]
+        x, m, sd = (np.asarray(s[k], dtype=float) for k in ("labels", "auc_mean", "auc_std"))
+        m0.append(m[0])
+        ax.plot(x[1:], m[1:], marker="o", ms=3, color=colors[name], label=f"{name} ({len(s['seeds_done'])} seeds)")
+        ax.fill_between(x[1:], (m - sd)[1:], (m + sd)[1:], color=colors[name], alpha=0.15, lw=0)
+        shown += list((m - sd)[1:]) + list((m + sd)[1:])
+        for k, aucs in s["per_seed_auc"].items():
+            if len(aucs) > n_planned:  # the rounds this seed ran past the planned budget to cross the target
+                xs = s["per_seed_labels"][k][n_planned - 1:]
+                ax.plot(xs, aucs[n_planned - 1:], color=colors[name], lw=0.7, alpha=0.45)
+                shown += aucs[n_planned - 1:]
+                past = True
+    full, t = summary["full_training"], summary.get("target")
     if _finite(full.get("auc_mean")):
-        ax.axhline(full["auc_mean"], color="k", ls="--", lw=1,
-                   label=f"full training ({summary['pool_size']} labels)")
-    t = summary.get("target")
+        ax.axhline(full["auc_mean"], color="k", ls="--", lw=1, label=f"full training ({summary['pool_size']} labels)")
+        shown.append(full["auc_mean"])
     if t:
         ax.axhline(t["target_auc"], color="tab:red", ls=":", lw=1.2, label=f"target (full − {t['delta']:g})")
     sc = summary.get("scratch")
     if sc and _finite(sc.get("auc_mean")):
         ax.axhline(sc["auc_mean"], color="gray", ls=":", lw=1.2, label="from scratch (whole pool)")
-    ax.set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
+        shown.append(sc["auc_mean"])
+    ax.axvline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    m0_auc = float(np.mean(m0)) if m0 and np.all(np.isfinite(m0)) else None
+    return [v for v in shown if _finite(v)], m0_auc, past
+
+
+def _diff_panel(ax, summary, colors):
+    """The paired test-AUC difference strategy − random at every planned round, with its 95% band."""
+    ref = summary["reference"]
+    drawn = False
+    for name, s in summary["strategies"].items():
+        c = s.get("auc_diff_curve_vs_random")
+        if not c or not c["mean"] or any(ci is None for ci in c["ci95"]):
+            continue
+        lo, hi = np.asarray(c["ci95"], dtype=float).T
+        ax.plot(c["labels"], c["mean"], marker="o", ms=3, color=colors[name], label=f"{name} − {ref}")
+        ax.fill_between(c["labels"], lo, hi, color=colors[name], alpha=0.2, lw=0)
+        drawn = True
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axvline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    ax.set_ylabel(f"test AUC − {ref}\n(paired, 95% CI)")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left")
+    return drawn
+
+
+def plot_learning_curves(summary, path: Path):
+    """Learning curves over the region after the initial set (top) and the paired difference to random (bottom)."""
+    plt = _plt()
+    colors = _colors(summary)
+    fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    shown, m0_auc, past = _curves_panel(ax, summary, colors)
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = 0.05 * max(hi - lo, 0.01)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel("test AUC (candidate level)")
-    ax.set_title(f"{summary['app']}: learning curves (mean ± std over paired seeds)")
+    ax.set_title(f"{summary['app']}: learning curves after the initial set (mean ± std over paired seeds)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    if not _diff_panel(axd, summary, colors):
+        axd.set_visible(False)
+    axd.set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
+    fig.tight_layout()
+    _caption(fig, ("" if m0_auc is None else f"Drawn from the initial set on: M0 (round 0, no labels) has test AUC "
+                   f"{m0_auc:.3f}, below the axis. ")
+             + f"Dash-dot: the planned budget ({summary['budget']} labels). "
+             + (f"Thin lines: seeds that queried on past it until their curve crossed the target (or the cap of "
+                f"{summary['max_labels']} labels). " if past else "")
+             + "Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
+               "interval.")
     _save_fig(fig, path)
+
+
+def plot_label_efficiency(summary, path: Path) -> bool:
+    """Labels needed vs AUC level per strategy (top) and the saving vs random (bottom), with 95% bands; open
+    markers where some seed's curve ends below the level (a bound) or random is read off the anchor."""
+    levels = summary["efficiency_levels"]
+    if not levels["levels"]:
+        return False
+    plt = _plt()
+    colors = _colors(summary)
+    ref = summary["reference"]
+    fig, (ax, axs) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
+    for name, s in summary["strategies"].items():
+        pts = [r for r in s["labels_needed_by_level"] if r["mean"] is not None]
+        if not pts:
+            continue
+        x = np.array([r["auc"] for r in pts])
+        m = np.array([r["mean"] for r in pts])
+        ax.plot(x, m, color=colors[name], label=name)
+        if all(r["ci95"] is not None for r in pts):
+            lo, hi = np.array([r["ci95"] for r in pts]).T
+            ax.fill_between(x, lo, hi, color=colors[name], alpha=0.15, lw=0)
+        exact = np.array([r["censored_seeds"] == 0 and r["anchored_seeds"] == 0 for r in pts])
+        ax.plot(x[exact], m[exact], "o", ms=3.5, color=colors[name])
+        ax.plot(x[~exact], m[~exact], "o", ms=4, mfc="white", color=colors[name])
+    ax.axhline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    ax.set_ylabel("labels needed (mean over seeds, 95% CI)")
+    ax.set_title(f"{summary['app']}: label efficiency (isotonic first crossing per seed)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    drawn = False
+    for name, s in summary["strategies"].items():
+        rows = [r for r in (s.get("label_efficiency") or []) if r["saving"] is not None and r["ci95"] is not None]
+        if not rows:
+            continue
+        x = np.array([r["auc"] for r in rows])
+        m = 100 * np.array([r["saving"] for r in rows])
+        lo, hi = 100 * np.array([r["ci95"] for r in rows]).T
+        bound = np.array([r["censored_seeds"] > 0 for r in rows])
+        axs.plot(x, m, color=colors[name], ls="--", lw=1)
+        axs.plot(x, np.where(bound, np.nan, m), color=colors[name], label=f"{name} vs {ref}")
+        axs.fill_between(x, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        axs.plot(x[~bound], m[~bound], "o", ms=3.5, color=colors[name])
+        axs.plot(x[bound], m[bound], "o", ms=4, mfc="white", color=colors[name])
+        sb = s.get("saving_at_random_budget")
+        if sb and ref in sb.get("reference", ""):
+            axs.axvline(sb["auc"], color="gray", lw=0.8, ls="-.")
+        drawn = True
+    axs.axhline(0, color="k", lw=0.8)
+    axs.set_ylabel(f"saving vs {ref} (% of its labels, 95% CI)")
+    axs.set_xlabel(f"test AUC level (from the initial set's {levels['initial_auc']:.3f} to the target "
+                   f"{levels['target_auc']:.3f})")
+    axs.grid(alpha=0.3)
+    ax.grid(alpha=0.3)
+    if drawn:
+        axs.legend(fontsize=8, loc="upper left")
+    else:
+        axs.set_visible(False)
+    fig.tight_layout()
+    _caption(fig, f"Top: labels each strategy needs to reach each AUC level (mean over seeds, 95% bootstrap interval); "
+             f"dash-dot: the planned budget ({summary['budget']} labels). Open markers: on some seed the curve ends "
+             f"below the level within {summary['max_labels']} labels (the mean is a lower bound), or {ref} is read "
+             f"off the line to full training on the whole pool. Bottom: the saving vs {ref} (1 − mean labels needed "
+             f"÷ {ref}'s) with its paired-bootstrap 95% interval; dashed with open markers where censored seeds make "
+             f"it an upper bound; dash-dot: the AUC {ref} reaches with its planned budget.")
+    _save_fig(fig, path)
+    return True
 
 
 def plot_positives(summary, path: Path):
@@ -1017,7 +1151,9 @@ def build_report(out, runtime=None) -> dict:
     figures = []
     if summary["strategies"]:
         plot_learning_curves(summary, out / "learning_curves.png")
-        figures.append(("Learning curves", "learning_curves.png"))
+        figures.append(("Learning curves and the paired difference to random", "learning_curves.png"))
+        if plot_label_efficiency(summary, out / "label_efficiency.png"):
+            figures.append(("Label efficiency", "label_efficiency.png"))
         plot_positives(summary, out / "positives_found.png")
         figures.append(("Positives found", "positives_found.png"))
     if plot_full_training(curves, out / "full_training.png"):
