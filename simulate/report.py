@@ -692,7 +692,8 @@ def budget_line(name, sb, cap_block) -> str | None:
 
 def largest_saving_line(name, rows, levels, cap_block) -> str | None:
     """Where along the label-efficiency curve the saving is largest, and at how many levels the interval lies
-    above or below 0. Levels where a curve ends below the level on some seed (a bound) are not chosen."""
+    above or below 0. Levels where a curve ends below the level on some seed (a bound) are not chosen; levels
+    where the reference is read off the anchor on some seed only when no level is measured on every seed."""
     if not rows:
         return None
     ref, n = cap_block["reference"], len(rows)
@@ -702,12 +703,16 @@ def largest_saving_line(name, rows, levels, cap_block) -> str | None:
     if not known:
         return (f"{name} vs {ref} over {span}: no level where both reach it within {_limit(cap_block)} on every seed "
                 f"with an interval, so no largest saving is given.")
-    best = max(known, key=lambda r: r["saving"])
+    measured = [r for r in known if not r["anchored_seeds"]]
+    best = max(measured or known, key=lambda r: r["saving"])
     there = {"fewer": "", "none": ", an interval that includes 0",
              "more": ", an interval below 0: it needs more labels even there"}[ways[rows.index(best)]]
     anchored = (f"; {ref}'s labels read off the line to full training on the whole pool on {best['anchored_seeds']} "
                 f"of {best['seeds_used']} seeds" if best["anchored_seeds"] else "")
-    return (f"{name} vs {ref} over {span}: the saving is largest at AUC {best['auc']:.4f}, {_pct(best['saving'])} "
+    among = (f" (among the {len(measured)} levels {ref} reaches within {_limit(cap_block)} on every seed)"
+             if measured and len(measured) < len(known) else "")
+    return (f"{name} vs {ref} over {span}: the saving is largest{among} at AUC {best['auc']:.4f}, "
+            f"{_pct(best['saving'])} "
             f"({best['labels_needed']:.0f} against {best['labels_needed_random']:.0f} labels; "
             f"{_ci_pct(best['ci95'])}{anchored}){there}; {name} saves labels (interval above 0) at "
             f"{ways.count('fewer')} of the {n} levels and needs more (interval below 0) at {ways.count('more')}.")
@@ -906,7 +911,7 @@ def plot_label_efficiency(summary, path: Path) -> bool:
         x = np.array([r["auc"] for r in rows])
         m = 100 * np.array([r["saving"] for r in rows])
         lo, hi = 100 * np.array([r["ci95"] for r in rows]).T
-        bound = np.array([r["censored_seeds"] > 0 for r in rows])
+        bound = np.array([r["censored_seeds"] > 0 or r["anchored_seeds"] > 0 for r in rows])
         axs.plot(x, m, color=colors[name], ls="--", lw=1)
         axs.plot(x, np.where(bound, np.nan, m), color=colors[name], label=f"{name} vs {ref}")
         axs.fill_between(x, lo, hi, color=colors[name], alpha=0.2, lw=0)
@@ -932,7 +937,8 @@ def plot_label_efficiency(summary, path: Path) -> bool:
              f"below the level within {summary['max_labels']} labels (the mean is a lower bound), or {ref} is read "
              f"off the line to full training on the whole pool. Bottom: the saving vs {ref} (1 − mean labels needed "
              f"÷ {ref}'s) with its paired-bootstrap 95% interval; dashed with open markers where censored seeds make "
-             f"it an upper bound; dash-dot: the AUC {ref} reaches with its planned budget.")
+             f"it an upper bound or {ref} is read off the line to full training on some seed; dash-dot: the AUC "
+             f"{ref} reaches with its planned budget.")
     _save_fig(fig, path)
     return True
 
