@@ -4,26 +4,41 @@ Re-run on a finished (or partial) run folder with::
 
     python -m simulate.report RUN_DIR
 
-Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 0 = M0, 0 labels):
+Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 0 = M0, 0 labels; round 1 = the
+initial random set, shared by every strategy of a seed):
 
-* **target**: ``target.json``, fixed from full training alone (no strategy's result enters it): mean full-training test AUC − delta.
-* **labels needed** (per seed): the first crossing of the target by the isotonic-regression fit of the
-  curve (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``). Random baselines' curves are
-  anchored at (pool size, mean full-training AUC), so they always reach the target; any other
-  strategy that does not reach it within its budget is **censored**: it needs more than its last
-  label count, which is used as a lower bound (its saving is then an upper bound).
+* **planned budget and cap**: a seed runs the planned rounds (``plan.rounds``, ``plan.budget``), then keeps
+  querying until its curve crosses the target or reaches the cap ``plan.max_labels`` (:func:`label_cap`; runs
+  made before the cap existed: the planned budget). rounds.csv is then ragged across seeds. Every "at the budget"
+  number (learning-curve means, AUC differences at checkpoints, ALC, final AUC, FROC table) reads the planned
+  rounds only; labels needed read every round.
+* **target**: ``target.json``, fixed from full training alone (no strategy's result enters it): mean full-training
+  test AUC − delta.
+* **labels needed** (per seed, to reach an AUC level): the first crossing of the level by the isotonic-regression
+  fit of the curve (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``, the rule the run also uses to
+  stop a seed). A random baseline that never crosses the level within its curve is **anchored**: its crossing is
+  read off the segment from its last point to (pool size, mean full-training AUC), and the report says on how many
+  seeds. Any other strategy that never crosses it is **censored**: its last label count is a lower bound (its
+  saving is then an upper bound).
 * **saving** vs a reference (a random baseline): ``1 − mean(labels needed) / mean(labels needed by the
   reference)`` over the paired seeds, with a 95% percentile interval from a paired bootstrap over
   seeds (:func:`aift_tf.metrics.paired_bootstrap`, 4,000 resamples, seeded); no interval (and no
-  verdict) with fewer than :data:`MIN_SEEDS_FOR_INTERVAL` paired seeds.
+  verdict) with fewer than :data:`MIN_SEEDS_FOR_INTERVAL` paired seeds. At the fixed target: ``savings``.
+* **label efficiency**: labels needed and the saving at :data:`EFFICIENCY_LEVELS` AUC levels evenly spaced from
+  the initial set's mean AUC to the target (``label_efficiency``, one row per level; pointwise intervals).
+* **saving at random's budget** (the journal's form): the share ``mean(labels needed) / mean(labels needed by
+  the reference)`` of the AUC level the reference reaches on average with its planned budget.
 * **AUC / ALC differences** vs the reference: per seed (same initial set, M0 head and test set), at
-  the rounds closest to 25%, 50% and 100% of the queries, and of the area under the curve; mean and
-  paired-bootstrap interval.
-* **unstable rounds**: the share of rounds whose test AUC fell by more than 0.05 from the round before.
-* **ceiling check**: the difference "mean final AUC − mean full-training AUC" (full training runs on the
-  first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling,
-  and the target is then unreliable.
-* The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`).
+  every planned round (the figure) and at the rounds closest to 25%, 50% and 100% of the queries, and of the
+  area under the planned curve; mean and paired-bootstrap interval.
+* **unstable rounds**: the share of rounds (every round a seed ran) whose test AUC fell by more than 0.05 from the
+  round before.
+* **ceiling check**: the difference "mean AUC at the planned budget − mean full-training AUC" (full training runs
+  on the first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling, and
+  the target is then unreliable.
+* The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`); whether a sentence
+  says "saves", "needs more" or "no detectable difference" depends on the interval and the censoring counts
+  only, never on a point estimate (:func:`_direction`).
 """
 
 from __future__ import annotations
@@ -694,8 +709,8 @@ def largest_saving_line(name, rows, levels, cap_block) -> str | None:
     """Where along the label-efficiency curve the saving is largest, and at how many levels the interval lies
     above or below 0. Levels where a curve ends below the level on some seed (a bound) are not chosen; levels
     where the reference is read off the anchor on some seed only when no level is measured on every seed."""
-    if not rows:
-        return None
+    if not rows or all(r["ci95"] is None for r in rows):
+        return None  # too few seeds for intervals: the headline says so
     ref, n = cap_block["reference"], len(rows)
     span = f"{n} AUC levels from the initial set's {levels['initial_auc']:.4f} to the target {levels['target_auc']:.4f}"
     ways = [_direction(r["ci95"], r["censored_seeds"], r["censored_seeds_random"]) for r in rows]
