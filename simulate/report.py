@@ -576,7 +576,7 @@ def _froc_summary(rows, strategies, applies, n_rounds):
 
 
 def _pct(x):
-    return "—" if x is None else f"{100 * x:.0f}%"
+    return "—" if x is None else f"{100 * x:.0f}%".replace("-0%", "0%")
 
 
 def _ci_pct(ci):
@@ -1019,7 +1019,7 @@ def plot_froc(out: Path, summary, path: Path) -> bool:
         ax.axvline(k, color="gray", lw=0.5)
     ax.set_xlabel("false positives per volume")
     ax.set_ylabel("sensitivity (candidates)")
-    ax.set_title(f"{summary['app']}: FROC at the final round (mean over seeds)")
+    ax.set_title(f"{summary['app']}: FROC of each seed's last model (mean over seeds)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -1180,7 +1180,7 @@ def build_report(out, runtime=None) -> dict:
     if plot_full_training(curves, out / "full_training.png"):
         figures.append(("Full training (validation AUC per epoch)", "full_training.png"))
     if summary["froc"] and plot_froc(out, summary, out / "froc.png"):
-        figures.append(("FROC at the final round", "froc.png"))
+        figures.append(("FROC of each seed's last model", "froc.png"))
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "report.md", render_markdown(summary, config, figures))
     return summary
