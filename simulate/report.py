@@ -654,13 +654,14 @@ def savings_line(name, sv, n_seeds) -> str:
     anchored = _anchored_note(sv, limit)
     cens = (f"; it misses the target within {limit} on {c} of {used} seeds, so its true saving is lower still"
             if c else "")
-    base = f"saving {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} over {used} paired seeds)"
+    every = f", {name} reaching it within {limit} on every seed"
+    base = f"saving {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} over {used} paired seeds{'' if c else every})"
     way = _direction(sv["ci95"], c, sv.get("censored_seeds_random", 0))
     if way == "more":
         return f"{name} needs more labels than {ref} to reach AUC {t:.4f}: {base}{cens}.{anchored}"
     if way == "fewer":
         return (f"{name} saves {_pct(sv['estimate'])} of the labels {ref} needs to reach AUC {t:.4f} "
-                f"({_ci_pct(sv['ci95'])} over {used} paired seeds).{anchored}")
+                f"({_ci_pct(sv['ci95'])} over {used} paired seeds{every}).{anchored}")
     if way == "bound" and c == used:
         return (f"{name} does not reach AUC {t:.4f} within {limit} on any of the {used} seeds: its saving over "
                 f"{ref} is at most {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} of that bound), so no saving is "

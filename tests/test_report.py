@@ -147,7 +147,7 @@ def test_rising_random_curve_aift_saves_with_an_interval(tmp_path):
     assert sv["ci95"][0] <= sv["estimate"] <= sv["ci95"][1]
     assert s["verdict"][0] == (f"aift saves {100 * sv['estimate']:.0f}% of the labels random needs to reach AUC "
                                f"0.9400 (95% CI {100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 "
-                               f"paired seeds). random does not reach it within its budget on 8 of 8 seeds; there "
+                               f"paired seeds, aift reaching it within its budget on every seed). random does not reach it within its budget on 8 of 8 seeds; there "
                                f"its labels needed are read off the line to full training on the whole pool (200 "
                                f"labels).")
     assert set(s["strategies"]["aift"]["auc_diff_vs_random"]) == {"30", "60", "110"}  # 25%, 50%, 100% of queries
@@ -400,7 +400,8 @@ def test_seeds_querying_past_the_budget_are_measured_where_they_cross(tmp_path):
     _assert_estimates_inside(s)
     a, b, c = _lines(s)
     assert a == (f"aift saves {100 * sv['estimate']:.0f}% of the labels random needs to reach AUC 0.9400 (95% CI "
-                 f"{100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 paired seeds).")
+                 f"{100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 paired seeds, aift reaching it "
+                 f"within the cap of 300 labels on every seed).")
     assert b.startswith(f"aift reaches the AUC random reaches with its planned budget ({sb['auc']:.4f} at 70 labels) "
                         f"using {100 * sb['estimate']:.0f}% of the labels random needs for it")
     assert c.startswith("aift vs random over 20 AUC levels from the initial set's") and "the saving is largest at AUC" in c
@@ -479,7 +480,8 @@ def test_identical_strategies_tie_on_every_line(tmp_path):
                                max_labels=200))
     a, b, c = _lines(s)
     assert a.startswith("No detectable difference between entropy and random in labels needed to reach AUC 0.9400: "
-                        "saving 0% (95% CI 0% to 0% over 6 paired seeds)")
+                        "saving 0% (95% CI 0% to 0% over 6 paired seeds, entropy reaching it within the cap of 200 "
+                        "labels on every seed).")
     assert b.startswith("No detectable difference between entropy and random in the labels needed to reach the AUC "
                         "random reaches with its planned budget") and "100% of the labels random needs" in b
     assert "an interval that includes 0" in c and c.endswith("at 0 of the 20 levels and needs more (interval below "
@@ -572,3 +574,22 @@ def test_largest_saving_skips_bounds_and_counts_levels_by_interval():
     assert line.endswith("saves labels (interval above 0) at 1 of the 4 levels and needs more (interval below 0) at 1.")
     only_bounds = largest_saving_line("aift", [rows[-1]], levels, _block([0, 0]))
     assert "no largest saving is given" in only_bounds
+
+
+def test_no_random_baseline_or_no_target_still_reports(tmp_path):
+    """Without a random baseline there is no saving but a label-efficiency figure; without target.json, no levels."""
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(15)
+    kw = dict(rounds=6, target=0.94, cap=200)
+    s = build_report(_fake_run(tmp_path / "a", {"aift": [_ragged(rng, 0.97, 40, **kw) for _ in range(5)]}, [0.95] * 5,
+                               pool=400, rounds=6, max_labels=200))
+    e = s["strategies"]["aift"]
+    assert e["savings"] is None and e["label_efficiency"] is None and len(e["labels_needed_by_level"]) == 20
+    assert "No random baseline was run" in s["verdict"][0] and (tmp_path / "a" / "label_efficiency.png").is_file()
+    run = _fake_run(tmp_path / "b", {"aift": [[0.5, 0.7, 0.8, 0.9]] * 5, "random": [[0.5, 0.7, 0.75, 0.8]] * 5},
+                    [0.9] * 5)
+    (run / "target.json").unlink()
+    s = build_report(run)
+    assert s["efficiency_levels"]["levels"] == [] and s["strategies"]["aift"]["label_efficiency"] is None
+    assert "No savings target yet" in s["verdict"][0] and not (run / "label_efficiency.png").exists()
