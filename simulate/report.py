@@ -458,8 +458,9 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
     running = {st: _unfinished(by_all[st], t_auc, anchor if st in RANDOM_REFERENCES else None, plan)
                for st in out_strats} if t_auc is not None else {}
     complete = all(
-        st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds) and len(out_strats[st]["labels"]) == n_rounds
-        and not running.get(st) for st in strategies) and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
+        st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds)
+        and len(out_strats[st]["labels"]) == n_rounds and not running.get(st) for st in strategies) \
+        and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
     summary = {
         "app": data.get("app") if settings.get("app") is None else settings["app"],
         "data": data["path"],
@@ -875,7 +876,8 @@ def plot_learning_curves(summary, path: Path):
         pad = 0.05 * max(hi - lo, 0.01)
         ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel("test AUC (candidate level)")
-    ax.set_title(f"{summary['app']}: learning curves after the initial set (mean ± std over paired seeds)", fontsize=10)
+    ax.set_title(f"{summary['app']}: learning curves after the initial set (mean ± std over paired seeds)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     if not _diff_panel(axd, summary, colors):
@@ -1051,12 +1053,13 @@ def _efficiency_markdown(s) -> list:
     if not blocks:
         return []
     L = ["## Label efficiency", "",
-         f"Labels needed to reach each of {lv['n_levels']} AUC levels from the initial set's AUC ({lv['initial_auc']:.4f},"
-         f" mean over seeds) to the target ({lv['target_auc']:.4f}), by the same rule as above, and the saving against "
+         f"Labels needed to reach each of {lv['n_levels']} AUC levels from the initial set's AUC "
+         f"({lv['initial_auc']:.4f}, mean over seeds) to the target ({lv['target_auc']:.4f}), by the same rule as above, and the saving against "
          f"{ref}. The intervals are pointwise: the level of the largest saving is chosen after looking.", ""]
     for name, st in blocks:
         sb = st.get("saving_at_random_budget")
-        L += [f"**{name} vs {ref}**" + (f" (the AUC {ref} reaches with its planned budget: {sb['auc']:.4f})" if sb else ""),
+        budget = f" (the AUC {ref} reaches with its planned budget: {sb['auc']:.4f})" if sb else ""
+        L += [f"**{name} vs {ref}**{budget}",
               "", f"| AUC level | {name} needs | {ref} needs | saving | 95% CI | {name} censored | {ref} anchored |",
               "|---|---|---|---|---|---|---|"]
         for r in st["label_efficiency"]:
@@ -1116,7 +1119,8 @@ def render_markdown(summary, config, figures) -> str:
           f"the reference's; intervals: paired bootstrap over seeds ({N_RESAMPLES} resamples).", ""]
     L += _efficiency_markdown(s)
     L += ["## Learning curves", "",
-          "| strategy | learning | AUC at the planned budget (mean ± std) | ALC | that − full training (95% CI) | unstable rounds "
+          "| strategy | learning | AUC at the planned budget (mean ± std) | ALC | that − full training (95% CI) "
+          "| unstable rounds "
           "| labels to random's final AUC (secondary) |",
           "|---|---|---|---|---|---|---|"]
     for name, st in s["strategies"].items():
@@ -1126,7 +1130,8 @@ def render_markdown(summary, config, figures) -> str:
                  f"{_f(st['alc'])} | {dv_txt} | {_pct(st['unstable_rounds'])} | {_n(st['labels_to_random_final'])} |")
     L += [""]
     if s.get("froc"):
-        L += ["## FROC (at the planned budget, mean over seeds)", "", "| strategy | sens @1 FP/vol | @2 | @3 |", "|---|---|---|---|"]
+        L += ["## FROC (at the planned budget, mean over seeds)", "", "| strategy | sens @1 FP/vol | @2 | @3 |",
+              "|---|---|---|---|"]
         for name, v in s["froc"].items():
             L.append(f"| {name} | {_f(v['sens_fp1'], 3)} | {_f(v['sens_fp2'], 3)} | {_f(v['sens_fp3'], 3)} |")
         L.append("")
