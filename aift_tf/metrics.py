@@ -196,6 +196,12 @@ def labels_to_target(labels_curve, auc_curve, target: float, *, smooth: bool = F
     it. If the first point already reaches the target, its label count is returned; if the curve
     never reaches it, ``None`` (censored: more labels than the curve's last point are needed).
 
+    With ``smooth=True`` this is *the* crossing rule of `aift-sim` (the isotonic first crossing),
+    and its only implementation: the report reads labels needed with it, and the experiment calls
+    it on a seed's curve so far (``labels_to_target(labels, aucs, target, smooth=True) is not None``)
+    to decide that the seed has crossed and stops querying. A curve stopped that way gives the report
+    the same crossing the run saw (the fit of the stopped curve is the one the run computed).
+
     Args:
         labels_curve: strictly increasing label counts, at least 2 points.
         auc_curve: the AUC at each point (finite).

@@ -4,26 +4,41 @@ Re-run on a finished (or partial) run folder with::
 
     python -m simulate.report RUN_DIR
 
-Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 0 = M0, 0 labels):
+Definitions (learning curve = test AUC vs labels of one (strategy, seed); round 0 = M0, 0 labels; round 1 = the
+initial random set, shared by every strategy of a seed):
 
-* **target**: ``target.json``, fixed from full training alone (no strategy's result enters it): mean full-training test AUC − delta.
-* **labels needed** (per seed): the first crossing of the target by the isotonic-regression fit of the
-  curve (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``). Random baselines' curves are
-  anchored at (pool size, mean full-training AUC), so they always reach the target; any other
-  strategy that does not reach it within its budget is **censored**: it needs more than its last
-  label count, which is used as a lower bound (its saving is then an upper bound).
+* **planned budget and cap**: a seed runs the planned rounds (``plan.rounds``, ``plan.budget``), then keeps
+  querying until its curve crosses the target or reaches the cap ``plan.max_labels`` (:func:`label_cap`; runs
+  made before the cap existed: the planned budget). rounds.csv is then ragged across seeds. Every "at the budget"
+  number (learning-curve means, AUC differences at checkpoints, ALC, final AUC, FROC table) reads the planned
+  rounds only; labels needed read every round.
+* **target**: ``target.json``, fixed from full training alone (no strategy's result enters it): mean full-training
+  test AUC − delta.
+* **labels needed** (per seed, to reach an AUC level): the first crossing of the level by the isotonic-regression
+  fit of the curve (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``, the rule the run also uses to
+  stop a seed). A random baseline that never crosses the level within its curve is **anchored**: its crossing is
+  read off the segment from its last point to (pool size, mean full-training AUC), and the report says on how many
+  seeds. Any other strategy that never crosses it is **censored**: its last label count is a lower bound (its
+  saving is then an upper bound).
 * **saving** vs a reference (a random baseline): ``1 − mean(labels needed) / mean(labels needed by the
   reference)`` over the paired seeds, with a 95% percentile interval from a paired bootstrap over
   seeds (:func:`aift_tf.metrics.paired_bootstrap`, 4,000 resamples, seeded); no interval (and no
-  verdict) with fewer than :data:`MIN_SEEDS_FOR_INTERVAL` paired seeds.
+  verdict) with fewer than :data:`MIN_SEEDS_FOR_INTERVAL` paired seeds. At the fixed target: ``savings``.
+* **label efficiency**: labels needed and the saving at :data:`EFFICIENCY_LEVELS` AUC levels evenly spaced from
+  the initial set's mean AUC to the target (``label_efficiency``, one row per level; pointwise intervals).
+* **saving at random's budget** (the journal's form): the share ``mean(labels needed) / mean(labels needed by
+  the reference)`` of the AUC level the reference reaches on average with its planned budget.
 * **AUC / ALC differences** vs the reference: per seed (same initial set, M0 head and test set), at
-  the rounds closest to 25%, 50% and 100% of the queries, and of the area under the curve; mean and
-  paired-bootstrap interval.
-* **unstable rounds**: the share of rounds whose test AUC fell by more than 0.05 from the round before.
-* **ceiling check**: the difference "mean final AUC − mean full-training AUC" (full training runs on the
-  first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling,
-  and the target is then unreliable.
-* The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`).
+  every planned round (the figure) and at the rounds closest to 25%, 50% and 100% of the queries, and of the
+  area under the planned curve; mean and paired-bootstrap interval.
+* **unstable rounds**: the share of rounds (every round a seed ran) whose test AUC fell by more than 0.05 from the
+  round before.
+* **ceiling check**: the difference "mean AUC at the planned budget − mean full-training AUC" (full training runs
+  on the first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling, and
+  the target is then unreliable.
+* The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`); whether a sentence
+  says "saves", "needs more" or "no detectable difference" depends on the interval and the censoring counts
+  only, never on a point estimate (:func:`_direction`).
 """
 
 from __future__ import annotations
@@ -49,6 +64,11 @@ RANDOM_REFERENCES = ("random", "random-rft")
 #: fewer paired seeds than this give no interval (a bootstrap over 2-4 seeds has a handful of distinct
 #: resamples and badly under-covers), hence no verdict
 MIN_SEEDS_FOR_INTERVAL = 5
+#: AUC levels of the label-efficiency curve, from the initial set's AUC to the target
+EFFICIENCY_LEVELS = 20
+#: how a seed's labels needed were read: its curve crosses the level; it does not, and (random baselines only)
+#: the crossing lies on the segment to full training on the whole pool; it does not (a lower bound)
+MEASURED, ANCHORED, CENSORED = "measured", "anchored", "censored"
 
 
 def _finite(x):
@@ -82,6 +102,10 @@ def _saving_stat(a, b, axis=-1):
     return 1.0 - np.mean(a, axis=axis) / np.mean(b, axis=axis)
 
 
+def _share_stat(a, b, axis=-1):
+    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+
 # ----------------------------------------------------------------------------------------------
 # curves
 
@@ -96,19 +120,44 @@ def _curves(rows, job, seeds):
     return out
 
 
-def _labels_needed(rows_k, target, anchor=None):
-    """(labels needed, censored) of one seed's curve; censored = the target was not reached by the
-    last point, whose label count is then returned as a lower bound."""
+def _planned(by, n_rounds):
+    """Each seed's rows up to the planned budget (M0, the initial set, the planned query rounds), without the
+    rounds a seed ran after them to cross the target: what every "at the budget" number reads."""
+    return {s: rs[:n_rounds] for s, rs in by.items()}
+
+
+def label_cap(plan) -> int:
+    """The label count a seed may query up to: ``plan.max_labels``, or the planned budget in runs made before it."""
+    return int(plan.get("max_labels") or plan["budget"])
+
+
+def _labels_needed(rows_k, level, anchor=None):
+    """(labels needed, how) of one seed's curve to reach AUC `level` by the isotonic first crossing
+    (:func:`aift_tf.metrics.labels_to_target` with ``smooth=True``).
+
+    how: MEASURED (the curve crosses); ANCHORED (it does not, and `anchor` = (pool, full training's AUC)
+    reaches the level: the crossing on the segment from the curve's last point to the anchor, or the pool when
+    the curve already covers it; random baselines only); CENSORED (the curve's last label count, a lower bound).
+    (None, None) for a curve that cannot be read (fewer than 2 points, a missing AUC)."""
     from aift_tf.metrics import labels_to_target
 
     x = [r["labels"] for r in rows_k]
     y = [r["test_auc"] for r in rows_k]
     if len(x) < 2 or not all(_finite(v) for v in y):
-        return None, False
-    need = labels_to_target(x, y, float(target), smooth=True, anchor=anchor)
-    if need is None:
-        return float(x[-1]), True
-    return float(need), False
+        return None, None
+    need = labels_to_target(x, y, float(level), smooth=True)
+    if need is not None:
+        return float(need), MEASURED
+    if anchor is not None and _finite(anchor[1]) and anchor[1] >= level:
+        if x[-1] >= anchor[0]:
+            return float(anchor[0]), ANCHORED
+        return float(labels_to_target(x, y, float(level), smooth=True, anchor=anchor)), ANCHORED
+    return float(x[-1]), CENSORED
+
+
+def _needs(by, level, anchor=None):
+    """{seed: (labels needed, how)} of one strategy's seeds for AUC `level`."""
+    return {s: _labels_needed(rs, level, anchor) for s, rs in by.items()}
 
 
 def _unstable_share(by_seed):
@@ -116,6 +165,13 @@ def _unstable_share(by_seed):
              for rs in by_seed.values() for a, b in zip(rs, rs[1:])
              if _finite(a["test_auc"]) and _finite(b["test_auc"])]
     return float(np.mean(drops)) if drops else None
+
+
+def _unfinished(by, target, anchor, plan):
+    """Seeds whose curve has neither crossed the target nor reached the cap (nor the pool): still running."""
+    end = min(label_cap(plan), int(plan["pool_size"])) - int(plan["query_size"])
+    return [s for s, rs in by.items()
+            if _labels_needed(rs, target, anchor)[1] != MEASURED and rs[-1]["labels"] < end]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,64 +193,216 @@ def _one_shot(rows, job, seeds, plan, curves):
             "per_seed": {str(k): v for k, v in sorted(aucs.items())}}
 
 
-def _savings(mine, ref, target, budget_note, pool_size, full_mean, ref_name, target_rule):
-    """The savings block of one strategy against one random reference, over their common seeds."""
-    common = sorted(set(mine) & set(ref))
-    per_seed, need_s, need_r, censored = {}, [], [], []
-    for s in common:
-        n_s, c_s = _labels_needed(mine[s], target)
-        n_r, _ = _labels_needed(ref[s], target, anchor=(pool_size, full_mean))  # random always gets there
+def _compare(mine, ref, statistic):
+    """A paired statistic of labels needed: two {seed: (labels needed, how)} maps over their common seeds.
+
+    Seeds where either curve cannot be read, or the reference needs no labels (M0 already at the level), are
+    left out (per_seed None). censored_seeds: the strategy's curve ends below the level (its need is a lower
+    bound); censored_seeds_random: the same for the reference; anchored_seeds: the reference's need is read off
+    the segment to full training on the pool."""
+    a, b, per_seed = [], [], {}
+    hows, hows_r = [], []
+    for s in sorted(set(mine) & set(ref)):
+        (n_s, how_s), (n_r, how_r) = mine[s], ref[s]
         if n_s is None or n_r is None or n_r <= 0:
-            per_seed[str(s)] = None  # M0 already at the target (or no curve): no labels needed, undefined
+            per_seed[str(s)] = None
             continue
-        per_seed[str(s)] = 1.0 - n_s / n_r
-        need_s.append(n_s)
-        need_r.append(n_r)
-        censored.append(c_s)
-    out = {"reference": ref_name, "target_auc": target, "target_rule": target_rule, "labels_needed": None,
-           "labels_needed_random": None, "estimate": None, "ci95": None, "censored": bool(any(censored)),
-           "censored_seeds": int(sum(censored)), "seeds_used": len(need_s), "per_seed": per_seed,
-           "budget": budget_note}
-    if need_s:
-        est, ci = _interval([need_s, need_r], _saving_stat)
-        out.update(labels_needed=float(np.mean(need_s)), labels_needed_random=float(np.mean(need_r)),
-                   estimate=float(est), ci95=ci)
+        a.append(n_s)
+        b.append(n_r)
+        hows.append(how_s)
+        hows_r.append(how_r)
+        per_seed[str(s)] = float(statistic(np.array([n_s]), np.array([n_r])))
+    out = {"labels_needed": None, "labels_needed_random": None, "estimate": None, "ci95": None,
+           "censored_seeds": hows.count(CENSORED), "censored_seeds_random": hows_r.count(CENSORED),
+           "anchored_seeds": hows_r.count(ANCHORED), "seeds_used": len(a), "per_seed": per_seed}
+    if a:
+        est, ci = _interval([a, b], statistic)
+        out.update(labels_needed=float(np.mean(a)), labels_needed_random=float(np.mean(b)), estimate=float(est),
+                   ci95=ci)
     return out
 
 
-def _paired_diffs(mine, ref, n_rounds, labels_axis):
-    """AUC differences at the checkpoints, ALC difference (over common seeds)."""
+def _savings(mine, ref, target, ref_name, target_rule, plan, anchor):
+    """The savings block of one strategy against one random reference at the fixed target."""
+    c = _compare(_needs(mine, target), _needs(ref, target, anchor), _saving_stat)
+    per_seed = c.pop("per_seed")
+    return {"reference": ref_name, "target_auc": target, "target_rule": target_rule, **c,
+            "censored": c["censored_seeds"] > 0, "per_seed": per_seed, "budget": plan["budget"],
+            "cap": label_cap(plan), "pool_size": plan["pool_size"]}
+
+
+def _label_efficiency(mine, ref, levels, anchor):
+    """One row per AUC level: the labels the strategy and the reference need (seed means) and the saving."""
+    out = []
+    for level in levels:
+        c = _compare(_needs(mine, level), _needs(ref, level, anchor), _saving_stat)
+        out.append({"auc": float(level), "labels_needed": c["labels_needed"],
+                    "labels_needed_random": c["labels_needed_random"], "saving": c["estimate"], "ci95": c["ci95"],
+                    "censored_seeds": c["censored_seeds"], "censored_seeds_random": c["censored_seeds_random"],
+                    "anchored_seeds": c["anchored_seeds"], "seeds_used": c["seeds_used"]})
+    return out
+
+
+def _random_budget_auc(ref_by, n_rounds):
+    """A random baseline's mean test AUC at its planned budget (its last planned round)."""
+    v = [rs[n_rounds - 1]["test_auc"] for rs in ref_by.values() if len(rs) >= n_rounds]
+    return float(np.mean(v)) if v and all(_finite(x) for x in v) else None
+
+
+def _saving_at_budget(mine, ref, ref_name, n_rounds, plan, anchor):
+    """The journal's form: the share of the reference's labels the strategy needs to reach the AUC the reference
+    reaches with its planned budget (both by the isotonic first crossing, per seed)."""
+    level = _random_budget_auc(_planned(ref, n_rounds), n_rounds)
+    if level is None:
+        return None
+    c = _compare(_needs(mine, level), _needs(ref, level, anchor), _share_stat)
+    c.pop("per_seed")
+    return {"reference": ref_name, "auc": level, "budget": plan["budget"], **c}
+
+
+def _labels_needed_curve(by, levels, anchor):
+    """Mean labels needed (with its interval over seeds) at each AUC level, for one strategy."""
+    out = []
+    for level in levels:
+        needs = _needs(by, level, anchor).values()
+        got = [n for n, _ in needs if n is not None]
+        hows = [h for _, h in needs]
+        est, ci = _interval([got], _mean_stat) if got else (None, None)
+        out.append({"auc": float(level), "mean": None if est is None else float(est), "ci95": ci,
+                    "censored_seeds": hows.count(CENSORED), "anchored_seeds": hows.count(ANCHORED),
+                    "seeds": len(got)})
+    return out
+
+
+def _efficiency_levels(by_strategy, target, n=EFFICIENCY_LEVELS):
+    """(the initial set's AUC, the label-efficiency levels): `n` AUC levels evenly spaced from the mean test AUC
+    after the initial set (round 1, shared by every strategy of a seed) to the target; no levels when the initial
+    set already reaches the target."""
+    a = [r["test_auc"] for by in by_strategy.values() for rs in by.values() for r in rs if r["round"] == 1]
+    if not a or not all(_finite(v) for v in a):
+        return None, []
+    a0 = float(np.mean(a))
+    if target is None or a0 >= target:
+        return a0, []
+    return a0, [float(v) for v in np.linspace(a0, target, n)]
+
+
+def _diff_at(mine, ref, i):
+    """(mean, ci95) of the paired test-AUC difference at round i, over the seeds both reached; None if undefined."""
+    common = sorted(s for s in set(mine) & set(ref) if len(mine[s]) > i and len(ref[s]) > i)
+    d = [mine[s][i]["test_auc"] - ref[s][i]["test_auc"] for s in common]
+    if not d or not all(_finite(v) for v in d):
+        return None
+    est, ci = _interval([d], _mean_stat)
+    return float(est), ci
+
+
+def _diff_curve(mine, ref, n_rounds, labels_axis):
+    """The paired test-AUC difference at every planned round after M0 (mine and ref: planned rows)."""
+    out = {"round": [], "labels": [], "mean": [], "ci95": []}
+    for i in range(1, n_rounds):
+        d = _diff_at(mine, ref, i)
+        if d is None or i >= len(labels_axis):
+            continue
+        out["round"].append(i)
+        out["labels"].append(float(labels_axis[i]))
+        out["mean"].append(d[0])
+        out["ci95"].append(d[1])
+    return out
+
+
+def _checkpoint_diffs(curve, n_rounds):
+    """The difference curve read at the rounds closest to CHECKPOINTS of the planned queries."""
+    R = n_rounds - 2  # query rounds after the initial set (rounds 0 = M0, 1 = initial)
+    out = {}
+    for f in CHECKPOINTS:
+        i = min(n_rounds - 1, 1 + max(1, int(round(f * R)))) if R > 0 else n_rounds - 1
+        if i in curve["round"]:
+            k = curve["round"].index(i)
+            out[str(int(round(curve["labels"][k])))] = {"mean": curve["mean"][k], "ci95": curve["ci95"][k],
+                                                        "round": i, "fraction_of_queries": f}
+    return out
+
+
+def _alc_diff(mine, ref, n_rounds):
+    """The paired difference of the area under the planned learning curve."""
     from aift_tf.metrics import alc
 
     common = sorted(s for s in set(mine) & set(ref) if len(mine[s]) >= n_rounds and len(ref[s]) >= n_rounds)
-    auc_diff, alc_diff = {}, None
     if not common:
-        return auc_diff, alc_diff
-    R = n_rounds - 2  # query rounds after the initial set (rounds 0 = M0, 1 = initial)
-    for f in CHECKPOINTS:
-        i = min(n_rounds - 1, 1 + max(1, int(round(f * R)))) if R > 0 else n_rounds - 1
-        d = [mine[s][i]["test_auc"] - ref[s][i]["test_auc"] for s in common]
-        if not all(_finite(v) for v in d):
-            continue
-        est, ci = _interval([d], _mean_stat)
-        auc_diff[str(int(round(labels_axis[i])))] = {"mean": float(est), "ci95": ci, "round": i,
-                                                     "fraction_of_queries": f}
+        return None
     a = [alc([r["labels"] for r in mine[s][:n_rounds]], [r["test_auc"] for r in mine[s][:n_rounds]]) for s in common]
     b = [alc([r["labels"] for r in ref[s][:n_rounds]], [r["test_auc"] for r in ref[s][:n_rounds]]) for s in common]
     est, ci = _interval([a, b], _diff_stat)
-    alc_diff = {"mean": float(est), "ci95": ci}
-    return auc_diff, alc_diff
+    return {"mean": float(est), "ci95": ci}
+
+
+def _learning(st, settings):
+    if st not in RANDOM_REFERENCES:
+        return settings["learning"]
+    return "RFT" if st == "random-rft" else (settings.get("random_learning") or settings["learning"])
+
+
+def _curve_entry(st, by, by_all, settings):
+    """The learning-curve fields of one strategy: means over seeds of its planned rounds (`by`); the per-seed
+    curves and the unstable-round share over every round it ran (`by_all`)."""
+    from aift_tf.metrics import alc
+
+    n = min(len(v) for v in by.values())
+    A = np.array([[r["test_auc"] for r in by[s][:n]] for s in by], dtype=np.float64)
+    Lb = np.array([[r["labels"] for r in by[s][:n]] for s in by], dtype=np.float64)
+    P = np.array([[r["positives_found"] for r in by[s][:n]] for s in by], dtype=np.float64)
+    mean, labels_axis = A.mean(axis=0), Lb.mean(axis=0)
+    std = A.std(axis=0, ddof=1) if A.shape[0] > 1 else np.zeros_like(mean)
+    ok = bool(np.all(np.isfinite(mean))) and n >= 2 and bool(np.all(np.diff(labels_axis) > 0))
+    return {
+        "learning": _learning(st, settings),
+        "seeds_done": sorted(int(s) for s in by),
+        "labels": [float(v) for v in labels_axis],
+        "auc_mean": [float(v) for v in mean],
+        "auc_std": [float(v) for v in std],
+        "final_auc_mean": float(mean[-1]),
+        "final_auc_std": float(std[-1]),
+        "positives_found_mean": [float(v) for v in P.mean(axis=0)],
+        "alc": float(alc(labels_axis.tolist(), mean.tolist())) if ok else None,
+        "unstable_rounds": _unstable_share(by_all),
+        "per_seed_auc": {str(s): [float(r["test_auc"]) for r in by_all[s]] for s in by_all},
+        "per_seed_labels": {str(s): [int(r["labels"]) for r in by_all[s]] for s in by_all},
+        "labels_needed_by_level": [],
+        "savings": None,
+        "savings_vs": {},
+        "label_efficiency": None,
+        "label_efficiency_vs": {},
+        "saving_at_random_budget": None,
+        "saving_at_random_budget_vs": {},
+        "auc_diff_curve_vs_random": None,
+        "auc_diff_vs_random": {},
+        "alc_diff_vs_random": None,
+        "final_auc_diff_vs_full": None,
+    }
+
+
+def _final_vs_full(by, full, n_rounds):
+    """Mean AUC at the planned budget − mean full-training AUC (full training runs on the first seeds only: an
+    unpaired bootstrap of the difference of means)."""
+    fulls = [v for v in full["per_seed"].values() if _finite(v)]
+    finals = [by[s][n_rounds - 1]["test_auc"] for s in sorted(by) if len(by[s]) >= n_rounds]
+    if not fulls or not finals or not all(_finite(v) for v in finals):
+        return None
+    est, ci = _interval([finals, fulls], _diff_stat, paired=False, min_n=2)
+    if len(finals) < MIN_SEEDS_FOR_INTERVAL:
+        ci = None
+    return {"mean": float(est), "ci95": ci, "seeds": len(finals), "full_seeds": len(fulls)}
 
 
 def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=None) -> dict:
     """The summary dict (see the module docstring) from the run folder's files."""
-    from aift_tf.metrics import alc as _alc
     from aift_tf.metrics import labels_to_target
 
     settings, plan, data = config["settings"], config["plan"], config["data"]
     seeds = list(range(int(plan["seeds"])))
     strategies = list(settings["strategies"])
-    n_rounds = 2 + int(plan["rounds"])  # M0, the initial set, the query rounds
+    n_rounds = 2 + int(plan["rounds"])  # M0, the initial set, the planned query rounds
     curves = list(curves)
     full = _one_shot(rows, FULL, seeds, plan, curves) or {
         "auc_mean": None, "auc_std": None, "ci95": None, "labels": plan["pool_size"], "max_epochs": plan["full_epochs"],
@@ -203,61 +411,38 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
     scratch = _one_shot(rows, SCRATCH, seeds, plan, curves) if settings.get("scratch") else None
     t_auc = target["target_auc"] if target else None
     full_mean = target["full_auc_mean"] if target else None
+    anchor = (plan["pool_size"], full_mean)  # random baselines only, on seeds where they never cross
 
-    by_strategy = {st: _curves(rows, st, seeds) for st in strategies}
-    refs = [r for r in RANDOM_REFERENCES if by_strategy.get(r)]
+    by_all = {st: _curves(rows, st, seeds) for st in strategies}
+    by_planned = {st: _planned(by, n_rounds) for st, by in by_all.items()}
+    refs = [r for r in RANDOM_REFERENCES if by_all.get(r)]
     primary = refs[0] if refs else None
+    a0, levels = _efficiency_levels(by_all, t_auc)
     out_strats = {}
-    for st, by in by_strategy.items():
+    for st, by in by_planned.items():
         if not by:
             continue
-        n = min(len(v) for v in by.values())
-        A = np.array([[r["test_auc"] for r in by[s][:n]] for s in by], dtype=np.float64)
-        Lb = np.array([[r["labels"] for r in by[s][:n]] for s in by], dtype=np.float64)
-        P = np.array([[r["positives_found"] for r in by[s][:n]] for s in by], dtype=np.float64)
-        mean, labels_axis = A.mean(axis=0), Lb.mean(axis=0)
-        std = A.std(axis=0, ddof=1) if A.shape[0] > 1 else np.zeros_like(mean)
-        ok = bool(np.all(np.isfinite(mean))) and n >= 2
-        entry = {
-            "learning": settings["learning"] if st not in RANDOM_REFERENCES else
-            ("RFT" if st == "random-rft" else (settings.get("random_learning") or settings["learning"])),
-            "seeds_done": sorted(int(s) for s in by),
-            "labels": [float(v) for v in labels_axis],
-            "auc_mean": [float(v) for v in mean],
-            "auc_std": [float(v) for v in std],
-            "final_auc_mean": float(mean[-1]),
-            "final_auc_std": float(std[-1]),
-            "positives_found_mean": [float(v) for v in P.mean(axis=0)],
-            "alc": float(_alc(labels_axis.tolist(), mean.tolist())) if ok and np.all(np.diff(labels_axis) > 0) else None,
-            "unstable_rounds": _unstable_share({s: by[s][:n] for s in by}),
-            "per_seed_auc": {str(s): [float(r["test_auc"]) for r in by[s][:n]] for s in by},
-            "per_seed_labels": {str(s): [int(r["labels"]) for r in by[s][:n]] for s in by},
-            "savings": None,
-            "savings_vs": {},
-            "auc_diff_vs_random": {},
-            "alc_diff_vs_random": None,
-            "final_auc_diff_vs_full": None,
-        }
+        entry = _curve_entry(st, by, by_all[st], settings)
+        own_anchor = anchor if st in RANDOM_REFERENCES else None
+        entry["labels_needed_by_level"] = _labels_needed_curve(by_all[st], levels, own_anchor)
         if t_auc is not None and st not in RANDOM_REFERENCES:  # strategies vs each random baseline
             for ref in refs:
-                entry["savings_vs"][ref] = _savings(by, by_strategy[ref], t_auc, plan["budget"], plan["pool_size"],
-                                                    full_mean, ref, target["rule"])
+                entry["savings_vs"][ref] = _savings(by_all[st], by_all[ref], t_auc, ref, target["rule"], plan, anchor)
+                entry["label_efficiency_vs"][ref] = _label_efficiency(by_all[st], by_all[ref], levels, anchor)
+                entry["saving_at_random_budget_vs"][ref] = _saving_at_budget(by_all[st], by_all[ref], ref, n_rounds,
+                                                                             plan, anchor)
             entry["savings"] = entry["savings_vs"].get(primary)
-            need = labels_to_target(labels_axis.tolist(), mean.tolist(), t_auc, smooth=True) if ok and \
-                np.all(np.diff(labels_axis) > 0) else None
-            entry["labels_to_target_mean_curve"] = need
+            entry["label_efficiency"] = entry["label_efficiency_vs"].get(primary)
+            entry["saving_at_random_budget"] = entry["saving_at_random_budget_vs"].get(primary)
+            ok = entry["alc"] is not None
+            entry["labels_to_target_mean_curve"] = labels_to_target(entry["labels"], entry["auc_mean"], t_auc,
+                                                                    smooth=True) if ok else None
         if primary is not None and st != primary:
-            entry["auc_diff_vs_random"], entry["alc_diff_vs_random"] = _paired_diffs(
-                by, by_strategy[primary], n_rounds, labels_axis)
-        fulls = [v for v in full["per_seed"].values() if _finite(v)]
-        finals = [by[s][n_rounds - 1]["test_auc"] for s in sorted(by) if len(by[s]) >= n_rounds]
-        if fulls and finals and all(_finite(v) for v in finals):
-            # full training runs on the first seeds only: an unpaired bootstrap of the difference of means
-            est, ci = _interval([finals, fulls], _diff_stat, paired=False, min_n=2)
-            if len(finals) < MIN_SEEDS_FOR_INTERVAL:
-                ci = None
-            entry["final_auc_diff_vs_full"] = {"mean": float(est), "ci95": ci, "seeds": len(finals),
-                                               "full_seeds": len(fulls)}
+            curve = _diff_curve(by, by_planned[primary], n_rounds, entry["labels"])
+            entry["auc_diff_curve_vs_random"] = curve
+            entry["auc_diff_vs_random"] = _checkpoint_diffs(curve, n_rounds)
+            entry["alc_diff_vs_random"] = _alc_diff(by, by_planned[primary], n_rounds)
+        entry["final_auc_diff_vs_full"] = _final_vs_full(by, full, n_rounds)
         out_strats[st] = entry
 
     # secondary (the old definition): labels to reach random's final mean AUC, on the mean curves
@@ -270,9 +455,12 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
     above = [st for st, e in out_strats.items()
              if e["final_auc_diff_vs_full"] and e["final_auc_diff_vs_full"]["ci95"]
              and e["final_auc_diff_vs_full"]["ci95"][0] > 0]
+    running = {st: _unfinished(by_all[st], t_auc, anchor if st in RANDOM_REFERENCES else None, plan)
+               for st in out_strats} if t_auc is not None else {}
     complete = all(
-        st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds) and len(out_strats[st]["labels"]) == n_rounds
-        for st in strategies) and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
+        st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds)
+        and len(out_strats[st]["labels"]) == n_rounds and not running.get(st) for st in strategies) \
+        and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
     summary = {
         "app": data.get("app") if settings.get("app") is None else settings["app"],
         "data": data["path"],
@@ -285,6 +473,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "max_per_group": settings.get("max_per_group"),
         "rounds": plan["rounds"],
         "budget": plan["budget"],
+        "max_labels": label_cap(plan),
         "initial": plan["initial"],
         "fine_tuning": {"steps": plan["steps"], "epochs": plan["epochs"], "lr": plan["lr"],
                         "train_batch_size": settings["train_batch_size"],
@@ -300,9 +489,12 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "scratch": scratch,
         "ceiling": {"reliable": not above, "exceeded_by": above},
         "random_final_auc": random_final,
+        "efficiency_levels": {"initial_auc": a0, "target_auc": t_auc, "n_levels": len(levels), "levels": levels,
+                              "rule": f"{len(levels)} AUC levels evenly spaced from the mean test AUC after the "
+                                      f"initial set to the target"},
         "strategies": out_strats,
-        "froc": _froc_summary(rows, strategies, data.get("froc")),
-        "stopping": _stopping_summary(by_strategy, plan.get("stop"), full_mean),
+        "froc": _froc_summary(rows, strategies, data.get("froc"), n_rounds),
+        "stopping": _stopping_summary(by_all, plan.get("stop"), full_mean),
         "verdict": None,
         "definitions": "see simulate/report.py",
     }
@@ -364,7 +556,9 @@ def stopping_line(summary) -> str | None:
             f"pool candidates >= {sp['threshold']:g} for {sp['rounds']} rounds) would stop: " + "; ".join(parts) + ".")
 
 
-def _froc_summary(rows, strategies, applies):
+def _froc_summary(rows, strategies, applies, n_rounds):
+    """Mean sensitivity at 1, 2, 3 FP per group: strategies at the planned budget, full training / scratch at
+    their one round."""
     if not applies:
         return None
     out = {}
@@ -372,7 +566,7 @@ def _froc_summary(rows, strategies, applies):
         rs = [r for r in rows if r["strategy"] == st]
         if not rs:
             continue
-        last = max(r["round"] for r in rs)
+        last = n_rounds - 1 if st in strategies else max(r["round"] for r in rs)
         finals = [r for r in rs if r["round"] == last]
         out[st] = {f"sens_fp{k}": _mean_std([r.get(f"sens_fp{k}") for r in finals])[0] for k in (1, 2, 3)}
     return out
@@ -383,7 +577,7 @@ def _froc_summary(rows, strategies, applies):
 
 
 def _pct(x):
-    return "—" if x is None else f"{100 * x:.0f}%"
+    return "—" if x is None else f"{100 * x:.0f}%".replace("-0%", "0%")
 
 
 def _ci_pct(ci):
@@ -416,8 +610,38 @@ def ceiling_line(summary) -> str | None:
               f"--full-patience) or check that the store's validation split represents its test split.")
 
 
+def _direction(saving_ci, censored, censored_ref):
+    """What an interval of a saving (> 0: fewer labels) lets one say, given censoring; None without interval.
+
+    "fewer": the interval lies above 0 and the strategy reached the level on every seed (a censored reference
+    only makes the true saving larger); "more": it lies below 0 and the reference reached it on every seed (a
+    censored strategy only makes it worse); "bound": it lies on one side but the censoring could move it
+    across; "none": the interval includes 0."""
+    if saving_ci is None:
+        return None
+    lo, hi = saving_ci
+    if lo > 0:
+        return "bound" if censored else "fewer"
+    if hi < 0:
+        return "bound" if censored_ref else "more"
+    return "none"
+
+
+def _limit(block):
+    """The label limit a curve stopped at, in words: the planned budget in runs without a cap beyond it."""
+    return "its budget" if block["cap"] <= block["budget"] else f"the cap of {block['cap']} labels"
+
+
+def _anchored_note(sv, limit):
+    k = sv.get("anchored_seeds") or 0
+    if not k:
+        return ""
+    return (f" {sv['reference']} does not reach it within {limit} on {k} of {sv['seeds_used']} seeds; there its labels "
+            f"needed are read off the line to full training on the whole pool ({sv['pool_size']} labels).")
+
+
 def savings_line(name, sv, n_seeds) -> str:
-    """One sentence for one strategy's savings block against its reference."""
+    """One sentence for one strategy's savings block against its reference (the headline at the fixed target)."""
     ref, t = sv["reference"], sv["target_auc"]
     if sv["estimate"] is None:
         return (f"{name} vs {ref}: savings are undefined: M0 already reaches the target AUC {t:.4f} on every "
@@ -427,25 +651,88 @@ def savings_line(name, sv, n_seeds) -> str:
         return (f"{name} vs {ref}: saving {_pct(sv['estimate'])} to reach AUC {t:.4f} on {used} paired seed(s); "
                 f"no interval and no verdict with fewer than {MIN_SEEDS_FOR_INTERVAL} paired seeds (the default is "
                 f"10).")
-    lo, hi = sv["ci95"]
-    c = sv["censored_seeds"]
-    cens = (f"; it misses the target within its budget on {c} of {used} seeds, so its true saving is lower still"
+    c, limit = sv["censored_seeds"], _limit(sv)
+    anchored = _anchored_note(sv, limit)
+    cens = (f"; it misses the target within {limit} on {c} of {used} seeds, so its true saving is lower still"
             if c else "")
-    base = f"saving {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} over {used} paired seeds)"
-    if hi < 0:
-        return f"{name} needs more labels than {ref} to reach AUC {t:.4f}: {base}{cens}."
-    if lo > 0 and not c:
-        return f"{name} saves {_pct(sv['estimate'])} of the labels {ref} needs to reach AUC {t:.4f} " \
-               f"({_ci_pct(sv['ci95'])} over {used} paired seeds)."
-    if lo > 0 and c == used:
-        return (f"{name} does not reach AUC {t:.4f} within its budget on any of the {used} seeds: its saving over "
+    every = f", {name} reaching it within {limit} on every seed"
+    base = f"saving {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} over {used} paired seeds{'' if c else every})"
+    way = _direction(sv["ci95"], c, sv.get("censored_seeds_random", 0))
+    if way == "more":
+        return f"{name} needs more labels than {ref} to reach AUC {t:.4f}: {base}{cens}.{anchored}"
+    if way == "fewer":
+        return (f"{name} saves {_pct(sv['estimate'])} of the labels {ref} needs to reach AUC {t:.4f} "
+                f"({_ci_pct(sv['ci95'])} over {used} paired seeds{every}).{anchored}")
+    if way == "bound" and c == used:
+        return (f"{name} does not reach AUC {t:.4f} within {limit} on any of the {used} seeds: its saving over "
                 f"{ref} is at most {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} of that bound), so no saving is "
-                f"demonstrated.")
-    if lo > 0:
-        return (f"{name} reaches AUC {t:.4f} within its budget on only {used - c} of {used} seeds: its saving over "
+                f"demonstrated.{anchored}")
+    if way == "bound":
+        return (f"{name} reaches AUC {t:.4f} within {limit} on only {used - c} of {used} seeds: its saving over "
                 f"{ref} is at most {_pct(sv['estimate'])} ({_ci_pct(sv['ci95'])} of that bound), so no saving is "
-                f"demonstrated.")
-    return f"No detectable difference between {name} and {ref} in labels needed to reach AUC {t:.4f}: {base}{cens}."
+                f"demonstrated.{anchored}")
+    return (f"No detectable difference between {name} and {ref} in labels needed to reach AUC {t:.4f}: "
+            f"{base}{cens}.{anchored}")
+
+
+def budget_line(name, sb, cap_block) -> str | None:
+    """The journal's form: the share of the reference's labels the strategy needs to reach the AUC the reference
+    reaches with its planned budget (`cap_block`: the savings block, for the label limit in words)."""
+    if not sb or sb["estimate"] is None:
+        return None
+    ref, used = sb["reference"], sb["seeds_used"]
+    level = f"the AUC {ref} reaches with its planned budget ({sb['auc']:.4f} at {sb['budget']} labels)"
+    if sb["ci95"] is None:
+        return (f"{name} reaches {level} using {_pct(sb['estimate'])} of the labels {ref} needs for it on {used} "
+                f"paired seed(s); no interval and no verdict with fewer than {MIN_SEEDS_FOR_INTERVAL} paired seeds.")
+    anchored = (f"; {ref}'s labels read off the line to full training on the whole pool on {sb['anchored_seeds']} "
+                f"of them" if sb["anchored_seeds"] else "")
+    share = (f"{_pct(sb['estimate'])} of the labels {ref} needs for it ({sb['labels_needed']:.0f} against "
+             f"{sb['labels_needed_random']:.0f}; {_ci_pct(sb['ci95'])} over {used} paired seeds{anchored})")
+    c, cr, limit = sb["censored_seeds"], sb["censored_seeds_random"], _limit(cap_block)
+    lo, hi = sb["ci95"]
+    way = _direction([1.0 - hi, 1.0 - lo], c, cr)
+    if way == "fewer":
+        return f"{name} reaches {level} using {share}."
+    if way == "more":
+        cens = f"; it does not reach it within {limit} on {c} of {used} seeds, so it needs more still" if c else ""
+        return f"{name} needs more labels than {ref} to reach {level}: {share}{cens}."
+    if way == "bound" and c:
+        return (f"{name} does not reach {level} within {limit} on {c} of {used} seeds: it needs at least {share}, "
+                f"so no saving is demonstrated there.")
+    if way == "bound":
+        return (f"{ref} itself does not reach {level} within {limit} on {cr} of {used} seeds, so the share "
+                f"{_pct(sb['estimate'])} ({_ci_pct(sb['ci95'])}) gives no verdict.")
+    cens = f"; it does not reach it within {limit} on {c} of {used} seeds" if c else ""
+    return f"No detectable difference between {name} and {ref} in the labels needed to reach {level}: {share}{cens}."
+
+
+def largest_saving_line(name, rows, levels, cap_block) -> str | None:
+    """Where along the label-efficiency curve the saving is largest, and at how many levels the interval lies
+    above or below 0. Levels where a curve ends below the level on some seed (a bound) are not chosen; levels
+    where the reference is read off the anchor on some seed only when no level is measured on every seed."""
+    if not rows or all(r["ci95"] is None for r in rows):
+        return None  # too few seeds for intervals: the headline says so
+    ref, n = cap_block["reference"], len(rows)
+    span = f"{n} AUC levels from the initial set's {levels['initial_auc']:.4f} to the target {levels['target_auc']:.4f}"
+    ways = [_direction(r["ci95"], r["censored_seeds"], r["censored_seeds_random"]) for r in rows]
+    known = [r for r, w in zip(rows, ways) if w in ("fewer", "more", "none")]
+    if not known:
+        return (f"{name} vs {ref} over {span}: no level where both reach it within {_limit(cap_block)} on every seed "
+                f"with an interval, so no largest saving is given.")
+    measured = [r for r in known if not r["anchored_seeds"]]
+    best = max(measured or known, key=lambda r: r["saving"])
+    there = {"fewer": "", "none": ", an interval that includes 0",
+             "more": ", an interval below 0: it needs more labels even there"}[ways[rows.index(best)]]
+    anchored = (f"; {ref}'s labels read off the line to full training on the whole pool on {best['anchored_seeds']} "
+                f"of {best['seeds_used']} seeds" if best["anchored_seeds"] else "")
+    among = (f" (among the {len(measured)} levels {ref} reaches within {_limit(cap_block)} on every seed)"
+             if measured and len(measured) < len(known) else "")
+    return (f"{name} vs {ref} over {span}: the saving is largest{among} at AUC {best['auc']:.4f}, "
+            f"{_pct(best['saving'])} "
+            f"({best['labels_needed']:.0f} against {best['labels_needed_random']:.0f} labels; "
+            f"{_ci_pct(best['ci95'])}{anchored}){there}; {name} saves labels (interval above 0) at "
+            f"{ways.count('fewer')} of the {n} levels and needs more (interval below 0) at {ways.count('more')}.")
 
 
 def diff_line(name, ref, entry) -> str | None:
@@ -474,9 +761,14 @@ def verdict_lines(summary) -> list:
         return lines + ["No savings target yet: full training has not finished on every seed."]
     if ref is None:
         return lines + ["No random baseline was run, so no savings versus random can be computed."]
-    for name, e in st.items():
+    for name, e in st.items():  # (a) the fixed target, (b) the journal's form, (c) the label-efficiency curve
         for sv in e["savings_vs"].values():
             lines.append(savings_line(name, sv, summary["seeds"]))
+        if e["savings"]:
+            for x in (budget_line(name, e["saving_at_random_budget"], e["savings"]),
+                      largest_saving_line(name, e["label_efficiency"], summary["efficiency_levels"], e["savings"])):
+                if x:
+                    lines.append(x)
     for name, e in st.items():
         if name != ref:
             d = diff_line(name, ref, e)
@@ -507,30 +799,166 @@ def _save_fig(fig, path: Path):
     _plt().close(fig)
 
 
-def plot_learning_curves(summary, path: Path):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+def _caption(fig, text):
+    """A caption under the figure (kept by the tight bounding box)."""
+    import textwrap
+
+    fig.text(0.01, 0.0, "\n".join(textwrap.wrap(text, 125)), fontsize=7.5, va="top", ha="left", color="0.25")
+
+
+def _colors(summary):
+    """One colour per strategy, the same in every figure."""
+    cycle = _plt().rcParams["axes.prop_cycle"].by_key()["color"]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(summary["strategies"])}
+
+
+def _curves_panel(ax, summary, colors):
+    """Mean ± std over seeds from the initial set to the planned budget, each seed's rounds past it (thin), the
+    target and full training. Returns (the y values drawn, M0's mean round-0 AUC, whether a seed ran past)."""
+    n_planned = 2 + int(summary["rounds"])
+    shown, m0, past = [], [], False
     for name, s in summary["strategies"].items():
-        x = np.asarray(s["labels"])
-        m, sd = np.asarray(s["auc_mean"]), np.asarray(s["auc_std"])
-        ax.plot(x, m, marker="o", ms=3, label=f"{name} ({len(s['seeds_done'])} seeds)")
-        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
-    full = summary["full_training"]
+        x, m, sd = (np.asarray(s[k], dtype=float) for k in ("labels", "auc_mean", "auc_std"))
+        m0.append(m[0])
+        ax.plot(x[1:], m[1:], marker="o", ms=3, color=colors[name], label=f"{name} ({len(s['seeds_done'])} seeds)")
+        ax.fill_between(x[1:], (m - sd)[1:], (m + sd)[1:], color=colors[name], alpha=0.15, lw=0)
+        shown += list((m - sd)[1:]) + list((m + sd)[1:])
+        for k, aucs in s["per_seed_auc"].items():
+            if len(aucs) > n_planned:  # the rounds this seed ran past the planned budget to cross the target
+                xs = s["per_seed_labels"][k][n_planned - 1:]
+                ax.plot(xs, aucs[n_planned - 1:], color=colors[name], lw=0.7, alpha=0.45)
+                shown += aucs[n_planned - 1:]
+                past = True
+    full, t = summary["full_training"], summary.get("target")
     if _finite(full.get("auc_mean")):
-        ax.axhline(full["auc_mean"], color="k", ls="--", lw=1,
-                   label=f"full training ({summary['pool_size']} labels)")
-    t = summary.get("target")
+        ax.axhline(full["auc_mean"], color="k", ls="--", lw=1, label=f"full training ({summary['pool_size']} labels)")
+        shown.append(full["auc_mean"])
     if t:
         ax.axhline(t["target_auc"], color="tab:red", ls=":", lw=1.2, label=f"target (full − {t['delta']:g})")
     sc = summary.get("scratch")
     if sc and _finite(sc.get("auc_mean")):
         ax.axhline(sc["auc_mean"], color="gray", ls=":", lw=1.2, label="from scratch (whole pool)")
-    ax.set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
+        shown.append(sc["auc_mean"])
+    ax.axvline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    m0_auc = float(np.mean(m0)) if m0 and np.all(np.isfinite(m0)) else None
+    return [v for v in shown if _finite(v)], m0_auc, past
+
+
+def _diff_panel(ax, summary, colors):
+    """The paired test-AUC difference strategy − random at every planned round, with its 95% band."""
+    ref = summary["reference"]
+    drawn = False
+    for name, s in summary["strategies"].items():
+        c = s.get("auc_diff_curve_vs_random")
+        if not c or not c["mean"] or any(ci is None for ci in c["ci95"]):
+            continue
+        lo, hi = np.asarray(c["ci95"], dtype=float).T
+        ax.plot(c["labels"], c["mean"], marker="o", ms=3, color=colors[name], label=f"{name} − {ref}")
+        ax.fill_between(c["labels"], lo, hi, color=colors[name], alpha=0.2, lw=0)
+        drawn = True
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axvline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    ax.set_ylabel(f"test AUC − {ref}\n(paired, 95% CI)")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left")
+    return drawn
+
+
+def plot_learning_curves(summary, path: Path):
+    """Learning curves over the region after the initial set (top) and the paired difference to random (bottom)."""
+    plt = _plt()
+    colors = _colors(summary)
+    fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    shown, m0_auc, past = _curves_panel(ax, summary, colors)
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = 0.05 * max(hi - lo, 0.01)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel("test AUC (candidate level)")
-    ax.set_title(f"{summary['app']}: learning curves (mean ± std over paired seeds)")
+    ax.set_title(f"{summary['app']}: learning curves after the initial set (mean ± std over paired seeds)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    if not _diff_panel(axd, summary, colors):
+        axd.set_visible(False)
+    axd.set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
+    fig.tight_layout()
+    _caption(fig, ("" if m0_auc is None else f"Drawn from the initial set on: M0 (round 0, no labels) has test AUC "
+                   f"{m0_auc:.3f}, below the axis. ")
+             + f"Dash-dot: the planned budget ({summary['budget']} labels). "
+             + (f"Thin lines: seeds that queried on past it until their curve crossed the target (or the cap of "
+                f"{summary['max_labels']} labels). " if past else "")
+             + "Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
+               "interval.")
     _save_fig(fig, path)
+
+
+def plot_label_efficiency(summary, path: Path) -> bool:
+    """Labels needed vs AUC level per strategy (top) and the saving vs random (bottom), with 95% bands; open
+    markers where some seed's curve ends below the level (a bound) or random is read off the anchor."""
+    levels = summary["efficiency_levels"]
+    if not levels["levels"]:
+        return False
+    plt = _plt()
+    colors = _colors(summary)
+    ref = summary["reference"]
+    fig, (ax, axs) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
+    for name, s in summary["strategies"].items():
+        pts = [r for r in s["labels_needed_by_level"] if r["mean"] is not None]
+        if not pts:
+            continue
+        x = np.array([r["auc"] for r in pts])
+        m = np.array([r["mean"] for r in pts])
+        ax.plot(x, m, color=colors[name], label=name)
+        if all(r["ci95"] is not None for r in pts):
+            lo, hi = np.array([r["ci95"] for r in pts]).T
+            ax.fill_between(x, lo, hi, color=colors[name], alpha=0.15, lw=0)
+        exact = np.array([r["censored_seeds"] == 0 and r["anchored_seeds"] == 0 for r in pts])
+        ax.plot(x[exact], m[exact], "o", ms=3.5, color=colors[name])
+        ax.plot(x[~exact], m[~exact], "o", ms=4, mfc="white", color=colors[name])
+    ax.axhline(summary["budget"], color="gray", lw=0.8, ls="-.")
+    ax.set_ylabel("labels needed (mean over seeds, 95% CI)")
+    ax.set_title(f"{summary['app']}: label efficiency (isotonic first crossing per seed)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    drawn = False
+    for name, s in summary["strategies"].items():
+        rows = [r for r in (s.get("label_efficiency") or []) if r["saving"] is not None and r["ci95"] is not None]
+        if not rows:
+            continue
+        x = np.array([r["auc"] for r in rows])
+        m = 100 * np.array([r["saving"] for r in rows])
+        lo, hi = 100 * np.array([r["ci95"] for r in rows]).T
+        bound = np.array([r["censored_seeds"] > 0 or r["anchored_seeds"] > 0 for r in rows])
+        axs.plot(x, m, color=colors[name], ls="--", lw=1)
+        axs.plot(x, np.where(bound, np.nan, m), color=colors[name], label=f"{name} vs {ref}")
+        axs.fill_between(x, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        axs.plot(x[~bound], m[~bound], "o", ms=3.5, color=colors[name])
+        axs.plot(x[bound], m[bound], "o", ms=4, mfc="white", color=colors[name])
+        sb = s.get("saving_at_random_budget")
+        if sb and ref in sb.get("reference", ""):
+            axs.axvline(sb["auc"], color="gray", lw=0.8, ls="-.")
+        drawn = True
+    axs.axhline(0, color="k", lw=0.8)
+    axs.set_ylabel(f"saving vs {ref} (% of its labels, 95% CI)")
+    axs.set_xlabel(f"test AUC level (from the initial set's {levels['initial_auc']:.3f} to the target "
+                   f"{levels['target_auc']:.3f})")
+    axs.grid(alpha=0.3)
+    ax.grid(alpha=0.3)
+    if drawn:
+        axs.legend(fontsize=8, loc="upper left")
+    else:
+        axs.set_visible(False)
+    fig.tight_layout()
+    _caption(fig, f"Top: labels each strategy needs to reach each AUC level (mean over seeds, 95% bootstrap interval); "
+             f"dash-dot: the planned budget ({summary['budget']} labels). Open markers: on some seed the curve ends "
+             f"below the level within {summary['max_labels']} labels (the mean is a lower bound), or {ref} is read "
+             f"off the line to full training on the whole pool. Bottom: the saving vs {ref} (1 − mean labels needed "
+             f"÷ {ref}'s) with its paired-bootstrap 95% interval; dashed with open markers where censored seeds make "
+             f"it an upper bound or {ref} is read off the line to full training on some seed; dash-dot: the AUC "
+             f"{ref} reaches with its planned budget.")
+    _save_fig(fig, path)
+    return True
 
 
 def plot_positives(summary, path: Path):
@@ -594,7 +1022,7 @@ def plot_froc(out: Path, summary, path: Path) -> bool:
         ax.axvline(k, color="gray", lw=0.5)
     ax.set_xlabel("false positives per volume")
     ax.set_ylabel("sensitivity (candidates)")
-    ax.set_title(f"{summary['app']}: FROC at the final round (mean over seeds)")
+    ax.set_title(f"{summary['app']}: FROC of each seed's last model (mean over seeds)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -616,6 +1044,32 @@ def _n(x, censored=False):
     if x is None:
         return "never"
     return f"≥ {x:.0f}" if censored else f"{x:.0f}"
+
+
+def _efficiency_markdown(s) -> list:
+    """The label-efficiency table (every strategy against the primary random baseline), or nothing."""
+    ref, lv = s["reference"], s["efficiency_levels"]
+    blocks = [(name, st) for name, st in s["strategies"].items() if st.get("label_efficiency")]
+    if not blocks:
+        return []
+    L = ["## Label efficiency", "",
+         f"Labels needed to reach each of {lv['n_levels']} AUC levels from the initial set's AUC "
+         f"({lv['initial_auc']:.4f}, mean over seeds) to the target ({lv['target_auc']:.4f}), by the same rule as above, and the saving against "
+         f"{ref}. The intervals are pointwise: the level of the largest saving is chosen after looking.", ""]
+    for name, st in blocks:
+        sb = st.get("saving_at_random_budget")
+        budget = f" (the AUC {ref} reaches with its planned budget: {sb['auc']:.4f})" if sb else ""
+        L += [f"**{name} vs {ref}**{budget}",
+              "", f"| AUC level | {name} needs | {ref} needs | saving | 95% CI | {name} censored | {ref} anchored |",
+              "|---|---|---|---|---|---|---|"]
+        for r in st["label_efficiency"]:
+            ci, c = r["ci95"], r["censored_seeds"]
+            L.append(f"| {r['auc']:.4f} | {_n(r['labels_needed'], c > 0)} | {_n(r['labels_needed_random'])} | "
+                     f"{('≤ ' if c else '') + _pct(r['saving'])} | "
+                     f"{'—' if ci is None else f'{_pct(ci[0])} to {_pct(ci[1])}'} | {c} of {r['seeds_used']} | "
+                     f"{r['anchored_seeds']} of {r['seeds_used']} |")
+        L.append("")
+    return L
 
 
 def render_markdown(summary, config, figures) -> str:
@@ -645,22 +1099,28 @@ def render_markdown(summary, config, figures) -> str:
     if t:
         L += [f"Target: test AUC {t['target_auc']:.4f} = {t['rule']}."
               + ("" if s["ceiling"]["reliable"] else " **Unreliable: a strategy ends above full training.**"), ""]
-    L += ["| strategy | reference | labels needed (mean) | reference needs | saving | 95% CI | censored seeds |",
-          "|---|---|---|---|---|---|---|"]
+    L += ["| strategy | reference | labels needed (mean) | reference needs | saving | 95% CI | censored seeds "
+          "| random anchored |",
+          "|---|---|---|---|---|---|---|---|"]
     for name, st in s["strategies"].items():
         for sv in st["savings_vs"].values():
             ci = sv["ci95"]
             L.append(f"| {name} | {sv['reference']} | {_n(sv['labels_needed'], sv['censored'])} | "
                      f"{_n(sv['labels_needed_random'])} | {('≤ ' if sv['censored'] else '') + _pct(sv['estimate'])} | "
                      f"{'—' if ci is None else f'{_pct(ci[0])} to {_pct(ci[1])}'} | {sv['censored_seeds']} of "
-                     f"{sv['seeds_used']} |")
-    L += ["", "Labels needed = first crossing of the target by the isotonic fit of each seed's learning curve; the "
-          "random baselines' curves are anchored at (pool, full training's mean AUC); a strategy that misses the "
-          "target within its budget is censored at its budget (\"≥\"; its saving is an upper bound \"≤\"). Saving "
-          "= 1 − mean labels needed ÷ the reference's; intervals: paired bootstrap over seeds "
-          f"({N_RESAMPLES} resamples).", ""]
+                     f"{sv['seeds_used']} | {sv.get('anchored_seeds', 0)} of {sv['seeds_used']} |")
+    cap = ("its budget" if s["max_labels"] <= s["budget"] else
+           f"the cap of {s['max_labels']} labels (each seed queries on past the planned {s['budget']} until its curve "
+           f"crosses the target)")
+    L += ["", "Labels needed = first crossing of the target by the isotonic fit of each seed's learning curve, "
+          f"within {cap}; a random baseline that never crosses it there is read off the line from its last point to "
+          "(pool, full training's mean AUC) (\"random anchored\"); any other strategy that misses it is censored at "
+          "its last label count (\"≥\"; its saving is then an upper bound \"≤\"). Saving = 1 − mean labels needed ÷ "
+          f"the reference's; intervals: paired bootstrap over seeds ({N_RESAMPLES} resamples).", ""]
+    L += _efficiency_markdown(s)
     L += ["## Learning curves", "",
-          "| strategy | learning | final AUC (mean ± std) | ALC | final − full training (95% CI) | unstable rounds "
+          "| strategy | learning | AUC at the planned budget (mean ± std) | ALC | that − full training (95% CI) "
+          "| unstable rounds "
           "| labels to random's final AUC (secondary) |",
           "|---|---|---|---|---|---|---|"]
     for name, st in s["strategies"].items():
@@ -670,7 +1130,8 @@ def render_markdown(summary, config, figures) -> str:
                  f"{_f(st['alc'])} | {dv_txt} | {_pct(st['unstable_rounds'])} | {_n(st['labels_to_random_final'])} |")
     L += [""]
     if s.get("froc"):
-        L += ["## FROC (final round, mean over seeds)", "", "| strategy | sens @1 FP/vol | @2 | @3 |", "|---|---|---|---|"]
+        L += ["## FROC (at the planned budget, mean over seeds)", "", "| strategy | sens @1 FP/vol | @2 | @3 |",
+              "|---|---|---|---|"]
         for name, v in s["froc"].items():
             L.append(f"| {name} | {_f(v['sens_fp1'], 3)} | {_f(v['sens_fp2'], 3)} | {_f(v['sens_fp3'], 3)} |")
         L.append("")
@@ -717,13 +1178,15 @@ def build_report(out, runtime=None) -> dict:
     figures = []
     if summary["strategies"]:
         plot_learning_curves(summary, out / "learning_curves.png")
-        figures.append(("Learning curves", "learning_curves.png"))
+        figures.append(("Learning curves and the paired difference to random", "learning_curves.png"))
+        if plot_label_efficiency(summary, out / "label_efficiency.png"):
+            figures.append(("Label efficiency", "label_efficiency.png"))
         plot_positives(summary, out / "positives_found.png")
         figures.append(("Positives found", "positives_found.png"))
     if plot_full_training(curves, out / "full_training.png"):
         figures.append(("Full training (validation AUC per epoch)", "full_training.png"))
     if summary["froc"] and plot_froc(out, summary, out / "froc.png"):
-        figures.append(("FROC at the final round", "froc.png"))
+        figures.append(("FROC of each seed's last model", "froc.png"))
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "report.md", render_markdown(summary, config, figures))
     return summary

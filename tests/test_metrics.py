@@ -228,3 +228,21 @@ def test_froc_validation(kwargs, fragment):
 def test_docstring_examples():
     result = doctest.testmod(metrics)
     assert result.attempted >= 7 and result.failed == 0
+
+
+def test_isotonic_crossing_is_a_stopping_rule_the_report_reads_back():
+    """The run stops a seed at the first round where labels_to_target(..., smooth=True) is not None;
+    the crossing read from the stopped curve is then the one the run saw, and no earlier prefix crossed."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = np.r_[0, np.cumsum(rng.integers(5, 60, 19))].astype(float)
+        y = np.r_[0.5, 0.6 + 0.3 * (1 - np.exp(-x[1:] / 300)) + rng.normal(0, 0.02, 19)]
+        target = 0.8
+        stop = next((k for k in range(2, x.size + 1)
+                     if labels_to_target(x[:k], y[:k], target, smooth=True) is not None), None)
+        if stop is None:
+            assert labels_to_target(x, y, target, smooth=True) is None
+            continue
+        seen = labels_to_target(x[:stop], y[:stop], target, smooth=True)
+        assert labels_to_target(x[:stop], y[:stop], target, smooth=True) == seen
+        assert x[stop - 2] < seen <= x[stop - 1]  # it crossed on the last segment, not before

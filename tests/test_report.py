@@ -16,12 +16,16 @@ from aift_tf.errors import AiftError
 
 
 def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200, delta=0.01, m0_source="m0",
-              scratch=None):
-    """A run folder: curves = {strategy: [per-seed AUC lists, round 0 (M0) first]}; full_aucs per seed."""
+              scratch=None, rounds=None, max_labels=None):
+    """A run folder: curves = {strategy: [per-seed AUC lists, round 0 (M0) first]}; full_aucs per seed.
+
+    rounds: the planned query rounds (default: every curve's length − 2); a curve longer than that holds the rounds
+    its seed ran past the budget (ragged across seeds). max_labels: the cap (plan.max_labels; None = a run made
+    before the cap existed)."""
     from simulate import run_folder as rf
 
     seeds = max(len(v) for v in curves.values())
-    n_rounds = len(next(iter(curves.values()))[0])  # M0 + initial + query rounds
+    n_rounds = len(next(iter(curves.values()))[0]) if rounds is None else rounds + 2  # M0 + initial + query rounds
     initial = list(initial) * seeds if len(initial) == 1 else list(initial)
     config = {
         "format": rf.CONFIG_FORMAT, "command_line": "aift-sim test",
@@ -34,7 +38,8 @@ def _fake_run(tmp_path, curves, full_aucs, *, initial=(10,), query=10, pool=200,
                              "sizes": {str(s): initial[s] for s in range(seeds)}, "mean": float(np.mean(initial))},
                  "steps": 40, "epochs": None, "lr": 1e-4, "full_epochs": 40, "full_patience": 4,
                  "full_seeds": len(full_aucs),
-                 "early_stopping_split": "val", "target_delta": delta},
+                 "early_stopping_split": "val", "target_delta": delta,
+                 **({} if max_labels is None else {"max_labels": max_labels})},
         "m0": ({"weights": None, "source": "none", "note": "random initialisation (--weights none)"}
                if m0_source == "none" else {"weights": "m0.weights.h5", "source": "default-m0", "path": "m0.weights.h5"}),
         "data": {"path": "x.h5", "sha256": "0" * 64, "app": "fake", "froc": False},
@@ -142,7 +147,10 @@ def test_rising_random_curve_aift_saves_with_an_interval(tmp_path):
     assert sv["ci95"][0] <= sv["estimate"] <= sv["ci95"][1]
     assert s["verdict"][0] == (f"aift saves {100 * sv['estimate']:.0f}% of the labels random needs to reach AUC "
                                f"0.9400 (95% CI {100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 "
-                               f"paired seeds).")
+                               f"paired seeds, aift reaching it within its budget on every seed). random does not "
+                               f"reach it within its budget on 8 of 8 seeds; there "
+                               f"its labels needed are read off the line to full training on the whole pool (200 "
+                               f"labels).")
     assert set(s["strategies"]["aift"]["auc_diff_vs_random"]) == {"30", "60", "110"}  # 25%, 50%, 100% of queries
     for est, (lo, hi) in _intervals(s):
         assert lo <= est <= hi
@@ -271,7 +279,8 @@ def test_every_verdict_number_comes_from_the_summary(tmp_path):
             for v in o:
                 walk(v)
         elif isinstance(o, float):
-            values.update({f"{100 * o:.0f}%", f"{o:.4f}", f"{o:+.3f}", f"{o:+.4f}", f"{o:.3f}"})
+            values.update({f"{100 * o:.0f}%".replace("-0%", "0%"), f"{o:.4f}", f"{o:+.3f}", f"{o:+.4f}", f"{o:.3f}",
+                           f"{o:.0f}"})
         elif isinstance(o, int):
             values.add(str(o))
 
@@ -306,3 +315,283 @@ def test_never_reaching_the_target_on_any_seed_is_said_so(tmp_path):
     assert sv["censored_seeds"] == sv["seeds_used"] == 5 and sv["ci95"][0] > 0
     assert s["verdict"][0].startswith("aift does not reach AUC 0.8900 within its budget on any of the 5 seeds")
     assert "no saving is demonstrated" in s["verdict"][0]
+
+
+# ----------------------------------------------------------------------------------------------- ragged curves
+# Seeds query on past the planned budget until their isotonic curve crosses the target or the cap is reached
+# (plan.max_labels); rounds.csv is then ragged across seeds. These run folders are built the way the run writes
+# them, with the same crossing rule (aift_tf.metrics.labels_to_target, smooth=True) deciding when a seed stops.
+
+
+def _ragged(rng, a_inf, scale, *, rounds, target, cap, a1=0.7, initial=10, query=10, noise=0.003, m0=0.5):
+    """One seed's AUCs as the run writes them: M0, the initial set, the planned rounds, then rounds until the
+    isotonic curve crosses `target` or the next query would pass `cap`."""
+    from aift_tf.metrics import labels_to_target
+
+    labels, aucs, r = [0], [m0], 1
+    while True:
+        n = initial + query * (r - 1)
+        if r > rounds + 1 and (labels_to_target(labels, aucs, target, smooth=True) is not None or n > cap):
+            return aucs
+        labels.append(n)
+        aucs.append(a_inf - (a_inf - a1) * np.exp(-(n - initial) / scale) + rng.normal(0, noise))
+        r += 1
+
+
+def _estimates_and_intervals(o, where="summary"):
+    """Every (where, estimate, ci95) in a summary: any block with a ci95 and an estimate / mean / saving."""
+    if isinstance(o, dict):
+        if o.get("ci95") is not None:
+            est = next((o[k] for k in ("estimate", "mean", "saving", "auc_mean") if k in o), None)
+            if isinstance(est, list):  # a curve: one interval per point
+                yield from ((f"{where}[{i}]", e, ci) for i, (e, ci) in enumerate(zip(est, o["ci95"])))
+            else:
+                yield where, est, o["ci95"]
+        for k, v in o.items():
+            yield from _estimates_and_intervals(v, f"{where}.{k}")
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _estimates_and_intervals(v, f"{where}[{i}]")
+
+
+def _assert_estimates_inside(summary):
+    found = list(_estimates_and_intervals(summary))
+    assert found
+    for where, est, (lo, hi) in found:
+        assert est is not None and lo <= est <= hi, (where, est, lo, hi)
+
+
+def _lines(s):
+    """(a), (b), (c) of the first strategy: the verdict lines after the loud ones."""
+    return [v for v in s["verdict"] if not v.startswith(("NO PRE-TRAINED", "Full training"))][:3]
+
+
+def test_seeds_querying_past_the_budget_are_measured_where_they_cross(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(10)
+    kw = dict(rounds=6, target=0.94, cap=300)
+    curves = {"aift": [_ragged(rng, 0.97, 40, **kw) for _ in range(8)],
+              "random": [_ragged(rng, 0.97, 80, **kw) for _ in range(8)]}
+    assert len({len(c) for c in curves["aift"] + curves["random"]}) > 1  # ragged
+    assert all(len(c) > 8 for c in curves["random"])  # random crosses past the budget (70 labels)
+    s = build_report(_fake_run(tmp_path, curves, [0.95] * 8, pool=400, rounds=6, max_labels=300))
+    assert s["budget"] == 70 and s["max_labels"] == 300 and s["complete"]
+    e, sv = s["strategies"]["aift"], s["strategies"]["aift"]["savings"]
+    # "at the budget" numbers are read at the planned budget, not at each seed's last row
+    assert len(e["labels"]) == len(e["auc_mean"]) == 8 and e["labels"][-1] == 70
+    assert e["final_auc_mean"] == pytest.approx(np.mean([c[7] for c in curves["aift"]]))
+    assert s["strategies"]["random"]["final_auc_mean"] == pytest.approx(np.mean([c[7] for c in curves["random"]]))
+    assert set(e["auc_diff_vs_random"]) == {"30", "40", "70"}
+    assert [len(v) for v in e["per_seed_auc"].values()] == [len(c) for c in curves["aift"]]
+    # the fixed target: both measured within the cap, nothing anchored or censored
+    assert sv["censored_seeds"] == 0 and sv["anchored_seeds"] == 0 and sv["seeds_used"] == 8
+    assert 70 < sv["labels_needed"] < sv["labels_needed_random"] < 300
+    assert sv["labels_needed_random"] == pytest.approx(np.mean(
+        [_crossing(c, 0.94) for c in curves["random"]]))
+    # the label-efficiency curve: 20 levels from the initial set's AUC to the target
+    le = e["label_efficiency"]
+    assert len(le) == 20 and le[-1]["auc"] == pytest.approx(0.94)
+    assert le[0]["auc"] == pytest.approx(np.mean([c[1] for c in curves["aift"] + curves["random"]]))
+    assert le[-1]["saving"] == pytest.approx(sv["estimate"]) and le[-1]["ci95"] == pytest.approx(sv["ci95"])
+    assert set(le[0]) >= {"auc", "labels_needed", "labels_needed_random", "saving", "ci95", "censored_seeds"}
+    sb = e["saving_at_random_budget"]
+    assert set(sb) >= {"auc", "labels_needed", "labels_needed_random", "estimate", "ci95"}
+    assert sb["auc"] == pytest.approx(s["strategies"]["random"]["final_auc_mean"]) and sb["ci95"][1] < 1
+    _assert_estimates_inside(s)
+    a, b, c = _lines(s)
+    assert a == (f"aift saves {100 * sv['estimate']:.0f}% of the labels random needs to reach AUC 0.9400 (95% CI "
+                 f"{100 * sv['ci95'][0]:.0f}% to {100 * sv['ci95'][1]:.0f}% over 8 paired seeds, aift reaching it "
+                 f"within the cap of 300 labels on every seed).")
+    assert b.startswith(f"aift reaches the AUC random reaches with its planned budget ({sb['auc']:.4f} at 70 labels) "
+                        f"using {100 * sb['estimate']:.0f}% of the labels random needs for it")
+    assert c.startswith("aift vs random over 20 AUC levels from the initial set's")
+    assert "the saving is largest at AUC" in c
+    best = max(le, key=lambda r: r["saving"])
+    assert f"largest at AUC {best['auc']:.4f}, {100 * best['saving']:.0f}%" in c
+    text = (tmp_path / "report.md").read_text()
+    assert "## Label efficiency" in text and "label_efficiency.png" in text and "the cap of 300 labels" in text
+    for png in ("learning_curves.png", "label_efficiency.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _crossing(aucs, target, query=10, initial=10):
+    from aift_tf.metrics import labels_to_target
+
+    labels = [0] + [initial + query * (r - 1) for r in range(1, len(aucs))]
+    return labels_to_target(labels, aucs, target, smooth=True)
+
+
+def test_random_never_crossing_within_the_cap_is_anchored_and_said_so(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(11)
+    kw = dict(rounds=6, target=0.94, cap=150)
+    aift = [_ragged(rng, 0.97, 40, **kw) for _ in range(5)] + [_ragged(rng, 0.93, 40, **kw)]  # one never crosses
+    rnd = [_ragged(rng, 0.97, 150, **kw) for _ in range(6)]  # crosses near 330 labels: past the cap
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.95] * 6, pool=400, rounds=6,
+                               max_labels=150))
+    sv = s["strategies"]["aift"]["savings"]
+    assert sv["anchored_seeds"] == 6 and sv["censored_seeds"] == 1 and sv["ci95"][0] > 0
+    assert 150 < sv["labels_needed_random"] < 400
+    assert sv["per_seed"]["5"] < sv["per_seed"]["0"]  # the censored seed: its saving is only a bound
+    a = _lines(s)[0]
+    assert a.startswith("aift reaches AUC 0.9400 within the cap of 150 labels on only 5 of 6 seeds: its saving over "
+                        "random is at most") and "so no saving is demonstrated" in a
+    assert a.endswith("random does not reach it within the cap of 150 labels on 6 of 6 seeds; there its labels needed "
+                      "are read off the line to full training on the whole pool (400 labels).")
+    assert "| 6 of 6 |" in (tmp_path / "report.md").read_text()
+    _assert_estimates_inside(s)
+
+
+def test_aift_worse_than_random_and_censored_at_the_cap(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(12)
+    kw = dict(rounds=6, target=0.94, cap=150)
+    aift = [_ragged(rng, 0.93, 60, **kw) for _ in range(6)]  # never reaches 0.94: runs to the cap
+    rnd = [_ragged(rng, 0.97, 30, **kw) for _ in range(6)]  # crosses one round past the planned budget
+    assert all(len(c) == 9 for c in rnd) and all(len(c) == 16 for c in aift)  # 150 labels = round 15
+    s = build_report(_fake_run(tmp_path, {"aift": aift, "random": rnd}, [0.95] * 6, pool=400, rounds=6,
+                               max_labels=150))
+    assert s["complete"]
+    e = s["strategies"]["aift"]
+    sv, sb = e["savings"], e["saving_at_random_budget"]
+    assert sv["censored_seeds"] == 6 and sv["labels_needed"] == 150 and sv["ci95"][1] < 0
+    assert sb["censored_seeds"] == 6 and sb["ci95"][0] > 1
+    a, b, c = _lines(s)
+    assert a.startswith("aift needs more labels than random to reach AUC 0.9400") and \
+        "misses the target within the cap of 150 labels on 6 of 6 seeds, so its true saving is lower still." in a
+    assert b.startswith("aift needs more labels than random to reach the AUC random reaches with its planned budget")
+    assert b.endswith("it does not reach it within the cap of 150 labels on 6 of 6 seeds, so it needs more still.")
+    k = sum(r["ci95"][1] < 0 and r["censored_seeds_random"] == 0 for r in e["label_efficiency"])
+    k_fewer = sum(r["ci95"][0] > 0 and r["censored_seeds"] == 0 for r in e["label_efficiency"])
+    assert k >= 15 and k_fewer <= 1  # the seeds' initial sets differ here (independent noise): the lowest level
+    assert c.endswith(f"saves labels (interval above 0) at {k_fewer} of the 20 levels and needs more (interval below "
+                      f"0) at {k}.")
+    _assert_estimates_inside(s)
+
+
+def test_identical_strategies_tie_on_every_line(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(13)
+    kw = dict(rounds=6, target=0.94, cap=200)
+    seeds = [_ragged(rng, 0.97, 60, **kw) for _ in range(6)]
+    s = build_report(_fake_run(tmp_path, {"entropy": seeds, "random": seeds}, [0.95] * 6, pool=400, rounds=6,
+                               max_labels=200))
+    a, b, c = _lines(s)
+    assert a.startswith("No detectable difference between entropy and random in labels needed to reach AUC 0.9400: "
+                        "saving 0% (95% CI 0% to 0% over 6 paired seeds, entropy reaching it within the cap of 200 "
+                        "labels on every seed).")
+    assert b.startswith("No detectable difference between entropy and random in the labels needed to reach the AUC "
+                        "random reaches with its planned budget") and "100% of the labels random needs" in b
+    assert "an interval that includes 0" in c and c.endswith("at 0 of the 20 levels and needs more (interval below "
+                                                             "0) at 0.")
+    for r in s["strategies"]["entropy"]["label_efficiency"]:
+        assert r["saving"] == 0 and r["ci95"] == [0.0, 0.0]
+    _assert_estimates_inside(s)
+
+
+def test_a_seed_still_below_the_target_and_the_cap_makes_the_run_partial(tmp_path):
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(14)
+    kw = dict(rounds=6, target=0.94, cap=300)
+    rnd = [_ragged(rng, 0.97, 80, **kw) for _ in range(5)]
+    rnd[2] = rnd[2][:10]  # stopped at 90 labels: neither crossed nor at the cap
+    s = build_report(_fake_run(tmp_path, {"aift": [_ragged(rng, 0.97, 40, **kw) for _ in range(5)], "random": rnd},
+                               [0.95] * 5, pool=400, rounds=6, max_labels=300))
+    assert not s["complete"] and "Partial run" in (tmp_path / "report.md").read_text()
+
+
+def test_runs_without_a_cap_report_at_their_budget(tmp_path):
+    """Runs made before plan.max_labels: the cap is the planned budget and the sentences say "its budget"."""
+    from simulate.report import build_report
+
+    rnd = [[0.5, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91]] * 5
+    good = [[0.5, 0.8, 0.93, 0.95, 0.95, 0.95, 0.95, 0.95]] * 4 + [[0.5, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]]
+    s = build_report(_fake_run(tmp_path, {"aift": good, "random": rnd}, [0.94] * 5))
+    assert s["max_labels"] == s["budget"] == 70
+    assert s["strategies"]["aift"]["savings"]["cap"] == 70
+    assert "within its budget on only 4 of 5 seeds" in s["verdict"][0]
+    assert "the cap of" not in (tmp_path / "report.md").read_text()
+    _assert_estimates_inside(s)
+
+
+# ----------------------------------------------------------------------------------------------- verdict wording
+# The sentences are generated from the intervals (and the censoring counts) only, never from a point estimate:
+# constructed blocks with the same estimate and different intervals get different verdicts.
+
+
+def _block(ci, censored=0, censored_random=0, anchored=0, estimate=0.3, cap=300, budget=100):
+    return {"reference": "random", "target_auc": 0.9, "estimate": estimate, "ci95": ci, "seeds_used": 10,
+            "censored_seeds": censored, "censored_seeds_random": censored_random, "anchored_seeds": anchored,
+            "labels_needed": 140.0, "labels_needed_random": 200.0, "cap": cap, "budget": budget, "pool_size": 1000,
+            "auc": 0.85}
+
+
+@pytest.mark.parametrize("ci, censored, start", [
+    ([0.1, 0.5], 0, "aift saves 30% of the labels random needs"),
+    ([-0.1, 0.5], 0, "No detectable difference between aift and random"),
+    ([-0.5, -0.1], 0, "aift needs more labels than random"),
+    ([0.1, 0.5], 2, "aift reaches AUC 0.9000 within the cap of 300 labels on only 8 of 10 seeds"),
+    ([0.1, 0.5], 10, "aift does not reach AUC 0.9000 within the cap of 300 labels on any of the 10 seeds"),
+    ([-0.5, -0.1], 3, "aift needs more labels than random"),
+])
+def test_savings_sentence_follows_the_interval(ci, censored, start):
+    from simulate.report import savings_line
+
+    assert savings_line("aift", _block(ci, censored), 10).startswith(start)
+
+
+@pytest.mark.parametrize("share_ci, censored, censored_random, start", [
+    ([0.5, 0.9], 0, 0, "aift reaches the AUC random reaches with its planned budget (0.8500 at 100 labels) using 70%"),
+    ([0.5, 1.2], 0, 0, "No detectable difference between aift and random in the labels needed to reach the AUC"),
+    ([1.1, 1.4], 0, 0, "aift needs more labels than random to reach the AUC random reaches"),
+    ([1.1, 1.4], 0, 2, "random itself does not reach the AUC random reaches with its planned budget"),
+    ([0.5, 0.9], 1, 0, ("aift does not reach the AUC random reaches with its planned budget (0.8500 at 100 labels) "
+                        "within the cap of 300 labels on 1 of 10 seeds: it needs at least 70%")),
+    ([0.5, 0.9], 0, 2, "aift reaches the AUC random reaches"),  # a censored reference only makes the saving larger
+])
+def test_budget_sentence_follows_the_interval(share_ci, censored, censored_random, start):
+    from simulate.report import budget_line
+
+    b = _block(share_ci, censored, censored_random, estimate=0.7)
+    assert budget_line("aift", b, b).startswith(start)
+
+
+def test_largest_saving_skips_bounds_and_counts_levels_by_interval():
+    from simulate.report import largest_saving_line
+
+    def row(auc, saving, ci, censored=0):
+        return {"auc": auc, "saving": saving, "ci95": ci, "censored_seeds": censored, "censored_seeds_random": 0,
+                "anchored_seeds": 0, "labels_needed": 100.0, "labels_needed_random": 150.0, "seeds_used": 10}
+
+    levels = {"initial_auc": 0.7, "target_auc": 0.9}
+    rows = [row(0.7, -0.2, [-0.4, -0.05]), row(0.8, 0.3, [-0.02, 0.5]), row(0.85, 0.25, [0.1, 0.4]),
+            row(0.9, 0.6, [0.5, 0.7], censored=2)]  # the largest point is a bound: not chosen
+    line = largest_saving_line("aift", rows, levels, _block([0, 0]))
+    assert "the saving is largest at AUC 0.8000, 30%" in line and "an interval that includes 0" in line
+    assert line.endswith("saves labels (interval above 0) at 1 of the 4 levels and needs more (interval below 0) at 1.")
+    only_bounds = largest_saving_line("aift", [rows[-1]], levels, _block([0, 0]))
+    assert "no largest saving is given" in only_bounds
+
+
+def test_no_random_baseline_or_no_target_still_reports(tmp_path):
+    """Without a random baseline there is no saving but a label-efficiency figure; without target.json, no levels."""
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(15)
+    kw = dict(rounds=6, target=0.94, cap=200)
+    s = build_report(_fake_run(tmp_path / "a", {"aift": [_ragged(rng, 0.97, 40, **kw) for _ in range(5)]}, [0.95] * 5,
+                               pool=400, rounds=6, max_labels=200))
+    e = s["strategies"]["aift"]
+    assert e["savings"] is None and e["label_efficiency"] is None and len(e["labels_needed_by_level"]) == 20
+    assert "No random baseline was run" in s["verdict"][0] and (tmp_path / "a" / "label_efficiency.png").is_file()
+    run = _fake_run(tmp_path / "b", {"aift": [[0.5, 0.7, 0.8, 0.9]] * 5, "random": [[0.5, 0.7, 0.75, 0.8]] * 5},
+                    [0.9] * 5)
+    (run / "target.json").unlink()
+    s = build_report(run)
+    assert s["efficiency_levels"]["levels"] == [] and s["strategies"]["aift"]["label_efficiency"] is None
+    assert "No savings target yet" in s["verdict"][0] and not (run / "label_efficiency.png").exists()
