@@ -42,12 +42,13 @@ import numpy as np
 from aift_tf._io import atomic_path, read_json
 from aift_tf.errors import AiftError
 
-__all__ = ["FORMAT", "VERSION", "SHARD_MODES", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
-           "load_scoring_model", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]
+__all__ = ["FORMAT", "VERSION", "SHARD_MODES", "MAX_SHARDS", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
+           "load_scoring_model", "check_out", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]
 
 FORMAT = "aift-scores"
 VERSION = 1
 SHARD_MODES = ("contiguous", "hash")
+MAX_SHARDS = 1_000_000  # N of i/N
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2**64 / golden ratio)
 
 
@@ -65,7 +66,7 @@ class Scores:
 
 
 def parse_shard(text) -> tuple:
-    """``"i/N"`` → ``(i, N)`` with ``0 <= i < N`` (shards are numbered from 0, like TF_CONFIG tasks).
+    """``"i/N"`` → ``(i, N)`` with ``0 <= i < N <= MAX_SHARDS`` (shards are numbered from 0, like TF_CONFIG tasks).
 
     Example:
     >>> parse_shard("1/3")
@@ -79,6 +80,8 @@ def parse_shard(text) -> tuple:
         raise AiftError(f"shard {text!r} is not of the form i/N (e.g. 0/3)") from None
     if not sep or n < 1 or not 0 <= i < n:
         raise AiftError(f"shard {text!r}: need 0 <= i < N (shards are numbered 0..N-1)")
+    if n > MAX_SHARDS:
+        raise AiftError(f"shard {text!r}: N must be <= {MAX_SHARDS}; got {n}")
     return i, n
 
 
@@ -157,6 +160,46 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
     return model, pool[~np.isin(pool, labeled)], split
 
 
+def check_out(out, inputs=()) -> Path:
+    """The scores file to write: a file path in an existing folder, not one of ``inputs`` (store, model, parts),
+    and, if it exists, a scores file written before (which it replaces); anything else is refused.
+
+    Example:
+    >>> check_out("part-0.h5", inputs=["pe.h5", "model.keras"])
+    PosixPath('part-0.h5')
+    """
+    import h5py
+
+    path = Path(out)
+    if str(out).strip() == "" or path.name in ("", ".", ".."):
+        raise AiftError(f"{str(out)!r}: --out must be a file path (.h5)")
+    if not path.parent.exists():
+        raise AiftError(f"{path}: parent folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise AiftError(f"{path}: {path.parent} is a file, not a folder")
+    if path.is_dir():
+        raise AiftError(f"{path}: --out is a folder, expected a file path")
+    for p in inputs:
+        p = Path(p)
+        same = path.resolve() == p.resolve()
+        if not same and path.exists() and p.exists():
+            same = path.samefile(p)
+        if same:
+            raise AiftError(f"{path}: --out would overwrite the input {p}")
+    if path.exists():
+        try:
+            with h5py.File(path, "r") as f:
+                fmt = f.attrs.get("format")
+        except OSError:
+            fmt = None
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode(errors="replace")
+        if fmt != FORMAT:
+            raise AiftError(f"{path}: exists and is not an aift scores file; --out replaces only a scores file "
+                            f"written before (give another path)")
+    return path
+
+
 def _write(path, datasets: dict, attrs: dict) -> None:
     import h5py
 
@@ -194,6 +237,7 @@ def score_shard(store, model, out, shard=(0, 1), mode: str = "contiguous", split
     if isinstance(shard, str):
         shard = parse_shard(shard)
     index, count = parse_shard(f"{shard[0]}/{shard[1]}")
+    check_out(out, [getattr(store, "path", store), model, Path(model) / "model.keras"])
     if isinstance(store, (str, Path)):
         with open_store(store) as s:
             return score_shard(s, model, out, (index, count), mode, split, batch_size, distribute, progress)
@@ -258,6 +302,7 @@ def merge_shards(parts, out, strategy: str = "aift") -> Path:
     paths = [Path(p) for p in parts]
     if not paths:
         raise AiftError("no part files to merge")
+    check_out(out, paths)
     read = [read_scores(p) for p in paths]
     first = read[0]
     for s in read:

@@ -42,13 +42,47 @@ MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pi
 
 def _check_out(out: str, overwrite: bool) -> Path:
     p = Path(out)
+    if not p.parent.exists():
+        raise AiftError(f"{p}: parent folder {p.parent} does not exist")
+    if not p.parent.is_dir():
+        raise AiftError(f"{p}: {p.parent} is a file, not a folder")
     if p.is_dir():
         raise AiftError(f"{p}: --out is a folder, expected a file path")
     if p.exists() and not overwrite:
         raise AiftError(f"{p}: output already exists; pass --overwrite to replace it")
-    if not p.parent.exists():
-        raise AiftError(f"{p}: parent folder {p.parent} does not exist")
     return p
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _check_seed(seed):
+    from aift_tf.importers._common import check_seed
+
+    return check_seed(seed)
+
+
+def _check_montage(path: Path, store) -> None:
+    """The montage replaces a PNG only: never the store itself nor any other file."""
+    from aift_tf.importers._common import same_file
+
+    if not path.parent.exists():
+        raise AiftError(f"{path}: parent folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise AiftError(f"{path}: {path.parent} is a file, not a folder")
+    if path.is_dir():
+        raise AiftError(f"{path}: --montage is a folder, expected a .png path")
+    if same_file(path, store):
+        raise AiftError(f"{path}: --montage would overwrite the store itself")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise AiftError(f"{path}: cannot read the existing file ({e.strerror})") from None
+        if head != b"\x89PNG\r\n\x1a\n":
+            raise AiftError(f"{path}: exists and is not a PNG image; the montage replaces only a previous montage")
 
 
 def _parse_size(ctx, param, value):
@@ -224,6 +258,7 @@ def generate(app, scale, seed, out, overwrite, quiet):
         apps.get_app(app)  # unknown name → AiftError listing the valid ones
     except ImportError as e:
         raise AiftError(f"app {app!r} is not available in this installation ({e})") from None
+    seed = _check_seed(seed)
     out = _check_out(out, overwrite)
     with Progress(quiet) as bars:
         bar = bars.counter(f"generate {app}")
@@ -247,13 +282,14 @@ def inspect(store, montage, no_montage, candidates, seed):
     """
     from aift_tf.store import open_store
 
+    seed = _check_seed(seed)
+    path = Path(montage) if montage else Path(store).with_suffix(".montage.png")
     with open_store(store) as s:
+        if not no_montage:
+            _check_montage(path, store)
         for line in _describe(s):
             click.echo(line)
         if not no_montage:
-            path = Path(montage) if montage else Path(store).with_suffix(".montage.png")
-            if path.is_dir():
-                raise AiftError(f"{path}: --montage is a folder, expected a .png path")
             shown = _montage(s, path, candidates, seed)
             click.echo(f"montage: {path} ({shown} candidates x {s.m} patches)")
 
@@ -272,7 +308,7 @@ def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fract
         bar = bars.counter("import")
         summary = import_npz(npz, out, m=patches, patch_size=patch_size, seed=seed, val_fraction=val_fraction,
                              test_fraction=test_fraction, app=app, overwrite=overwrite, augmentation=aug,
-                             progress=bar)
+                             progress=bar, warn=_warn)
     _finish_import(summary, quiet)
 
 
@@ -348,7 +384,7 @@ def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_
         summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
                              color=color, window=window, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
-                             progress=bar)
+                             progress=bar, warn=_warn)
     _finish_import(summary, quiet)
 
 
@@ -406,7 +442,7 @@ def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, wi
                                  window=window, seed=seed, fov=fov, scales=scales, max_shift=max_shift,
                                  val_fraction=val_fraction, test_fraction=test_fraction, class_names=names,
                                  app=app, overwrite=overwrite, progress=bar,
-                                 warn=lambda msg: click.echo(f"warning: {msg}", err=True))
+                                 warn=_warn)
     _finish_import(summary, quiet)
     click.echo(f"volumes: {summary['volumes']}")
 
@@ -453,6 +489,8 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
     store's own unlabeled patches (aift_tf.ssl); needs TensorFlow."""
     import json
 
+    if seed is not None:
+        seed = _check_seed(seed)
     if self_supervised:
         given = [f"--{k.replace('_', '-')}" for k, v in dict(input_shape=input_shape, epochs=epochs, samples=samples,
                                                                 val_samples=val_samples,
