@@ -130,8 +130,8 @@ def dense_labels(labels, where: str, class_names=None, warn=None, source: str = 
                             f"(0 .. {K - 1})")
         empty = [str(class_names[k]) for k in range(K) if k not in set(used.tolist())]
         if empty and known.size == y.size:
-            raise AiftError(f"{where}: {len(class_names)} class names but the {source} use {used.size} "
-                            f"class(es): no candidate of class {', '.join(repr(c) for c in empty[:5])}"
+            raise AiftError(f"{where}: {len(class_names)} class names but only {used.size} of them have a "
+                            f"candidate: no candidate of class {', '.join(repr(c) for c in empty[:5])}"
                             f"{' ...' if len(empty) > 5 else ''} (give only the classes present)")
         return y, list(class_names), None
     if used.size < 2:

@@ -45,6 +45,7 @@ __all__ = ["import_folder", "import_csv", "IMAGE_EXTENSIONS"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pnm") + DICOM_EXTENSIONS
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 COLORS = ("auto", "gray", "rgb")
+MAX_IMAGE_PIXELS = 1 << 28  # an image resized to image_size is held in memory
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,6 +127,9 @@ def _size_arg(image_size):
             raise AiftError(f"image_size must be an int or (height, width); got {image_size!r}")
     if min(hw) < 1:
         raise AiftError(f"image_size must be positive; got {image_size!r}")
+    if hw[0] * hw[1] > MAX_IMAGE_PIXELS:
+        raise AiftError(f"image_size must be at most {MAX_IMAGE_PIXELS} pixels (e.g. 16384x16384); got "
+                        f"{hw[0]}x{hw[1]}")
     return hw
 
 

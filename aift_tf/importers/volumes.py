@@ -57,6 +57,8 @@ __all__ = ["VOLUME_EXTENSIONS", "VolumeSource", "find_volumes", "read_candidates
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
 MAX_RESAMPLED_VOXELS = 2 ** 30  # a resampled volume is float32 in memory: at most 4 GiB
+MAX_FOV_MM = 10_000.0  # a patch spans at most 10 m (any body fits)
+MAX_SCALE = 100.0
 DEFAULT_CLASS_NAMES = ("negative", "positive")
 CANDIDATE_COLUMNS = "seriesuid,coordX,coordY,coordZ[,class][,split]"
 
@@ -224,10 +226,14 @@ def check_resampled_size(path, geo: VolumeGeometry, spacing: float) -> None:
     extent = c.max(axis=0) - c.min(axis=0)
     sizes = [max(1.0, math.ceil(e / spacing - 1e-6)) for e in extent]
     voxels = math.prod(sizes)
+    if min(sizes) < 2:
+        raise AiftError(f"spacing (mm) {spacing:g}: {path} ({' x '.join(f'{e:.1f}' for e in extent)} mm) would be "
+                        f"resampled to {' x '.join(f'{v:.0f}' for v in sizes)} voxels; give a spacing of at most "
+                        f"{min(extent) / 2:.3g} mm (2 voxels along every axis)")
     if voxels > MAX_RESAMPLED_VOXELS:
         dims = " x ".join(f"{v:.3g}" for v in sizes)
         raise AiftError(f"spacing (mm) {spacing:g}: {path} ({' x '.join(f'{e:.1f}' for e in extent)} mm) would be "
-                        f"resampled to {dims} voxels, more than {MAX_RESAMPLED_VOXELS:.3g}; give a larger spacing "
+                        f"resampled to {dims} voxels, more than {MAX_RESAMPLED_VOXELS}; give a larger spacing "
                         f"(e.g. {max(spacing, (math.prod(extent) / MAX_RESAMPLED_VOXELS) ** (1 / 3)) * 1.01:.2g} mm "
                         f"or more)")
 
@@ -285,13 +291,17 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
     check_bag_size(m, S, 3, 1)
     seed = check_seed(seed)
     win = parse_window(window)
-    fov_mm = S * spacing if fov is None else _check_float(fov, "fov (mm)", 0.0, lo_open=True)
+    fov_mm = S * spacing if fov is None else _check_float(fov, "fov (mm)", 0.0, MAX_FOV_MM, lo_open=True)
     try:
         scales = tuple(float(s) for s in scales)
     except (TypeError, ValueError):
         raise AiftError(f"scales must be numbers; got {scales!r}") from None
-    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
-        raise AiftError(f"scales must be positive numbers; got {scales!r}")
+    if not scales or not all(math.isfinite(s) and 0 < s <= MAX_SCALE for s in scales):
+        raise AiftError(f"scales must be positive numbers <= {MAX_SCALE:g}; got {scales!r}")
+    if fov_mm * max(scales) > MAX_FOV_MM:
+        given = f"patch_size {S} x spacing {spacing:g} mm" if fov is None else f"fov {fov_mm:g} mm"
+        raise AiftError(f"a patch would span {given} x scale {max(scales):g}; at most {MAX_FOV_MM:g} mm: "
+                        f"give a smaller {'spacing' if fov is None else 'fov'} or scale")
     max_shift = _check_float(max_shift, "max_shift", 0.0, 0.5)
     vf, tf = check_fractions(val_fraction, test_fraction)
     if isinstance(class_names, str) or len(class_names) < 2 or len(set(class_names)) != len(class_names) \
