@@ -278,7 +278,37 @@ def read_scores(path) -> Scores:
         raise AiftError(f"{path}: cannot read scores ({type(e).__name__}: {str(e)[:100]})") from None
     if ids.ndim != 1 or probs.shape[:1] != ids.shape or probs.ndim != 3:
         raise AiftError(f"{path}: ids {ids.shape} and probs {probs.shape} do not match")
+    _check_scores(path, ids, probs, pool, worth, attrs)
     return Scores(path, str(attrs.get("kind")), ids.astype(np.int64), probs, pool.astype(np.int64), worth, attrs)
+
+
+def _check_scores(path, ids, probs, pool, worth, attrs) -> None:
+    """Every field of a scores file read back, checked (a tampered or damaged file is named, never used)."""
+    for name, a in (("ids", ids), ("pool_ids", pool)):
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise AiftError(f"{path}: {name} must be a 1-D integer array; got dtype {a.dtype}, shape {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= 2 ** 62):
+            raise AiftError(f"{path}: {name} holds an id outside 0 .. 2**62 ({a.min()} .. {a.max()})")
+    if probs.dtype.kind != "f":
+        raise AiftError(f"{path}: probs must be floats; got dtype {probs.dtype}")
+    if probs.size:
+        bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+        if bad.any():
+            i = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise AiftError(f"{path}: probs{list(i)} = {probs[i].item()!r} is not a probability in [0, 1]")
+    if worth is not None and (worth.shape != ids.shape or worth.dtype.kind != "f" or not np.isfinite(worth).all()):
+        raise AiftError(f"{path}: worth must be {ids.size} finite numbers, one per id")
+    kind = attrs.get("kind")
+    if kind not in ("part", "merged"):
+        raise AiftError(f"{path}: attribute kind must be 'part' or 'merged'; got {kind!r}")
+    count, index = attrs.get("shard_count"), attrs.get("shard_index")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SHARDS:
+        raise AiftError(f"{path}: attribute shard_count must be an integer in 1 .. {MAX_SHARDS}; got {count!r}")
+    if kind == "part" and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count):
+        raise AiftError(f"{path}: attribute shard_index must be an integer in 0 .. {count - 1}; got {index!r}")
+    if attrs.get("shard_mode") not in SHARD_MODES:
+        raise AiftError(f"{path}: attribute shard_mode must be one of {', '.join(SHARD_MODES)}; "
+                        f"got {attrs.get('shard_mode')!r}")
 
 
 _SAME = ("store_sha256", "model_fingerprint", "split", "shard_count", "shard_mode")
