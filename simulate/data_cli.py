@@ -58,14 +58,14 @@ def _warn(message: str) -> None:
 
 
 def _check_seed(seed):
-    from aift_tf.importers._common import check_seed
+    from aift_tf.importers import check_seed
 
     return check_seed(seed)
 
 
 def _check_montage(path: Path, store) -> None:
     """The montage replaces a PNG only: never the store itself nor any other file."""
-    from aift_tf.importers._common import same_file
+    from aift_tf.importers import same_file
 
     if not path.parent.exists():
         raise AiftError(f"{path}: parent folder {path.parent} does not exist")
