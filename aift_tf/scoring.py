@@ -154,6 +154,7 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
             model = load_keras_file(model_file, compile=False)
     except Exception as e:  # corrupt file, not a Keras model
         raise AiftError(f"{model_file}: cannot load model ({type(e).__name__}: {str(e)[:120]})") from None
+    _check_model_fits(model, model_file, store)
     pool = store.ids(split)
     if pool.size == 0:
         raise AiftError(f"{store.path}: the {split!r} split has no candidates to score")
@@ -198,6 +199,23 @@ def check_out(out, inputs=()) -> Path:
             raise AiftError(f"{path}: exists and is not an aift scores file; --out replaces only a scores file "
                             f"written before (give another path)")
     return path
+
+
+def _check_model_fits(model, model_file, store) -> None:
+    """The model reads the store's patches and outputs its K classes; a one-line AiftError otherwise."""
+    try:
+        got_in = tuple(model.inputs[0].shape)[1:]
+        got_k = tuple(model.outputs[0].shape)[-1]
+    except (AttributeError, IndexError, TypeError):
+        return  # a subclassed model without symbolic inputs: left to the first batch
+    want = tuple(store.patch_shape)
+    if len(got_in) != len(want) or any(a is not None and int(a) != b for a, b in zip(got_in, want)):
+        shown = "x".join("?" if a is None else str(a) for a in got_in)
+        raise AiftError(f"{model_file}: the model takes patches of shape {shown} but {store.path} holds "
+                        f"{'x'.join(map(str, want))} patches")
+    if got_k is not None and int(got_k) != store.num_classes:
+        raise AiftError(f"{model_file}: the model outputs {got_k} classes but {store.path} has "
+                        f"{store.num_classes} ({', '.join(store.class_names)})")
 
 
 def _write(path, datasets: dict, attrs: dict) -> None:

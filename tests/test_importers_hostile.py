@@ -470,3 +470,21 @@ def test_tampered_part_files_are_named_not_merged(scorable, tmp_path, case, word
     line = error_line(aift("score", "--merge", part, "--out", tmp_path / "scores.h5"))
     assert str(part) in line and words in line, line
     assert not (tmp_path / "scores.h5").exists()
+
+
+def test_score_refuses_a_model_that_does_not_fit_the_store(scorable, tmp_path):
+    from conftest import make_separable_arrays
+    from aift_tf.store import write_store
+
+    d, store, model = scorable
+    a = make_separable_arrays(n=12, m=2, size=8)
+    small = tmp_path / "s8.h5"
+    write_store(small, a["patches"], a["labels"], a["groups"], a["split"], app="t", class_names=["n", "p"])
+    line = error_line(aift("score", small, "--model", model, "-q", "--out", tmp_path / "p.h5"))
+    assert "the model takes patches of shape 16x16x3 but" in line and "holds 8x8x3 patches" in line
+    a = make_separable_arrays(n=12, m=2, size=16)
+    three = tmp_path / "k3.h5"
+    write_store(three, a["patches"], a["labels"], a["groups"], a["split"], app="t", class_names=["n", "p", "q"])
+    assert "the model outputs 2 classes but" in error_line(
+        aift("score", three, "--model", model, "-q", "--out", tmp_path / "p.h5"))
+    assert not (tmp_path / "p.h5").exists()
