@@ -502,6 +502,10 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
             raise AiftError("--self-supervised needs --data STORE.h5 and --out M0.weights.h5")
         if not Path(data).is_file():
             raise AiftError(f"--data {data}: no such file")
+        from aift_tf.importers import same_file
+
+        if same_file(out, data):
+            raise AiftError(f"{out}: --out would overwrite the store given as --data")
         from aift_tf import ssl
 
         target = _check_out(out, overwrite)

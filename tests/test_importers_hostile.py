@@ -488,3 +488,13 @@ def test_score_refuses_a_model_that_does_not_fit_the_store(scorable, tmp_path):
     assert "the model outputs 2 classes but" in error_line(
         aift("score", three, "--model", model, "-q", "--out", tmp_path / "p.h5"))
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_pretrain_never_writes_its_weights_over_the_data_store(tmp_path):
+    npz = _npz(tmp_path / "a.npz", [0, 1] * 6)
+    store = tmp_path / "s.h5"
+    assert data("import-npz", npz, "--out", store, "-q", "--patches", 2).exit_code == 0
+    before = store.read_bytes()
+    line = error_line(data("pretrain", "--self-supervised", "--data", store, "--out", store, "--overwrite", "-q"))
+    assert "--out would overwrite the store given as --data" in line and store.read_bytes() == before
+    assert "seed must be an integer >= 0" in error_line(data("pretrain", "--seed", -1, "-q"))
