@@ -40,7 +40,9 @@ MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pi
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_out(out: str, overwrite: bool) -> Path:
+def _check_out(out: str, overwrite: bool, store: bool = True) -> Path:
+    """An output path: in an existing folder, not a folder; an existing file only with ``overwrite`` and, for a
+    store (``store=True``), only if it is a candidate store (``--overwrite`` never replaces anything else)."""
     p = Path(out)
     if not p.parent.exists():
         raise AiftError(f"{p}: parent folder {p.parent} does not exist")
@@ -50,6 +52,12 @@ def _check_out(out: str, overwrite: bool) -> Path:
         raise AiftError(f"{p}: --out is a folder, expected a file path")
     if p.exists() and not overwrite:
         raise AiftError(f"{p}: output already exists; pass --overwrite to replace it")
+    if p.exists() and store:
+        from aift_tf.importers import is_store_file
+
+        if not is_store_file(p):
+            raise AiftError(f"{p}: exists and is not a candidate store; --overwrite replaces only a store "
+                            f"(give another path)")
     return p
 
 
@@ -303,7 +311,7 @@ def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fract
     from aift_tf.importers import import_npz
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_npz(npz, out, m=patches, patch_size=patch_size, seed=seed, val_fraction=val_fraction,
@@ -355,7 +363,7 @@ def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_f
     from aift_tf.importers import import_folder
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_folder(root, out, m=patches, patch_size=patch_size, seed=seed,
@@ -378,7 +386,7 @@ def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_
 
     names = [c.strip() for c in class_names.split(",")] if class_names else None
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
@@ -435,7 +443,7 @@ def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, wi
     from aift_tf.importers import import_volumes
 
     names = [c.strip() for c in class_names.split(",")]
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("volumes")
         summary = import_volumes(images, candidates, out, m=patches, patch_size=patch_size, spacing=spacing,
@@ -508,7 +516,7 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
             raise AiftError(f"{out}: --out would overwrite the store given as --data")
         from aift_tf import ssl
 
-        target = _check_out(out, overwrite)
+        target = _check_out(out, overwrite, store=False)
         kwargs = {k: v for k, v in dict(model=model, steps=steps, batch_size=batch_size, lr=lr,
                                         temperature=temperature, seed=seed).items() if v is not None}
         card = ssl.ssl_pretrain(data, target, progress=not quiet, **kwargs)
@@ -525,7 +533,7 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
                                     batch_size=batch_size, lr=lr).items() if v is not None}
     target = Path(out) if out else pt.WEIGHTS_DIR / pt.weights_filename(
         kwargs.get("model", pt.DEFAULT_MODEL), kwargs.get("input_shape", pt.DEFAULT_INPUT_SHAPE))
-    _check_out(str(target), overwrite)
+    _check_out(str(target), overwrite, store=False)
     card = pt.pretrain(out=target, progress=not quiet, **kwargs)
     click.echo(json.dumps({k: card.get(k) for k in ("weights_file", "sha256", "source_val_accuracy")}))
 

@@ -215,7 +215,7 @@ def test_csv_remaps_integer_labels_and_refuses_empty_named_classes(tmp_path):
     # the output may never be an input, even with --overwrite
     before = c.read_bytes()
     assert "output would overwrite the input" in error_line(data("import-csv", c, "--out", c, "--overwrite", "-q"))
-    assert "output would overwrite the input image" in error_line(
+    assert "exists and is not a candidate store" in error_line(
         data("import-csv", c, "--out", tmp_path / paths[0], "--overwrite", "-q"))
     assert c.read_bytes() == before and not (tmp_path / "x.h5").exists()
     no_temporaries(tmp_path)
@@ -265,7 +265,7 @@ def test_volumes_output_onto_an_input(volume):
     root, cand = volume
     vol = root / "images" / "v0.nii.gz"
     before = (cand.read_bytes(), vol.read_bytes())
-    for out, words in ((cand, "output would overwrite the input"), (vol, "output would overwrite the input volume")):
+    for out, words in ((cand, "output would overwrite the input"), (vol, "exists and is not a candidate store")):
         assert words in error_line(data("import-volumes", root / "images", "--candidates", cand, "--out", out,
                                         "--overwrite", "-q", "--patch-size", 8))
     assert (cand.read_bytes(), vol.read_bytes()) == before
@@ -498,3 +498,19 @@ def test_pretrain_never_writes_its_weights_over_the_data_store(tmp_path):
     line = error_line(data("pretrain", "--self-supervised", "--data", store, "--out", store, "--overwrite", "-q"))
     assert "--out would overwrite the store given as --data" in line and store.read_bytes() == before
     assert "seed must be an integer >= 0" in error_line(data("pretrain", "--seed", -1, "-q"))
+
+
+def test_overwrite_replaces_only_a_candidate_store(tmp_path):
+    npz = _npz(tmp_path / "a.npz", [0, 1] * 6)
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text('{"round": 1}\n')
+    for args in (["import-npz", npz], ["generate", "--app", "pulmonary-embolism"]):
+        line = error_line(data(*args, "--out", ledger, "--overwrite", "-q"))
+        assert "exists and is not a candidate store; --overwrite replaces only a store" in line
+    assert ledger.read_text() == '{"round": 1}\n'
+    store = tmp_path / "s.h5"
+    assert data("import-npz", npz, "--out", store, "-q", "--patches", 2).exit_code == 0
+    assert data("import-npz", npz, "--out", store, "-q", "--patches", 3, "--overwrite").exit_code == 0
+    with open_store(store) as s:
+        assert s.m == 3
+    no_temporaries(tmp_path)

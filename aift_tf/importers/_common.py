@@ -49,7 +49,26 @@ def check_out(out_path, overwrite: bool, inputs=()) -> Path:
             raise AiftError(f"{out}: output would overwrite the input {p}")
     if out.exists() and not overwrite:
         raise AiftError(f"{out}: output already exists; pass --overwrite (overwrite=True) to replace it")
+    if out.exists() and not is_store_file(out):
+        raise AiftError(f"{out}: exists and is not a candidate store; --overwrite replaces only a store "
+                        f"(give another path)")
     return out
+
+
+def is_store_file(path) -> bool:
+    """Whether ``path`` is an HDF5 file with the candidate-store format attribute (what --overwrite may replace)."""
+    import h5py
+
+    from aift_tf.store import FORMAT
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except (OSError, ValueError):
+        return False
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode(errors="replace")
+    return fmt == FORMAT
 
 
 def same_file(a, b) -> bool:
