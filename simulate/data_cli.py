@@ -13,9 +13,10 @@ Commands::
     aift-data pretrain --self-supervised --data STORE.h5 --out M0.weights.h5 [--steps N] ...  (TensorFlow)
 
 Every malformed input ends with one line ``error: ...`` on stderr and exit code 2 (no traceback,
-no output file). An existing ``--out`` is refused unless ``--overwrite`` is given; outputs are
-written atomically. ``inspect`` writes its montage to ``--montage`` (default: ``STORE.montage.png``
-beside the store, replaced if present; ``--no-montage`` skips it).
+no output file). An existing ``--out`` is refused unless ``--overwrite`` is given, which replaces a
+candidate store only (never an input, a ledger or any other file); outputs are written atomically.
+``inspect`` writes its montage to ``--montage`` (default: ``STORE.montage.png`` beside the store; a previous
+PNG there is replaced, never the store or another file; ``--no-montage`` skips it).
 
 Nothing here imports TensorFlow except ``pretrain`` (lazily): ``aift-data --help`` stays fast.
 """
@@ -130,7 +131,7 @@ def _augment_options(f):
         click.option("--no-rot90", is_flag=True, help="No random 90-degree rotations."),
         click.option("--no-full", is_flag=True, help="Patch 0 is a random crop too (not the whole image)."),
         click.option("--app", default=None, help="App name recorded in the store [default: importer:<name>]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing --out."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for o in reversed(opts):
@@ -256,7 +257,7 @@ def cli():
 @click.option("--scale", type=click.Choice(SCALES), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Candidate store to write (.h5).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(app, scale, seed, out, overwrite, quiet):
     """Generate a simulated application as a candidate store."""
@@ -430,7 +431,7 @@ def _parse_floats(ctx, param, value):
 @click.option("--class-names", default="negative,positive", show_default=True,
               help="Comma-separated names of class 0, 1, ...")
 @click.option("--app", default=None, help="App name recorded in the store [default: volumes:<IMAGES name>].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, window, seed, fov, scales, max_shift,
                        val_fraction, test_fraction, class_names, app, overwrite, quiet):
