@@ -137,11 +137,21 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
 
     path = Path(path)
     if path.is_dir():
-        state = read_json(path / "state.json", f"{path}: neither a .keras model nor a saved learner (no state.json)")
+        state_file = path / "state.json"
+        state = read_json(state_file, f"{path}: neither a .keras model nor a saved learner (no state.json)")
+        if not isinstance(state, dict):
+            raise AiftError(f"{state_file}: not a saved learner's state (a JSON object expected)")
         if state.get("store_sha256") != store.sha256:
             raise AiftError(f"{path}: was saved for another store than {store.path}")
-        split = state["pool_split"]
-        labeled = np.asarray(state.get("labeled_ids", []), dtype=np.int64)
+        split = state.get("pool_split")
+        if split not in ("train", "val", "test"):
+            raise AiftError(f"{state_file}: field pool_split must be train, val or test; got {split!r}")
+        raw = state.get("labeled_ids", [])
+        if not isinstance(raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < store.n
+                                                for i in raw):
+            raise AiftError(f"{state_file}: field labeled_ids must be a list of candidate ids in 0 .. "
+                            f"{store.n - 1}; got {str(raw)[:80]}")
+        labeled = np.asarray(raw, dtype=np.int64)
         model_file = path / "model.keras"
     else:
         labeled = np.zeros(0, dtype=np.int64)

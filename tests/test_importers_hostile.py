@@ -514,3 +514,27 @@ def test_overwrite_replaces_only_a_candidate_store(tmp_path):
     with open_store(store) as s:
         assert s.m == 3
     no_temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("state, words", [
+    ([1], "not a saved learner's state"),
+    ({}, "field pool_split must be train, val or test; got None"),
+    ({"pool_split": "train", "labeled_ids": ["a"]}, "field labeled_ids must be a list of candidate ids in 0 .. 19"),
+    ({"pool_split": "train", "labeled_ids": 5}, "field labeled_ids must be a list"),
+    ({"pool_split": "train", "labeled_ids": [99]}, "field labeled_ids must be a list"),
+])
+def test_score_names_a_tampered_learner_state(scorable, tmp_path, state, words):
+    import json
+    import shutil
+
+    d, store, model = scorable
+    folder = tmp_path / "state"
+    folder.mkdir()
+    shutil.copy(model, folder / "model.keras")
+    if isinstance(state, dict):
+        with open_store(store) as s:
+            state = {"store_sha256": s.sha256, **state}
+    (folder / "state.json").write_text(json.dumps(state))
+    line = error_line(aift("score", store, "--model", folder, "-q", "--out", tmp_path / "p.h5"))
+    assert words in line, line
+    assert not (tmp_path / "p.h5").exists()
