@@ -538,3 +538,21 @@ def test_score_names_a_tampered_learner_state(scorable, tmp_path, state, words):
     line = error_line(aift("score", store, "--model", folder, "-q", "--out", tmp_path / "p.h5"))
     assert words in line, line
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_volume_with_nan_voxels_reads_them_as_the_window_floor(volume, tmp_path):
+    import SimpleITK as sitk
+
+    root, cand = volume
+    img = sitk.ReadImage(str(root / "images" / "v0.nii.gz"), sitk.sitkFloat32)
+    a = sitk.GetArrayFromImage(img)
+    a[:] = np.nan  # a NaN background everywhere (some NIfTI pipelines write one)
+    out_img = sitk.GetImageFromArray(a)
+    out_img.CopyInformation(img)
+    (tmp_path / "images").mkdir()
+    sitk.WriteImage(out_img, str(tmp_path / "images" / "v0.mha"))  # MetaImage keeps NaN (NIfTI writes 0)
+    r = data("import-volumes", tmp_path / "images", "--candidates", cand, "--out", tmp_path / "n.h5", "-q",
+             "--patch-size", 8, "--patches", 2, "--window", "lung")
+    assert r.exit_code == 0 and "warning" not in r.stderr.lower(), r.stderr
+    with open_store(tmp_path / "n.h5") as s:
+        assert (s.read(np.arange(s.n)) == 0).all()  # never the undefined NaN -> uint8 cast
