@@ -34,6 +34,8 @@ from aift_tf.progress import Progress
 from simulate.apps import SCALES  # TensorFlow-free
 
 MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pixels in the montage
+MONTAGE_MAX_PATCHES = 32  # columns of the montage: the first patches of each bag
+MONTAGE_MAX_PIXELS = 1 << 26  # a bigger montage is refused (lower --candidates)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,13 +211,17 @@ def _montage(s, out: Path, per_class: int, seed: int) -> int:
     if not rows:
         raise AiftError(f"{s.path}: no candidates to show")
     H, W, C = s.patch_shape
+    cols = min(s.m, MONTAGE_MAX_PATCHES)
     scale = max(1, math.ceil(MONTAGE_MIN_TILE / max(1, min(H, W))))
     th, tw, pad = H * scale, W * scale, 2
     label_w = 8 + 6 * max(len(n) for n in names)
-    size = (label_w + s.m * (tw + pad) + pad, len(rows) * (th + pad) + pad)
+    size = (label_w + cols * (tw + pad) + pad, len(rows) * (th + pad) + pad)
+    if size[0] * size[1] > MONTAGE_MAX_PIXELS:
+        raise AiftError(f"{out}: the montage would be {size[0]}x{size[1]} pixels (at most {MONTAGE_MAX_PIXELS}); "
+                        f"lower --candidates ({per_class}) or use --no-montage")
     canvas = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    patches = s.read(np.asarray(rows))  # (r, m, H, W, C) in row order
+    patches = s.read(np.asarray(rows))[:, :cols]  # (r, cols, H, W, C) in row order
     if patches.dtype != np.uint8:
         patches = np.clip(np.rint(patches * 255.0), 0, 255).astype(np.uint8)
     if C == 1:
@@ -287,7 +293,7 @@ def inspect(store, montage, no_montage, candidates, seed):
     """Print a store's summary and write a montage of its patches.
 
     The montage has one row per candidate (CANDIDATES from each class, then unlabelled ones) and one
-    column per patch (patch 0 first); it replaces an existing file of the same name.
+    column per patch (patch 0 first, at most 32); it replaces a previous montage (a PNG) of the same name.
     """
     from aift_tf.store import open_store
 
@@ -300,7 +306,8 @@ def inspect(store, montage, no_montage, candidates, seed):
             click.echo(line)
         if not no_montage:
             shown = _montage(s, path, candidates, seed)
-            click.echo(f"montage: {path} ({shown} candidates x {s.m} patches)")
+            cols = f"{s.m}" if s.m <= MONTAGE_MAX_PATCHES else f"the first {MONTAGE_MAX_PATCHES} of {s.m}"
+            click.echo(f"montage: {path} ({shown} candidates x {cols} patches)")
 
 
 @cli.command("import-npz")

@@ -556,3 +556,16 @@ def test_volume_with_nan_voxels_reads_them_as_the_window_floor(volume, tmp_path)
     assert r.exit_code == 0 and "warning" not in r.stderr.lower(), r.stderr
     with open_store(tmp_path / "n.h5") as s:
         assert (s.read(np.arange(s.n)) == 0).all()  # never the undefined NaN -> uint8 cast
+
+
+def test_inspect_bounds_its_montage(tmp_path):
+    npz = _npz(tmp_path / "a.npz", [0, 1] * 6)
+    store = tmp_path / "s.h5"
+    assert data("import-npz", npz, "--out", store, "-q", "--patches", 40).exit_code == 0
+    r = data("inspect", store, "--montage", tmp_path / "m.png", "-n", 2)
+    assert r.exit_code == 0 and "(4 candidates x the first 32 of 40 patches)" in r.output, r.output
+    big = tmp_path / "big.npz"
+    np.savez(big, train_images=_images(4000, 8), train_labels=np.arange(4000) % 2)
+    assert data("import-npz", big, "--out", tmp_path / "b.h5", "-q", "--patches", 8).exit_code == 0
+    line = error_line(data("inspect", tmp_path / "b.h5", "--montage", tmp_path / "b.png", "-n", 99999999999))
+    assert "lower --candidates (99999999999) or use --no-montage" in line and not (tmp_path / "b.png").exists()
