@@ -42,12 +42,13 @@ import numpy as np
 from aift_tf._io import atomic_path, read_json
 from aift_tf.errors import AiftError
 
-__all__ = ["FORMAT", "VERSION", "SHARD_MODES", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
-           "load_scoring_model", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]
+__all__ = ["FORMAT", "VERSION", "SHARD_MODES", "MAX_SHARDS", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
+           "load_scoring_model", "check_out", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]
 
 FORMAT = "aift-scores"
 VERSION = 1
 SHARD_MODES = ("contiguous", "hash")
+MAX_SHARDS = 1_000_000  # N of i/N
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2**64 / golden ratio)
 
 
@@ -65,7 +66,7 @@ class Scores:
 
 
 def parse_shard(text) -> tuple:
-    """``"i/N"`` → ``(i, N)`` with ``0 <= i < N`` (shards are numbered from 0, like TF_CONFIG tasks).
+    """``"i/N"`` → ``(i, N)`` with ``0 <= i < N <= MAX_SHARDS`` (shards are numbered from 0, like TF_CONFIG tasks).
 
     Example:
     >>> parse_shard("1/3")
@@ -79,6 +80,8 @@ def parse_shard(text) -> tuple:
         raise AiftError(f"shard {text!r} is not of the form i/N (e.g. 0/3)") from None
     if not sep or n < 1 or not 0 <= i < n:
         raise AiftError(f"shard {text!r}: need 0 <= i < N (shards are numbered 0..N-1)")
+    if n > MAX_SHARDS:
+        raise AiftError(f"shard {text!r}: N must be <= {MAX_SHARDS}; got {n}")
     return i, n
 
 
@@ -134,11 +137,21 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
 
     path = Path(path)
     if path.is_dir():
-        state = read_json(path / "state.json", f"{path}: neither a .keras model nor a saved learner (no state.json)")
+        state_file = path / "state.json"
+        state = read_json(state_file, f"{path}: neither a .keras model nor a saved learner (no state.json)")
+        if not isinstance(state, dict):
+            raise AiftError(f"{state_file}: not a saved learner's state (a JSON object expected)")
         if state.get("store_sha256") != store.sha256:
             raise AiftError(f"{path}: was saved for another store than {store.path}")
-        split = state["pool_split"]
-        labeled = np.asarray(state.get("labeled_ids", []), dtype=np.int64)
+        split = state.get("pool_split")
+        if split not in ("train", "val", "test"):
+            raise AiftError(f"{state_file}: field pool_split must be train, val or test; got {split!r}")
+        raw = state.get("labeled_ids", [])
+        if not isinstance(raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < store.n
+                                                for i in raw):
+            raise AiftError(f"{state_file}: field labeled_ids must be a list of candidate ids in 0 .. "
+                            f"{store.n - 1}; got {str(raw)[:80]}")
+        labeled = np.asarray(raw, dtype=np.int64)
         model_file = path / "model.keras"
     else:
         labeled = np.zeros(0, dtype=np.int64)
@@ -151,10 +164,68 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
             model = load_keras_file(model_file, compile=False)
     except Exception as e:  # corrupt file, not a Keras model
         raise AiftError(f"{model_file}: cannot load model ({type(e).__name__}: {str(e)[:120]})") from None
+    _check_model_fits(model, model_file, store)
     pool = store.ids(split)
     if pool.size == 0:
         raise AiftError(f"{store.path}: the {split!r} split has no candidates to score")
     return model, pool[~np.isin(pool, labeled)], split
+
+
+def check_out(out, inputs=()) -> Path:
+    """The scores file to write: a file path in an existing folder, not one of ``inputs`` (store, model, parts),
+    and, if it exists, a scores file written before (which it replaces); anything else is refused.
+
+    Example:
+    >>> check_out("part-0.h5", inputs=["pe.h5", "model.keras"])
+    PosixPath('part-0.h5')
+    """
+    import h5py
+
+    path = Path(out)
+    if str(out).strip() == "" or path.name in ("", ".", ".."):
+        raise AiftError(f"{str(out)!r}: --out must be a file path (.h5)")
+    if not path.parent.exists():
+        raise AiftError(f"{path}: parent folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise AiftError(f"{path}: {path.parent} is a file, not a folder")
+    if path.is_dir():
+        raise AiftError(f"{path}: --out is a folder, expected a file path")
+    for p in inputs:
+        p = Path(p)
+        same = path.resolve() == p.resolve()
+        if not same and path.exists() and p.exists():
+            same = path.samefile(p)
+        if same:
+            raise AiftError(f"{path}: --out would overwrite the input {p}")
+    if path.exists():
+        try:
+            with h5py.File(path, "r") as f:
+                fmt = f.attrs.get("format")
+        except OSError:
+            fmt = None
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode(errors="replace")
+        if fmt != FORMAT:
+            raise AiftError(f"{path}: exists and is not an aift scores file; --out replaces only a scores file "
+                            f"written before (give another path)")
+    return path
+
+
+def _check_model_fits(model, model_file, store) -> None:
+    """The model reads the store's patches and outputs its K classes; a one-line AiftError otherwise."""
+    try:
+        got_in = tuple(model.inputs[0].shape)[1:]
+        got_k = tuple(model.outputs[0].shape)[-1]
+    except (AttributeError, IndexError, TypeError):
+        return  # a subclassed model without symbolic inputs: left to the first batch
+    want = tuple(store.patch_shape)
+    if len(got_in) != len(want) or any(a is not None and int(a) != b for a, b in zip(got_in, want)):
+        shown = "x".join("?" if a is None else str(a) for a in got_in)
+        raise AiftError(f"{model_file}: the model takes patches of shape {shown} but {store.path} holds "
+                        f"{'x'.join(map(str, want))} patches")
+    if got_k is not None and int(got_k) != store.num_classes:
+        raise AiftError(f"{model_file}: the model outputs {got_k} classes but {store.path} has "
+                        f"{store.num_classes} ({', '.join(store.class_names)})")
 
 
 def _write(path, datasets: dict, attrs: dict) -> None:
@@ -194,6 +265,7 @@ def score_shard(store, model, out, shard=(0, 1), mode: str = "contiguous", split
     if isinstance(shard, str):
         shard = parse_shard(shard)
     index, count = parse_shard(f"{shard[0]}/{shard[1]}")
+    check_out(out, [getattr(store, "path", store), model, Path(model) / "model.keras"])
     if isinstance(store, (str, Path)):
         with open_store(store) as s:
             return score_shard(s, model, out, (index, count), mode, split, batch_size, distribute, progress)
@@ -234,7 +306,37 @@ def read_scores(path) -> Scores:
         raise AiftError(f"{path}: cannot read scores ({type(e).__name__}: {str(e)[:100]})") from None
     if ids.ndim != 1 or probs.shape[:1] != ids.shape or probs.ndim != 3:
         raise AiftError(f"{path}: ids {ids.shape} and probs {probs.shape} do not match")
+    _check_scores(path, ids, probs, pool, worth, attrs)
     return Scores(path, str(attrs.get("kind")), ids.astype(np.int64), probs, pool.astype(np.int64), worth, attrs)
+
+
+def _check_scores(path, ids, probs, pool, worth, attrs) -> None:
+    """Every field of a scores file read back, checked (a tampered or damaged file is named, never used)."""
+    for name, a in (("ids", ids), ("pool_ids", pool)):
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise AiftError(f"{path}: {name} must be a 1-D integer array; got dtype {a.dtype}, shape {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= 2 ** 62):
+            raise AiftError(f"{path}: {name} holds an id outside 0 .. 2**62 ({a.min()} .. {a.max()})")
+    if probs.dtype.kind != "f":
+        raise AiftError(f"{path}: probs must be floats; got dtype {probs.dtype}")
+    if probs.size:
+        bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+        if bad.any():
+            i = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise AiftError(f"{path}: probs{list(i)} = {probs[i].item()!r} is not a probability in [0, 1]")
+    if worth is not None and (worth.shape != ids.shape or worth.dtype.kind != "f" or not np.isfinite(worth).all()):
+        raise AiftError(f"{path}: worth must be {ids.size} finite numbers, one per id")
+    kind = attrs.get("kind")
+    if kind not in ("part", "merged"):
+        raise AiftError(f"{path}: attribute kind must be 'part' or 'merged'; got {kind!r}")
+    count, index = attrs.get("shard_count"), attrs.get("shard_index")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SHARDS:
+        raise AiftError(f"{path}: attribute shard_count must be an integer in 1 .. {MAX_SHARDS}; got {count!r}")
+    if kind == "part" and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count):
+        raise AiftError(f"{path}: attribute shard_index must be an integer in 0 .. {count - 1}; got {index!r}")
+    if attrs.get("shard_mode") not in SHARD_MODES:
+        raise AiftError(f"{path}: attribute shard_mode must be one of {', '.join(SHARD_MODES)}; "
+                        f"got {attrs.get('shard_mode')!r}")
 
 
 _SAME = ("store_sha256", "model_fingerprint", "split", "shard_count", "shard_mode")
@@ -258,6 +360,7 @@ def merge_shards(parts, out, strategy: str = "aift") -> Path:
     paths = [Path(p) for p in parts]
     if not paths:
         raise AiftError("no part files to merge")
+    check_out(out, paths)
     read = [read_scores(p) for p in paths]
     first = read[0]
     for s in read:

@@ -23,15 +23,19 @@ from a ``tf.data`` generator thread while the main thread also reads it.
 
 from __future__ import annotations
 
+import errno
+import gc
+import io
 import json
 import numbers
+import sys
 import threading
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from aift_tf._io import atomic_path, file_sha256, json_default
+from aift_tf._io import WriteFailed, atomic_path, file_sha256, json_default
 from aift_tf.errors import AiftError, StoreError
 
 __all__ = [
@@ -567,6 +571,8 @@ class StoreWriter:
         self._groups = np.zeros(n, dtype=np.int64)
         self._split = np.zeros(n, dtype=np.uint8)
         self._written = np.zeros(n, dtype=bool)
+        if compression is None:
+            _check_free_space(self.path, n * (self.m * int(np.prod(self.patch_shape)) * self.dtype.itemsize + 17))
         self._ctx = atomic_path(self.path, suffix=".h5")
         self._tmp = self._ctx.__enter__()
         self._done = False
@@ -680,7 +686,7 @@ class StoreWriter:
                     f"{where}: {missing.size} of {self.n} candidates were never written (first: {int(missing[0])})"
                 )
             _check_meta(where, self._labels, self._groups, self._split, len(self.class_names), self.n)
-            h5 = self._h5
+            h5 = self._h5  # dropped before anything can fail: a frame in a traceback must not hold it
             h5.create_dataset("labels", data=self._labels, dtype=np.int64)
             h5.create_dataset("groups", data=self._groups, dtype=np.int64)
             h5.create_dataset("split", data=self._split, dtype=np.uint8)
@@ -691,7 +697,10 @@ class StoreWriter:
             h5.attrs["json_attrs"] = json.dumps(self._json_keys)
             for key, value in self._attrs.items():
                 h5.attrs[key] = value
-            h5.close()
+            del h5
+            self._h5.flush()  # a full disk fails here, while every handle is still valid (see _abort)
+            self._patches = None
+            self._h5.close()
             self._h5 = None
         except BaseException as e:
             self._abort(e)
@@ -707,13 +716,25 @@ class StoreWriter:
         if self._done:
             return
         self._done = True
-        h5 = getattr(self, "_h5", None)
-        if h5 is not None:
-            try:
-                h5.close()
-            except Exception:
-                pass
-            self._h5 = None
+        # The dataset handle goes before the file (h5py crashes on a dataset that outlives a file whose
+        # close failed); on a full disk both report write errors as they go, which are moot: the file is
+        # discarded, so h5py's "Exception ignored in __dealloc__" tracebacks are silenced here.
+        hook, stderr = sys.unraisablehook, sys.stderr
+        sys.unraisablehook = lambda unraisable: None
+        sys.stderr = io.StringIO()  # h5py's Cython __dealloc__ prints its traceback to sys.stderr itself
+        try:
+            self._patches = None
+            h5 = getattr(self, "_h5", None)
+            if h5 is not None:
+                try:
+                    h5.close()
+                except Exception:
+                    pass
+                self._h5 = None
+                del h5
+            gc.collect()  # handles in reference cycles go now, not at some later moment
+        finally:
+            sys.unraisablehook, sys.stderr = hook, stderr
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
     def __del__(self):
@@ -722,6 +743,20 @@ class StoreWriter:
                 self.abort()
             except Exception:
                 pass
+
+
+def _check_free_space(path: Path, need: int) -> None:
+    """Refuse a store that cannot fit on its disk before HDF5 writes a byte: HDF5 itself does not survive a
+    full disk well (its handles stay open and the process may crash at exit)."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if need * 1.02 + (256 << 10) > free:  # chunk index and metadata: a little over the raw bytes
+        raise WriteFailed(path, f"no space left on the device: the store needs about {need / 2 ** 20:.1f} MiB, "
+                                f"{free / 2 ** 20:.1f} MiB are free", errno.ENOSPC)
 
 
 def write_store(path, patches, labels, groups, split, *, app, class_names, attrs=None, compression=None) -> Path:

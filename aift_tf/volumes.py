@@ -133,9 +133,19 @@ def describe_window(value) -> dict:
 
 
 def apply_window(values, window) -> np.ndarray:
-    """Map intensities to uint8: ``lo -> 0``, ``hi -> 255``, linear in between, clipped outside."""
+    """Map intensities to uint8: ``lo -> 0``, ``hi -> 255``, linear in between, clipped outside.
+
+    Non-finite values (NaN background of some NIfTI / float TIFF files) read as ``lo`` (black), ``+inf`` as
+    ``hi``: never the undefined result of casting NaN to uint8.
+
+    Example:
+        >>> apply_window(np.array([-1000.0, 0.0, 400.0, np.nan]), (-1000.0, 400.0)).tolist()
+        [0, 182, 255, 0]
+    """
     lo, hi = window
     v = np.asarray(values)
+    if v.dtype.kind == "f" and not np.isfinite(v).all():
+        v = np.nan_to_num(v, nan=lo, posinf=hi, neginf=lo)
     return np.clip(np.round((v - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
 
 

@@ -13,9 +13,10 @@ Commands::
     aift-data pretrain --self-supervised --data STORE.h5 --out M0.weights.h5 [--steps N] ...  (TensorFlow)
 
 Every malformed input ends with one line ``error: ...`` on stderr and exit code 2 (no traceback,
-no output file). An existing ``--out`` is refused unless ``--overwrite`` is given; outputs are
-written atomically. ``inspect`` writes its montage to ``--montage`` (default: ``STORE.montage.png``
-beside the store, replaced if present; ``--no-montage`` skips it).
+no output file). An existing ``--out`` is refused unless ``--overwrite`` is given, which replaces a
+candidate store only (never an input, a ledger or any other file); outputs are written atomically.
+``inspect`` writes its montage to ``--montage`` (default: ``STORE.montage.png`` beside the store; a previous
+PNG there is replaced, never the store or another file; ``--no-montage`` skips it).
 
 Nothing here imports TensorFlow except ``pretrain`` (lazily): ``aift-data --help`` stays fast.
 """
@@ -33,6 +34,8 @@ from aift_tf.progress import Progress
 from simulate.apps import SCALES  # TensorFlow-free
 
 MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pixels in the montage
+MONTAGE_MAX_PATCHES = 32  # columns of the montage: the first patches of each bag
+MONTAGE_MAX_PIXELS = 1 << 26  # a bigger montage is refused (lower --candidates)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -40,15 +43,57 @@ MONTAGE_MIN_TILE = 48  # patches are upscaled (nearest) to at least this many pi
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_out(out: str, overwrite: bool) -> Path:
+def _check_out(out: str, overwrite: bool, store: bool = True) -> Path:
+    """An output path: in an existing folder, not a folder; an existing file only with ``overwrite`` and, for a
+    store (``store=True``), only if it is a candidate store (``--overwrite`` never replaces anything else)."""
     p = Path(out)
+    if not p.parent.exists():
+        raise AiftError(f"{p}: parent folder {p.parent} does not exist")
+    if not p.parent.is_dir():
+        raise AiftError(f"{p}: {p.parent} is a file, not a folder")
     if p.is_dir():
         raise AiftError(f"{p}: --out is a folder, expected a file path")
     if p.exists() and not overwrite:
         raise AiftError(f"{p}: output already exists; pass --overwrite to replace it")
-    if not p.parent.exists():
-        raise AiftError(f"{p}: parent folder {p.parent} does not exist")
+    if p.exists() and store:
+        from aift_tf.importers import is_store_file
+
+        if not is_store_file(p):
+            raise AiftError(f"{p}: exists and is not a candidate store; --overwrite replaces only a store "
+                            f"(give another path)")
     return p
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _check_seed(seed):
+    from aift_tf.importers import check_seed
+
+    return check_seed(seed)
+
+
+def _check_montage(path: Path, store) -> None:
+    """The montage replaces a PNG only: never the store itself nor any other file."""
+    from aift_tf.importers import same_file
+
+    if not path.parent.exists():
+        raise AiftError(f"{path}: parent folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise AiftError(f"{path}: {path.parent} is a file, not a folder")
+    if path.is_dir():
+        raise AiftError(f"{path}: --montage is a folder, expected a .png path")
+    if same_file(path, store):
+        raise AiftError(f"{path}: --montage would overwrite the store itself")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise AiftError(f"{path}: cannot read the existing file ({e.strerror})") from None
+        if head != b"\x89PNG\r\n\x1a\n":
+            raise AiftError(f"{path}: exists and is not a PNG image; the montage replaces only a previous montage")
 
 
 def _parse_size(ctx, param, value):
@@ -88,7 +133,7 @@ def _augment_options(f):
         click.option("--no-rot90", is_flag=True, help="No random 90-degree rotations."),
         click.option("--no-full", is_flag=True, help="Patch 0 is a random crop too (not the whole image)."),
         click.option("--app", default=None, help="App name recorded in the store [default: importer:<name>]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing --out."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for o in reversed(opts):
@@ -166,13 +211,17 @@ def _montage(s, out: Path, per_class: int, seed: int) -> int:
     if not rows:
         raise AiftError(f"{s.path}: no candidates to show")
     H, W, C = s.patch_shape
+    cols = min(s.m, MONTAGE_MAX_PATCHES)
     scale = max(1, math.ceil(MONTAGE_MIN_TILE / max(1, min(H, W))))
     th, tw, pad = H * scale, W * scale, 2
     label_w = 8 + 6 * max(len(n) for n in names)
-    size = (label_w + s.m * (tw + pad) + pad, len(rows) * (th + pad) + pad)
+    size = (label_w + cols * (tw + pad) + pad, len(rows) * (th + pad) + pad)
+    if size[0] * size[1] > MONTAGE_MAX_PIXELS:
+        raise AiftError(f"{out}: the montage would be {size[0]}x{size[1]} pixels (at most {MONTAGE_MAX_PIXELS}); "
+                        f"lower --candidates ({per_class}) or use --no-montage")
     canvas = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    patches = s.read(np.asarray(rows))  # (r, m, H, W, C) in row order
+    patches = s.read(np.asarray(rows))[:, :cols]  # (r, cols, H, W, C) in row order
     if patches.dtype != np.uint8:
         patches = np.clip(np.rint(patches * 255.0), 0, 255).astype(np.uint8)
     if C == 1:
@@ -214,7 +263,7 @@ def cli():
 @click.option("--scale", type=click.Choice(SCALES), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Candidate store to write (.h5).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(app, scale, seed, out, overwrite, quiet):
     """Generate a simulated application as a candidate store."""
@@ -224,6 +273,7 @@ def generate(app, scale, seed, out, overwrite, quiet):
         apps.get_app(app)  # unknown name → AiftError listing the valid ones
     except ImportError as e:
         raise AiftError(f"app {app!r} is not available in this installation ({e})") from None
+    seed = _check_seed(seed)
     out = _check_out(out, overwrite)
     with Progress(quiet) as bars:
         bar = bars.counter(f"generate {app}")
@@ -243,19 +293,21 @@ def inspect(store, montage, no_montage, candidates, seed):
     """Print a store's summary and write a montage of its patches.
 
     The montage has one row per candidate (CANDIDATES from each class, then unlabelled ones) and one
-    column per patch (patch 0 first); it replaces an existing file of the same name.
+    column per patch (patch 0 first, at most 32); it replaces a previous montage (a PNG) of the same name.
     """
     from aift_tf.store import open_store
 
+    seed = _check_seed(seed)
+    path = Path(montage) if montage else Path(store).with_suffix(".montage.png")
     with open_store(store) as s:
+        if not no_montage:
+            _check_montage(path, store)
         for line in _describe(s):
             click.echo(line)
         if not no_montage:
-            path = Path(montage) if montage else Path(store).with_suffix(".montage.png")
-            if path.is_dir():
-                raise AiftError(f"{path}: --montage is a folder, expected a .png path")
             shown = _montage(s, path, candidates, seed)
-            click.echo(f"montage: {path} ({shown} candidates x {s.m} patches)")
+            cols = f"{s.m}" if s.m <= MONTAGE_MAX_PATCHES else f"the first {MONTAGE_MAX_PATCHES} of {s.m}"
+            click.echo(f"montage: {path} ({shown} candidates x {cols} patches)")
 
 
 @cli.command("import-npz")
@@ -267,12 +319,12 @@ def import_npz_cmd(npz, out, patches, patch_size, seed, val_fraction, test_fract
     from aift_tf.importers import import_npz
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_npz(npz, out, m=patches, patch_size=patch_size, seed=seed, val_fraction=val_fraction,
                              test_fraction=test_fraction, app=app, overwrite=overwrite, augmentation=aug,
-                             progress=bar)
+                             progress=bar, warn=_warn)
     _finish_import(summary, quiet)
 
 
@@ -319,7 +371,7 @@ def import_folder_cmd(root, out, patches, patch_size, seed, val_fraction, test_f
     from aift_tf.importers import import_folder
 
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_folder(root, out, m=patches, patch_size=patch_size, seed=seed,
@@ -342,13 +394,13 @@ def import_csv_cmd(csv_file, out, patches, patch_size, seed, val_fraction, test_
 
     names = [c.strip() for c in class_names.split(",")] if class_names else None
     aug = _augmentation(scale_min, rotate_degrees, no_flips, no_rot90, no_full)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("import")
         summary = import_csv(csv_file, out, m=patches, patch_size=patch_size, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size,
                              color=color, window=window, class_names=names, app=app, overwrite=overwrite, augmentation=aug,
-                             progress=bar)
+                             progress=bar, warn=_warn)
     _finish_import(summary, quiet)
 
 
@@ -386,7 +438,7 @@ def _parse_floats(ctx, param, value):
 @click.option("--class-names", default="negative,positive", show_default=True,
               help="Comma-separated names of class 0, 1, ...")
 @click.option("--app", default=None, help="App name recorded in the store [default: volumes:<IMAGES name>].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (never another file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, window, seed, fov, scales, max_shift,
                        val_fraction, test_fraction, class_names, app, overwrite, quiet):
@@ -399,14 +451,14 @@ def import_volumes_cmd(images, candidates, out, patch_size, patches, spacing, wi
     from aift_tf.importers import import_volumes
 
     names = [c.strip() for c in class_names.split(",")]
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, store=False)  # the importer checks the rest (inputs first)
     with Progress(quiet) as bars:
         bar = bars.counter("volumes")
         summary = import_volumes(images, candidates, out, m=patches, patch_size=patch_size, spacing=spacing,
                                  window=window, seed=seed, fov=fov, scales=scales, max_shift=max_shift,
                                  val_fraction=val_fraction, test_fraction=test_fraction, class_names=names,
                                  app=app, overwrite=overwrite, progress=bar,
-                                 warn=lambda msg: click.echo(f"warning: {msg}", err=True))
+                                 warn=_warn)
     _finish_import(summary, quiet)
     click.echo(f"volumes: {summary['volumes']}")
 
@@ -453,6 +505,8 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
     store's own unlabeled patches (aift_tf.ssl); needs TensorFlow."""
     import json
 
+    if seed is not None:
+        seed = _check_seed(seed)
     if self_supervised:
         given = [f"--{k.replace('_', '-')}" for k, v in dict(input_shape=input_shape, epochs=epochs, samples=samples,
                                                                 val_samples=val_samples,
@@ -464,9 +518,13 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
             raise AiftError("--self-supervised needs --data STORE.h5 and --out M0.weights.h5")
         if not Path(data).is_file():
             raise AiftError(f"--data {data}: no such file")
+        from aift_tf.importers import same_file
+
+        if same_file(out, data):
+            raise AiftError(f"{out}: --out would overwrite the store given as --data")
         from aift_tf import ssl
 
-        target = _check_out(out, overwrite)
+        target = _check_out(out, overwrite, store=False)
         kwargs = {k: v for k, v in dict(model=model, steps=steps, batch_size=batch_size, lr=lr,
                                         temperature=temperature, seed=seed).items() if v is not None}
         card = ssl.ssl_pretrain(data, target, progress=not quiet, **kwargs)
@@ -483,7 +541,7 @@ def pretrain(model, input_shape, out, seed, epochs, samples, val_samples, probe_
                                     batch_size=batch_size, lr=lr).items() if v is not None}
     target = Path(out) if out else pt.WEIGHTS_DIR / pt.weights_filename(
         kwargs.get("model", pt.DEFAULT_MODEL), kwargs.get("input_shape", pt.DEFAULT_INPUT_SHAPE))
-    _check_out(str(target), overwrite)
+    _check_out(str(target), overwrite, store=False)
     card = pt.pretrain(out=target, progress=not quiet, **kwargs)
     click.echo(json.dumps({k: card.get(k) for k in ("weights_file", "sha256", "source_val_accuracy")}))
 

@@ -115,6 +115,11 @@ def test_existing_out_is_refused_without_overwrite(tmp_path):
     assert r.returncode == 2
     assert "--overwrite" in _single_line_error(r.stderr)
     assert out.read_bytes() == b"keep me"
+    # --overwrite replaces a previous store only, never another file (issue 20)
+    r = _invoke(["import-npz", tmp_path / "d.npz", "--out", out, "--overwrite", "-q"])
+    assert r.exit_code == 2 and "is not a candidate store" in r.stderr and out.read_bytes() == b"keep me"
+    out.unlink()
+    assert _invoke(["import-npz", tmp_path / "d.npz", "--out", out, "-q", "--patches", 2]).exit_code == 0
     r = _invoke(["import-npz", tmp_path / "d.npz", "--out", out, "--overwrite", "-q"])
     assert r.exit_code == 0, r.output
     with open_store(out) as s:

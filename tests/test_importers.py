@@ -237,10 +237,11 @@ def test_npz_refuses_existing_output_unless_overwrite(tmp_path):
     rng = np.random.default_rng(0)
     p = _write(tmp_path, "a.npz", **_good(rng))
     out = tmp_path / "out.h5"
-    out.write_text("precious")
+    import_npz(p, out, m=3)  # a previous store
+    precious = out.read_bytes()
     with pytest.raises(AiftError, match="already exists; pass --overwrite"):
         import_npz(p, out, m=2)
-    assert out.read_text() == "precious"
+    assert out.read_bytes() == precious
     import_npz(p, out, m=2, overwrite=True, val_fraction=0, test_fraction=0)
     with open_store(out) as s:
         assert s.n == 6 and s.split_counts()["train"] == 6

@@ -13,12 +13,13 @@ file / key / value), refuses an existing output unless ``overwrite=True``, and w
 atomically with :class:`aift_tf.store.StoreWriter`: on any error no output file is left behind.
 """
 
+from aift_tf.importers._common import SEED_MAX, check_seed, is_store_file, same_file
 from aift_tf.importers.augment import Augmentation, child_seed, make_patch_bag, make_patch_bags
 from aift_tf.importers.folder import import_csv, import_folder
 from aift_tf.importers.npz import import_npz, read_npz
 from aift_tf.importers.volumes import import_volumes, read_candidates, read_volume
 
 __all__ = [
-    "Augmentation", "child_seed", "make_patch_bag", "make_patch_bags",
+    "SEED_MAX", "check_seed", "is_store_file", "same_file", "Augmentation", "child_seed", "make_patch_bag", "make_patch_bags",
     "import_npz", "read_npz", "import_folder", "import_csv", "import_volumes", "read_candidates", "read_volume",
 ]

@@ -35,7 +35,8 @@ import numpy as np
 from aift_tf.errors import AiftError
 from aift_tf.importers.dicom import DICOM_EXTENSIONS, dicom_info, first_line, read_dicom_image
 from aift_tf.importers._common import (
-    DEFAULT_CHUNK, SPLIT_NAMES, check_group_splits, common_args, group_split, parse_split, read_csv_table, write_bags,
+    DEFAULT_CHUNK, MAX_LABEL, SPLIT_NAMES, check_bag_size, check_group_splits, check_seed, common_args, dense_labels,
+    group_split, parse_split, read_csv_table, write_bags,
 )
 from aift_tf.volumes import apply_window, auto_window, describe_window, parse_window
 
@@ -44,6 +45,7 @@ __all__ = ["import_folder", "import_csv", "IMAGE_EXTENSIONS"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pnm") + DICOM_EXTENSIONS
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 COLORS = ("auto", "gray", "rgb")
+MAX_IMAGE_PIXELS = 1 << 28  # an image resized to image_size is held in memory
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,6 +127,9 @@ def _size_arg(image_size):
             raise AiftError(f"image_size must be an int or (height, width); got {image_size!r}")
     if min(hw) < 1:
         raise AiftError(f"image_size must be positive; got {image_size!r}")
+    if hw[0] * hw[1] > MAX_IMAGE_PIXELS:
+        raise AiftError(f"image_size must be at most {MAX_IMAGE_PIXELS} pixels (e.g. 16384x16384); got "
+                        f"{hw[0]}x{hw[1]}")
     return hw
 
 
@@ -134,6 +139,11 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
     n = len(paths)
     if n == 0:
         raise AiftError(f"{where}: no images found")
+    seed = check_seed(seed)
+    target = out.resolve()
+    for p in paths:
+        if p.resolve() == target:
+            raise AiftError(f"{out}: output would overwrite the input image {p}")
     if color not in COLORS:
         raise AiftError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
     size_hw = _size_arg(image_size)
@@ -145,6 +155,7 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
     gray = color == "gray" or (color == "auto" and all(mode in _GRAY_MODES for (_, _, mode) in probes))
     C = 1 if gray else 3
     S = patch_size if patch_size is not None else min(size_hw)
+    check_bag_size(m, S, C, 1)
 
     labels = np.asarray(labels, np.int64)
     groups = np.asarray(groups, np.int64)
@@ -170,7 +181,7 @@ def _import_records(paths, labels, groups, split, out, *, where, class_names, m,
                class_names=class_names, attrs=attrs, seed=seed, augmentation=augmentation, progress=progress)
     counts = {name: int((split == i).sum()) for i, name in enumerate(SPLIT_NAMES)}
     return {"out": out, "n": n, "m": m, "patch_shape": (S, S, C), "dtype": "uint8",
-            "class_names": list(class_names), "counts": counts}
+            "class_names": list(class_names), "counts": counts, "label_map": attrs.get("label_map")}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,21 +270,28 @@ def _parse_int(s: str):
 def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
                val_fraction: float = 0.1, test_fraction: float = 0.1, image_size=None, color: str = "auto",
                window=None, class_names=None, app: str | None = None, overwrite: bool = False, augmentation=None,
-               progress=None, **aug_options) -> dict:
+               progress=None, warn=None, **aug_options) -> dict:
     """Import a CSV list ``path,label[,group][,split]`` as a candidate store (see the module docstring).
 
     Args:
         csv_path: the CSV file (header row required).
         class_names: optional list fixing the class order (string labels must be in it; integer
-            labels must be < its length).
+            labels must be < its length); every class named must have at least one row.
+        warn: optional ``warn(message)`` (default :func:`warnings.warn`): integer labels without
+            ``class_names`` that are not ``0 .. K-1`` (e.g. ``{0, 5}``, 1-based) are remapped to
+            ``0 .. K-1``, the mapping named (class names ``class_<label>``, store attribute ``label_map``).
         other args: as :func:`import_folder`; ``val_fraction``/``test_fraction`` are used only
             when there is no ``split`` column.
 
     Errors name the CSV file and line (line 1 = the header).
+
+    Example:
+        >>> import_csv("xrays/labels.csv", "xrays.h5", m=8, class_names=["normal", "pneumonia"])["counts"]
+        {'train': ..., 'val': ..., 'test': ...}
     """
     csv_path = Path(csv_path)
     m, patch_size, vf, tf, aug, out = common_args(m, patch_size, val_fraction, test_fraction, augmentation,
-                                                   aug_options, out_path, overwrite)
+                                                   aug_options, out_path, overwrite, inputs=[csv_path])
     cols, body = read_csv_table(csv_path, ("path", "label"), ("group", "split"), "path,label[,group][,split]")
     paths, raw_labels, raw_groups, raw_split = [], [], [], []
     for line, vals in body:
@@ -293,16 +311,19 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
         if isinstance(class_names, str) or len(class_names) < 2:
             raise AiftError(f"class_names must be a list of at least 2 names; got {class_names!r}")
         class_names = [str(c) for c in class_names]
+        if any(not c.strip() for c in class_names) or len(set(class_names)) != len(class_names):
+            raise AiftError(f"class_names must be distinct non-empty names; got {class_names!r}")
+    label_map = None
     if all(i is not None for i in ints):
         for (line, v), i in zip(raw_labels, ints):
             if i < 0:
                 raise AiftError(f"{csv_path}: line {line}: label {v!r} is negative")
+            if i >= MAX_LABEL:
+                raise AiftError(f"{csv_path}: line {line}: label {v!r} is too large (labels must be < 2**62)")
             if class_names is not None and i >= len(class_names):
                 raise AiftError(f"{csv_path}: line {line}: label {i} is out of range for "
                     f"{len(class_names)} class names")
-        labels = ints
-        if class_names is None:
-            class_names = [f"class_{k}" for k in range(max(ints) + 1)]
+        labels, class_names, label_map = dense_labels(ints, str(csv_path), class_names, warn)
     else:
         if class_names is None:
             class_names = sorted({v for _, v in raw_labels})
@@ -313,6 +334,7 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
                 raise AiftError(f"{csv_path}: line {line}: label {v!r} is not one of the class "
                     f"names {class_names}")
             labels.append(index[v])
+        labels, class_names, _ = dense_labels(labels, str(csv_path), class_names, warn)
 
     # groups: each row its own, or the group column's distinct values in sorted order
     if "group" in cols:
@@ -332,6 +354,8 @@ def import_csv(csv_path, out_path, m: int = 8, patch_size: int | None = None, se
             raise AiftError(f"{csv_path}: no row has split 'train' (the active-learning pool would be empty)")
 
     attrs = {"importer": "csv", "source": csv_path.name, "group_kind": "group" if "group" in cols else "image"}
+    if label_map is not None:
+        attrs["label_map"] = {str(a): b for a, b in label_map.items()}
     return _import_records(paths, labels, groups, split, out, where=str(csv_path), class_names=class_names,
                            m=m, patch_size=patch_size, seed=seed, val_fraction=vf, test_fraction=tf,
                            image_size=image_size, color=color, window=window, app=app or f"csv:{csv_path.stem}", attrs=attrs,

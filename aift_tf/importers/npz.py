@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.importers._common import DEFAULT_CHUNK, SPLIT_NAMES, common_args, group_split, write_bags
+from aift_tf.importers._common import (
+    DEFAULT_CHUNK, MAX_LABEL, SPLIT_NAMES, check_bag_size, check_seed, common_args, dense_labels, group_split,
+    write_bags,
+)
 
 __all__ = ["import_npz", "read_npz"]
 
@@ -49,7 +52,7 @@ def _load(npz: Path):
 
 def _get(f, npz: Path, key: str) -> np.ndarray:
     try:
-        return f[key]
+        value = f[key]
     except ValueError as e:  # object arrays need pickle
         if "allow_pickle" in str(e) or "pickle" in str(e).lower():
             raise AiftError(f"{npz}: key {key!r} is an object array, which only pickle can load; pickle is refused "
@@ -59,6 +62,9 @@ def _get(f, npz: Path, key: str) -> np.ndarray:
         raise AiftError(f"{npz}: key {key!r} is unreadable ({msg})") from None
     except Exception as e:  # noqa: BLE001 - corrupt member
         raise AiftError(f"{npz}: key {key!r} is unreadable ({type(e).__name__})") from None
+    if not isinstance(value, np.ndarray):  # numpy hands out the raw bytes of a member that is no .npy file
+        raise AiftError(f"{npz}: member {key!r} is not a .npy array (an .npz holds arrays saved by numpy.savez)")
+    return value
 
 
 def _check_images(npz: Path, key: str, x: np.ndarray) -> np.ndarray:
@@ -114,11 +120,16 @@ def _check_ints(npz: Path, key: str, y: np.ndarray, n: int, what: str) -> np.nda
             raise AiftError(f"{npz}: {key}[{i}] = {y[i].item()!r} is not an integer {what[:-1]}")
     elif y.dtype.kind not in "iu":
         raise AiftError(f"{npz}: {key} must be integers; got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    if (y < 0).any():
-        i = int(np.flatnonzero(y < 0)[0])
-        raise AiftError(f"{npz}: {key}[{i}] = {int(y[i])} is negative")
-    return y
+    if y.size and y.dtype.kind in "iuf":  # compare in the input's own type: a cast could wrap around
+        neg = y < 0
+        if neg.any():
+            i = int(np.flatnonzero(neg)[0])
+            raise AiftError(f"{npz}: {key}[{i}] = {y[i].item()!r} is negative")
+        big = y >= MAX_LABEL
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise AiftError(f"{npz}: {key}[{i}] = {y[i].item()!r} is too large ({what} must be < 2**62)")
+    return y.astype(np.int64)
 
 
 def read_npz(npz_path) -> dict:
@@ -174,7 +185,7 @@ def read_npz(npz_path) -> dict:
 
 def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, seed: int = 0, *,
                val_fraction: float = 0.1, test_fraction: float = 0.1, app: str | None = None,
-               overwrite: bool = False, augmentation=None, progress=None, **aug_options) -> dict:
+               overwrite: bool = False, augmentation=None, progress=None, warn=None, **aug_options) -> dict:
     """Import a MedMNIST-layout ``.npz`` as a candidate store (see the module docstring).
 
     Args:
@@ -189,40 +200,38 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         overwrite: replace an existing ``out_path`` (atomically, once the new store is complete).
         augmentation / aug_options: an :class:`~aift_tf.importers.augment.Augmentation` or its fields.
         progress: optional ``progress(done, total)`` callback (images processed).
+        warn: optional ``warn(message)`` for non-fatal notes (default :func:`warnings.warn`): labels that
+            are not ``0 .. K-1`` (e.g. ``{0, 5}`` or 1-based) are remapped to ``0 .. K-1`` and the mapping
+            is named (class names ``class_<original label>``; store attribute ``label_map``).
 
     Returns:
         summary dict: ``out``, ``n``, ``m``, ``patch_shape``, ``dtype``, ``class_names``, ``counts``
-        ({split: number of candidates}).
+        ({split: number of candidates}), ``label_map`` ({original label: class id} or None).
 
     Raises:
         AiftError: one line naming the file/key/value; no output file is left behind.
     """
     npz = Path(npz_path)
     m, patch_size, val_fraction, test_fraction, aug, out = common_args(
-        m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite)
-    if out.resolve() == npz.resolve():
-        raise AiftError(f"{out}: output would overwrite the input archive")
+        m, patch_size, val_fraction, test_fraction, augmentation, aug_options, out_path, overwrite, inputs=[npz])
+    seed = check_seed(seed)
 
     d = read_npz(npz)
     present = [s for s in SPLIT_NAMES if s in d["images"]]
-    all_labels = np.concatenate([d["labels"][s] for s in present])
-    if d["class_names"] is not None:
-        class_names = d["class_names"]
-        K = len(class_names)
-        for s in present:
-            bad = d["labels"][s] >= K
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise AiftError(
-                    f"{npz}: {s}_labels[{i}] = {int(d['labels'][s][i])} is out of range for "
-                    f"{K} class_names (0 .. {K - 1})"
-                )
-    else:
-        K = int(all_labels.max()) + 1
-        class_names = [f"class_{k}" for k in range(K)]
-    if K < 2:
-        raise AiftError(f"{npz}: only one class found (labels all {int(all_labels.max())}); a store "
-            f"needs >= 2 classes")
+    for s in present:  # labels out of range of class_names: named by split key and index
+        if d["class_names"] is not None:
+            K = len(d["class_names"])
+            bad = np.flatnonzero(d["labels"][s] >= K)
+            if bad.size:
+                i = int(bad[0])
+                raise AiftError(f"{npz}: {s}_labels[{i}] = {int(d['labels'][s][i])} is out of range for "
+                                f"{K} class_names (0 .. {K - 1})")
+    sizes = {s: len(d["labels"][s]) for s in present}
+    all_labels, class_names, label_map = dense_labels(
+        np.concatenate([d["labels"][s] for s in present]), str(npz), d["class_names"], warn,
+        source="labels")
+    cuts = np.cumsum([sizes[s] for s in present])[:-1]
+    d["labels"] = dict(zip(present, np.split(all_labels, cuts)))
 
     # Groups: given ids, else a fresh group per image; never shared by two splits.
     given = {s: d["groups"][s] for s in present if d["groups"][s] is not None}
@@ -251,12 +260,12 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         if not (split["train"] == 0).any():
             raise AiftError(f"{npz}: carving val/test from train_images left no training images")
 
-    sizes = {s: len(d["labels"][s]) for s in present}
     n = sum(sizes.values())
     first = d["images"][present[0]]
     H, W, C = first.shape[1:]
     S = patch_size if patch_size is not None else min(H, W)
     dtype = first.dtype
+    check_bag_size(m, S, C, np.dtype(dtype).itemsize)
 
     def batches():
         start = 0
@@ -275,9 +284,11 @@ def import_npz(npz_path, out_path, m: int = 8, patch_size: int | None = None, se
         "augmentation": aug.to_dict(),
         "group_kind": "patient" if given else "image",
     }
+    if label_map is not None:
+        attrs["label_map"] = {str(a): b for a, b in label_map.items()}
     write_bags(out, n, m, S, (H, W, C), dtype, batches(), app=app or f"npz:{npz.stem}",
                class_names=class_names, attrs=attrs, seed=seed, augmentation=aug, progress=progress)
     codes = np.concatenate([split[s] for s in present])
     counts = {name: int((codes == i).sum()) for i, name in enumerate(SPLIT_NAMES)}
     return {"out": out, "n": n, "m": m, "patch_shape": (S, S, int(C)), "dtype": str(np.dtype(dtype)),
-            "class_names": class_names, "counts": counts}
+            "class_names": class_names, "counts": counts, "label_map": label_map}

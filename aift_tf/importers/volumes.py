@@ -42,8 +42,8 @@ import numpy as np
 
 from aift_tf.errors import AiftError
 from aift_tf.importers._common import (
-    SPLIT_NAMES, check_fractions, check_group_splits, check_int, check_out, group_split, parse_split,
-    read_csv_table,
+    SPLIT_NAMES, check_bag_size, check_fractions, check_group_splits, check_int, check_out, check_seed, dense_labels,
+    group_split, parse_split, read_csv_table, same_file,
 )
 from aift_tf.importers.augment import child_seed
 from aift_tf.importers.dicom import dicom_series, first_line
@@ -56,6 +56,9 @@ __all__ = ["VOLUME_EXTENSIONS", "VolumeSource", "find_volumes", "read_candidates
            "import_volumes", "DEFAULT_CLASS_NAMES"]
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
+MAX_RESAMPLED_VOXELS = 2 ** 30  # a resampled volume is float32 in memory: at most 4 GiB
+MAX_FOV_MM = 10_000.0  # a patch spans at most 10 m (any body fits)
+MAX_SCALE = 100.0
 DEFAULT_CLASS_NAMES = ("negative", "positive")
 CANDIDATE_COLUMNS = "seriesuid,coordX,coordY,coordZ[,class][,split]"
 
@@ -211,6 +214,30 @@ def read_volume(src):
     return sitk.Cast(img, sitk.sitkFloat32)
 
 
+def check_resampled_size(path, geo: VolumeGeometry, spacing: float) -> None:
+    """Refuse a ``spacing`` that would resample ``geo``'s volume to more than MAX_RESAMPLED_VOXELS voxels.
+
+    Example:
+        >>> geo = VolumeGeometry((512, 512, 300), (0, 0, 0), (0.7, 0.7, 1.0), tuple(np.eye(3).ravel()))
+        >>> check_resampled_size("ct.nii", geo, 1.0)      # 359 x 359 x 300 voxels: fine
+        >>> check_resampled_size("ct.nii", geo, 0.0001)   # AiftError naming the spacing
+    """
+    c = geo.corners()
+    extent = c.max(axis=0) - c.min(axis=0)
+    sizes = [max(1.0, math.ceil(e / spacing - 1e-6)) for e in extent]
+    voxels = math.prod(sizes)
+    if min(sizes) < 2:
+        raise AiftError(f"spacing (mm) {spacing:g}: {path} ({' x '.join(f'{e:.1f}' for e in extent)} mm) would be "
+                        f"resampled to {' x '.join(f'{v:.0f}' for v in sizes)} voxels; give a spacing of at most "
+                        f"{min(extent) / 2:.3g} mm (2 voxels along every axis)")
+    if voxels > MAX_RESAMPLED_VOXELS:
+        dims = " x ".join(f"{v:.3g}" for v in sizes)
+        raise AiftError(f"spacing (mm) {spacing:g}: {path} ({' x '.join(f'{e:.1f}' for e in extent)} mm) would be "
+                        f"resampled to {dims} voxels, more than {MAX_RESAMPLED_VOXELS}; give a larger spacing "
+                        f"(e.g. {max(spacing, (math.prod(extent) / MAX_RESAMPLED_VOXELS) ** (1 / 3)) * 1.01:.2g} mm "
+                        f"or more)")
+
+
 def _check_float(value, name, lo=None, hi=None, lo_open=False):
     try:
         f = float(value)
@@ -261,25 +288,35 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
     m = check_int(m, "m (patches per candidate)", 1)
     S = check_int(patch_size, "patch_size", 2)
     spacing = _check_float(spacing, "spacing (mm)", 0.0, lo_open=True)
+    check_bag_size(m, S, 3, 1)
+    seed = check_seed(seed)
     win = parse_window(window)
-    fov_mm = S * spacing if fov is None else _check_float(fov, "fov (mm)", 0.0, lo_open=True)
+    fov_mm = S * spacing if fov is None else _check_float(fov, "fov (mm)", 0.0, MAX_FOV_MM, lo_open=True)
     try:
         scales = tuple(float(s) for s in scales)
     except (TypeError, ValueError):
         raise AiftError(f"scales must be numbers; got {scales!r}") from None
-    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
-        raise AiftError(f"scales must be positive numbers; got {scales!r}")
+    if not scales or not all(math.isfinite(s) and 0 < s <= MAX_SCALE for s in scales):
+        raise AiftError(f"scales must be positive numbers <= {MAX_SCALE:g}; got {scales!r}")
+    if fov_mm * max(scales) > MAX_FOV_MM:
+        given = f"patch_size {S} x spacing {spacing:g} mm" if fov is None else f"fov {fov_mm:g} mm"
+        raise AiftError(f"a patch would span {given} x scale {max(scales):g}; at most {MAX_FOV_MM:g} mm: "
+                        f"give a smaller {'spacing' if fov is None else 'fov'} or scale")
     max_shift = _check_float(max_shift, "max_shift", 0.0, 0.5)
     vf, tf = check_fractions(val_fraction, test_fraction)
-    if isinstance(class_names, str) or len(class_names) < 2 or len(set(class_names)) != len(class_names):
-        raise AiftError(f"class_names must be at least 2 distinct names; got {class_names!r}")
+    if isinstance(class_names, str) or len(class_names) < 2 or len(set(class_names)) != len(class_names) \
+            or any(not str(c).strip() for c in class_names):
+        raise AiftError(f"class_names must be at least 2 distinct non-empty names; got {class_names!r}")
     class_names = [str(c) for c in class_names]
-    out = check_out(out_path, overwrite)
+    out = check_out(out_path, overwrite, inputs=[csv_path])
     warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
 
     # -- everything checkable without pixels
     cand = read_candidates(csv_path, class_names)
     vols = find_volumes(images)
+    for src in vols.values():
+        if same_file(out, src.path):
+            raise AiftError(f"{out}: output would overwrite the input volume {src.path}")
     alias = {s.uid: vid for vid, s in vols.items() if s.uid is not None and s.uid not in vols}
     vids = []
     for line, uid in zip(cand["lines"], cand["uids"]):
@@ -304,6 +341,7 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
             x, y, z = cand["points"][i]
             raise AiftError(f"{csv_path}: line {cand['lines'][i]}: candidate ({x:g}, {y:g}, {z:g}) mm is outside "
                             f"volume {vid!r} ({vols[vid].path.name}: {geo.extent_text()} LPS)")
+        check_resampled_size(vols[vid].path, geo, spacing)
         geos[vid] = geo
     labels = cand["labels"]
     if cand["split"] is not None:
@@ -316,6 +354,8 @@ def import_volumes(images, candidates, out_path, m: int = 8, patch_size: int = 3
         if not (split == 0).any():
             raise AiftError(f"{csv_path}: the split left no training volumes; lower val/test fractions")
 
+    if (labels >= 0).all():  # fully labelled: every class must have a candidate (else refused)
+        dense_labels(labels, str(csv_path), class_names, source="classes")
     for msg in messages:
         warn(msg)
 
