@@ -21,7 +21,7 @@ from __future__ import annotations
 import click
 
 from aift_tf._cli import run_cli, version_option
-from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, quoted
+from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, quoted
 from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
 from aift_tf.progress import Progress
 from aift_tf.zoo import MODEL_NAMES, POLICIES
@@ -85,7 +85,8 @@ def cli():
 @click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True, help="Randomisation ω >= 1 (pick b of the top ω·b).")
 @click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=5, show_default=True,
               help=f"Fine-tuning epochs per teach (1..{MAX_EPOCHS}).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
+@click.option("--lr", type=click.FloatRange(0, MAX_LEARNING_RATE, min_open=True), default=1e-3, show_default=True,
+              help=f"Learning rate (> 0 and <= {MAX_LEARNING_RATE:g}).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=64, show_default=True,
               help=f"Patches per gradient step (1..{MAX_BATCH_SIZE}).")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,

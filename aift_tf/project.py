@@ -64,8 +64,8 @@ import numpy as np
 
 from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                          write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, check_int, check_name,  # noqa: F401
-                                       printable, quoted)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, check_int,  # noqa: F401
+                                       check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
@@ -228,6 +228,7 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     epochs = check_integer(epochs, "epochs", 1, MAX_EPOCHS, coerce=True)
     batch_size = check_integer(batch_size, "batch_size", 1, MAX_BATCH_SIZE, coerce=True)
     seed = check_integer(seed, "seed", 0, MAX_SEED, coerce=True)
+    learning_rate = check_number(learning_rate, "learning_rate", 0, MAX_LEARNING_RATE, low_open=True, coerce=True)
     check_choice(model, "model", MODEL_NAMES)
     check_choice(trainable, "trainable", POLICIES)
     parse_strategy(strategy)

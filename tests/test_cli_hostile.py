@@ -145,7 +145,7 @@ def test_init_refuses_out_of_range_numbers_and_a_path_under_a_file(base, tmp_pat
     store = base["store"]
     huge = "99999999999999999999"
     for opt, value in (("--seed", "-5"), ("--seed", huge), ("--seed", str(2 ** 32)), ("--epochs", huge),
-                       ("--epochs", "10001"), ("--epochs", "0"), ("--batch-size", huge)):
+                       ("--epochs", "10001"), ("--epochs", "0"), ("--batch-size", huge), ("--lr", "11")):
         line = refused(aift("init", tmp_path / "p", "--data", store, opt, value, "--quiet"), opt, value)
         assert "Error: Invalid value" not in line
     assert not (tmp_path / "p").exists()
@@ -159,7 +159,7 @@ def test_init_refuses_out_of_range_numbers_and_a_path_under_a_file(base, tmp_pat
     from aift_tf.errors import AiftError
     from aift_tf.project import init_project
 
-    for kw in ({"epochs": 10 ** 20}, {"seed": -1}, {"batch_size": 10 ** 9}):
+    for kw in ({"epochs": 10 ** 20}, {"seed": -1}, {"batch_size": 10 ** 9}, {"learning_rate": 1e30}):
         with pytest.raises(AiftError):
             init_project(tmp_path / "q", store, **kw)
     assert not (tmp_path / "q").exists()
@@ -412,10 +412,12 @@ def test_range_errors_read_in_our_form(which, args):
     assert "Error: Invalid value" not in r.output + r.stderr and "0 is not in the range" in line
 
 
-def test_empty_annotator_names_are_refused(project):
+def test_empty_annotator_names_and_absurd_strategies_are_refused(project):
     before = snapshot(project)
     for value in ("a,,b", "", " , ", "alice,"):
         refused(aift("query", project, "-n", 2, "--force", "--annotators", value, "--quiet"), "empty name")
+    for strategy in ("entropy+diversity@1e400", "entropy@1/1e-400"):  # an OverflowError traceback before
+        refused(aift("query", project, "-n", 2, "--force", "--strategy", strategy, "--quiet"), strategy)
     assert_survived(before, project)
 
 

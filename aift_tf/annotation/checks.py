@@ -21,6 +21,8 @@ MAX_NOTE = 2000
 #: hand-edited absurd value cannot start a fine-tune that never ends).
 MAX_EPOCHS = 10000
 MAX_BATCH_SIZE = 65536
+#: a larger learning rate only makes the fine-tune diverge (NaN outputs) at every teach
+MAX_LEARNING_RATE = 10.0
 #: Seeds are numpy seeds: 0..2**32-1.
 MAX_SEED = 2 ** 32 - 1
 
