@@ -112,7 +112,7 @@ def cause_line(text) -> str:
     line Keras starts with ``Exception encountered`` (the real cause of a failed deserialisation).
 
     Example:
-    >>> cause_line("TypeError: could not be deserialized properly.\n\nconfig={...}\n\nException encountered: boom")
+    >>> cause_line("TypeError: could not be deserialized properly.\\n\\nconfig={...}\\n\\nException encountered: boom")
     'TypeError: could not be deserialized properly. … Exception encountered: boom'
     """
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
@@ -875,7 +875,7 @@ class Project:
         if not dealt:
             # a round for one annotator: a suffix is the user's own (queries-filled.csv), not an annotator
             ctx["annotator"] = annotator
-        elif name is not None and name not in dealt:
+        elif name is not None and name not in dealt and annotator is None:  # --annotator says who it was
             raise AiftError(f"{csv_path}: {folder.name} was dealt to {', '.join(map(printable, dealt))}, not to "
                             f"{printable(name)!r} (rename the file after the annotator who labeled it, or pass "
                             f"--annotator NAME); nothing was changed")

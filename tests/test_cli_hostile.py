@@ -251,9 +251,14 @@ def test_labels_of_an_annotator_the_round_was_not_dealt_to(spaced, base, tmp_pat
     refused(aift("teach", project, col, "--quiet"), f"id {only_bob[0]} was not dealt to alice")
     (rnd / "queries-mallory.csv").unlink()
     assert_survived(before, project)
-    r = aift("teach", project, rnd / "queries-alice.csv", "--quiet")
+    # a copy saved under another name is fine once --annotator says whose labels they are
+    shutil.copy(rnd / "queries-alice.csv", rnd / "queries-filled.csv")
+    r = aift("teach", project, rnd / "queries-filled.csv", "--annotator", "alice", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert {e["annotator"] for e in ledger(project)} == {"alice"}
+    r = aift("teach", project, rnd / "queries-alice.csv", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert "nothing new" in r.output or r.output == ""
 
 
 def test_a_filled_copy_does_not_become_an_annotator(project):
