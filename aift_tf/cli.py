@@ -8,7 +8,7 @@
     aift teach PROJECT CSV [--relabel --annotator NAME]   (CSV: queries.csv or the page's download)
     aift adjudicate PROJECT     (list disagreements between annotators to settle)
     aift status PROJECT
-    aift export PROJECT --out DIR [--force]
+    aift export PROJECT --out DIR [--force]   (--force replaces an earlier export, nothing else)
     aift recover PROJECT        (after an error naming a damaged checkpoint)
 
 Every command takes ``--quiet`` (no progress bars or chatter). Bad input → ``error: ...`` on one line,
@@ -305,7 +305,8 @@ def status(project, quiet):
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(), help="Export folder (SavedModel + model.keras + provenance.json).")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--force", is_flag=True,
+              help="Replace --out if it is an earlier export (only that: any other existing path is refused).")
 @quiet_option
 def export(project, out, force, quiet):
     """Export the current model for serving (SavedModel + .keras + provenance.json)."""

@@ -58,7 +58,7 @@ def label_lookup(class_names):
     def lookup(raw: str):
         if raw in names:
             return names[raw]
-        if re.fullmatch(r"[+-]?\d{1,30}(\.0*)?", raw):  # 30 digits: a huge number is simply not a class
+        if re.fullmatch(r"[+-]?[0-9]{1,30}(\.0*)?", raw):  # 30 digits: a huge number is simply not a class
             v = int(raw.split(".")[0])
             return v if 0 <= v < K else None
         hit = lower.get(raw.lower(), [])
@@ -71,8 +71,8 @@ def parse_id(raw: str, n: int):
     """``(id, None)`` or ``(None, problem)`` for an id cell (an integer 0..n-1; ``5.0`` is accepted)."""
     if not raw:
         return None, "empty id"
-    if len(raw) > 40:  # no candidate id is that long (and int() of thousands of digits is refused anyway)
-        return None, f"id {printable(raw[:40])!r}… is not an integer candidate id"
+    if len(raw) > 40 or not raw.isascii() or "_" in raw:  # no id is that long; int() takes "1_0" and "٣"
+        return None, f"id {printable(raw[:40])!r} is not an integer candidate id"
     try:
         cid = int(raw)
     except ValueError:
