@@ -225,6 +225,9 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     if path.exists() or path.is_symlink():
         raise AiftError(f"{path}: already exists (choose a new project folder)")
     _check_parent_folder(path, "the project folder")
+    inside = _project_above(path.parent.resolve())
+    if inside is not None:  # a project in a project: its folder would read as the outer one's round or checkpoint
+        raise AiftError(f"{path}: lies inside the project {printable(inside)}; choose a folder outside it")
     epochs = check_integer(epochs, "epochs", 1, MAX_EPOCHS, coerce=True)
     batch_size = check_integer(batch_size, "batch_size", 1, MAX_BATCH_SIZE, coerce=True)
     seed = check_integer(seed, "seed", 0, MAX_SEED, coerce=True)

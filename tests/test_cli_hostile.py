@@ -152,6 +152,9 @@ def test_init_refuses_out_of_range_numbers_and_a_path_under_a_file(base, tmp_pat
     regular = tmp_path / "file.txt"
     regular.write_text("x")
     refused(aift("init", regular / "p", "--data", store, "--quiet"), "is not a folder")
+    for inside in ("round-009", "checkpoints/round-009", "sub"):
+        refused(aift("init", base["project"] / inside, "--data", store, "--quiet"), "inside the project")
+        assert not (base["project"] / inside).exists()
     assert regular.read_text() == "x"
     r = aift("init", "--help")
     assert "1..10000" in r.output and "0..4294967295" in r.output
