@@ -420,7 +420,7 @@ def test_range_errors_read_in_our_form(which, args):
     r = CliRunner().invoke(_Cli(main, which), args)
     assert r.exit_code == 2
     line = one_line_error(r.stderr)
-    assert "Error: Invalid value" not in r.output + r.stderr and "0 is not in the range" in line
+    assert "Invalid value" not in r.output + r.stderr and "must be an integer >= 1" in line and "got 0" in line
 
 
 def test_empty_annotator_names_and_absurd_strategies_are_refused(project):
