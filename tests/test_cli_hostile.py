@@ -186,7 +186,12 @@ def test_absurd_epochs_in_config_never_start_a_fine_tune(project, base, tmp_path
         refused(aift(*cmd, "--quiet"), "finetune.epochs", "out of range (1..10000)")
     assert_survived(before, project)
     _edit_json(project / "config.json", lambda d: d["finetune"].update(epochs=1))
-    r = aift("recover", project, "--quiet")
+    # the learner runs with the checkpoint's own settings: an absurd value there makes it a damaged checkpoint
+    state = project / "checkpoints" / "round-000" / "state.json"
+    _edit_json(state, lambda d: (d["finetune"].update(epochs=10 ** 20), d["config"]["finetune"].update(epochs=10 ** 20)))
+    refused(aift("query", project, "-n", 2, "--force", "--quiet"), "state.json", "finetune.epochs", "aift recover")
+    assert "aift recover" in status_ok(project)
+    r = aift("recover", project, "--quiet")  # M0 rebuilt from config.json, round 1 re-trained from the ledger
     assert r.exit_code == 0, r.stderr
     assert "teach rounds: 1" in status_ok(project)
 

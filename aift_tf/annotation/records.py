@@ -125,6 +125,13 @@ def check_state(st, path, n: int, K: int) -> dict:
         if i in seen:
             raise AiftError(f"{w}: field \"labeled_ids\" lists id {i} twice")
         seen.add(i)
+    # the fine-tune settings the learner runs with come from here: an absurd one would never end
+    for key, ft in (('"finetune', st.get("finetune")),
+                    ('"config.finetune', st["config"].get("finetune") if isinstance(st.get("config"), dict) else None)):
+        if isinstance(ft, dict):
+            for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+                if name in ft:
+                    check_int(ft[name], f'field {key}.{name}"', w, 1, most)
     hist = st.get("history", [])
     if not isinstance(hist, list):
         raise AiftError(f"{w}: field \"history\" must be a list, got {shown(hist)}")
