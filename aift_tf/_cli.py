@@ -85,6 +85,40 @@ def version_option(prog_name: str):
     return click.version_option(__version__, "--version", prog_name=prog_name, message="%(prog)s %(version)s")
 
 
+def range_message(e) -> "str | None":
+    """A click range error (``IntRange`` / ``FloatRange``) in the message form of :mod:`aift_tf.checks`:
+    ``--epochs must be an integer >= 1 and <= 10000; got 0`` (None for any other error).
+
+    Args:
+        e: the ``click.ClickException`` raised while parsing.
+
+    Example:
+    >>> import click
+    >>> p = click.Option(["--epochs"], type=click.IntRange(1, 10))
+    >>> range_message(click.BadParameter("0 is not in the range 1<=x<=10.", param=p))
+    '--epochs must be an integer >= 1 and <= 10; got 0'
+    """
+    import click
+
+    param = getattr(e, "param", None)
+    kind = getattr(param, "type", None)
+    if not isinstance(e, click.BadParameter) or not isinstance(kind, (click.IntRange, click.FloatRange)):
+        return None
+    text = str(getattr(e, "message", ""))
+    if " is not in the range" not in text:
+        return None
+    value = text.split(" is not in the range")[0]
+    names = [o for o in getattr(param, "opts", []) if o.startswith("--")] or [param.human_readable_name]
+    what = "an integer" if isinstance(kind, click.IntRange) else "a number"
+    def shown(v):  # integers in full (a seed bound of 4294967295, not 4.29497e+09)
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    parts = ([f"{'>' if kind.min_open else '>='} {shown(kind.min)}"] if kind.min is not None else []) + \
+        ([f"{'<' if kind.max_open else '<='} {shown(kind.max)}"] if kind.max is not None else [])
+    rule = " and ".join(parts)
+    return f"{names[0]} must be {what} {rule}; got {value}"
+
+
 def run_cli(group, argv=None, prog_name=None) -> None:
     """Run a click command/group; map user errors to exit code 2 with a one-line message."""
     import click
@@ -99,7 +133,7 @@ def run_cli(group, argv=None, prog_name=None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:  # usage errors: bad option, bad choice
-        msg = e.format_message().replace("\n", " ")
+        msg = range_message(e) or e.format_message().replace("\n", " ")
         click.echo(f"error: {msg}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@
     aift teach PROJECT CSV [--relabel --annotator NAME]   (CSV: queries.csv or the page's download)
     aift adjudicate PROJECT     (list disagreements between annotators to settle)
     aift status PROJECT
-    aift export PROJECT --out DIR [--force]
+    aift export PROJECT --out DIR [--force]   (--force replaces an earlier export, nothing else)
     aift recover PROJECT        (after an error naming a damaged checkpoint)
 
 Every command takes ``--quiet`` (no progress bars or chatter). Bad input → ``error: ...`` on one line,
@@ -21,6 +21,7 @@ from __future__ import annotations
 import click
 
 from aift_tf._cli import run_cli, version_option
+from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, quoted
 from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
 from aift_tf.progress import Progress
 from aift_tf.zoo import MODEL_NAMES, POLICIES
@@ -47,12 +48,12 @@ def _warn(msg):
     click.echo(msg, err=True)
 
 
-def _open(project, quiet):
+def _open(project, quiet, read_only=False):
     from aift_tf.project import Project
 
     bars = Progress(quiet)
     return Project(project, progress=bars.stage(names=STAGE_NAMES), echo=_say(quiet),
-                   fit_callbacks=lambda r: _fit_callbacks(bars, r)), bars
+                   fit_callbacks=lambda r: _fit_callbacks(bars, r), read_only=read_only), bars
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter (errors still print).")
@@ -82,10 +83,14 @@ def cli():
 @click.option("--learning", type=click.Choice(LEARNING_STRATEGIES), default="ACFT-LQ",
               show_default=True, help="Learning strategy: how each teach fine-tunes (journal Table 2).")
 @click.option("--omega", type=click.FloatRange(min=1), default=1.0, show_default=True, help="Randomisation ω >= 1 (pick b of the top ω·b).")
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Fine-tuning epochs per teach.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Patches per gradient step.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of queries and fine-tuning.")
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=5, show_default=True,
+              help=f"Fine-tuning epochs per teach (1..{MAX_EPOCHS}).")
+@click.option("--lr", type=click.FloatRange(0, MAX_LEARNING_RATE, min_open=True), default=1e-3, show_default=True,
+              help=f"Learning rate (> 0 and <= {MAX_LEARNING_RATE:g}).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=64, show_default=True,
+              help=f"Patches per gradient step (1..{MAX_BATCH_SIZE}).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help=f"Seed of queries and fine-tuning (0..{MAX_SEED}).")
 @quiet_option
 def init(project, data, model, weights, m0, trainable, strategy, learning, omega, epochs, lr, batch_size, seed, quiet):
     """Create PROJECT from a candidate store and save M0 (the starting model)."""
@@ -99,7 +104,7 @@ def init(project, data, model, weights, m0, trainable, strategy, learning, omega
                         m0=m0)
     start = "self-supervised M0" if m0 == "self-supervised" else f"weights {weights}"
     _say(quiet)(f"created {path}: model {model} ({start}), strategy {strategy}, learning {learning}; "
-                f"next: aift query {path} -n 20")
+                f"next: aift query {quoted(path)} -n 20")
 
 
 @cli.command()
@@ -131,7 +136,7 @@ def query(project, n, strategy, omega, annotators, overlap, force, quiet):
             f"(Download labels → {folder.name}{suffix}-labels.csv), or fill {folder / f'queries{suffix}.csv'}")
     if info.get("shared"):
         say(f"  {len(info['shared'])} candidate(s) shared by every annotator (agreement)")
-    say(f"  then:  aift teach {project} CSV")
+    say(f"  then:  aift teach {quoted(project)} CSV")
 
 
 @cli.command()
@@ -163,13 +168,14 @@ def teach(project, csv_file, relabel, annotator, quiet):
     if res["held"]:
         _warn(f"warning: {len(res['held'])} label(s) disagree with another annotator (ids "
               f"{', '.join(map(str, res['held'][:10]))}{' …' if len(res['held']) > 10 else ''}): held out of "
-              f"training until `aift adjudicate {project}` lists them and the adjudication is taught")
+              f"training until `aift adjudicate {quoted(project)}` lists them and the adjudication is taught")
     if not res["trained"]:
         if res["missing"]:
             missing = class_list(res["missing"], names)
             say(f"recorded {counts} in the ledger; no fine-tuning until every class has a label: {missing} "
-                f"{'has' if len(res['missing']) == 1 else 'have'} none yet. The next `aift query {project}` still "
-                f"ranks with the model of teach round {res['round']}; a random round (`aift query {project} -n 20 "
+                f"{'has' if len(res['missing']) == 1 else 'have'} none yet. The next `aift query {quoted(project)}` "
+                f"still ranks with the model of teach round {res['round']}; a random round (`aift query "
+                f"{quoted(project)} -n 20 "
                 f"--strategy random`) finds candidates of every class, and the first teach after which every class "
                 f"has a label fine-tunes on all of them")
         else:
@@ -208,7 +214,7 @@ def adjudicate(project, quiet):
         votes = ", ".join(f"{e(a)}={e(names[lab])}" for a, lab in res["votes"][str(i)].items())
         lines.append(f"  id {i}: {votes}")
     lines.append(f"  decide in {folder / 'gallery.html'} (Download labels → {folder.name}-labels.csv) or fill "
-                 f"{folder / 'queries.csv'}; then: aift teach {project} CSV")
+                 f"{folder / 'queries.csv'}; then: aift teach {quoted(project)} CSV")
     click.echo("\n".join(lines))
 
 
@@ -220,7 +226,7 @@ def status(project, quiet):
     from aift_tf.annotation.ledger import class_list
     from aift_tf.project import printable as e  # every string read back from the project is escaped
 
-    p, bars = _open(project, quiet)
+    p, bars = _open(project, quiet, read_only=True)  # answers even where the project cannot be locked
     with p:
         s = p.status()
         c = p.config
@@ -240,8 +246,11 @@ def status(project, quiet):
         f"strategy {e(c.get('strategy'))} (omega {e(c.get('omega'))}); learning {e(c.get('learning'))}; "
         f"{e(ft.get('epochs'))} epoch(s), lr {e(ft.get('learning_rate'))}, batch {e(ft.get('batch_size'))}, "
         f"seed {e(c.get('seed'))}",
-        f"teach rounds: {s['teach_rounds']}; query rounds: {len(s['query_rounds'])}",
+        f"teach rounds: {'?' if s['teach_rounds'] is None else s['teach_rounds']}; "
+        f"query rounds: {len(s['query_rounds'])}",
     ]
+    if s.get("damaged"):
+        lines.append(f"  checkpoint: {s['damaged']}")
     m0 = c.get("m0") if isinstance(c.get("m0"), dict) else {}
     if m0:  # which M0 the project started from (projects made before this record have none)
         where = f" {e(m0['weights'])}" if m0.get("weights") else ""
@@ -265,7 +274,7 @@ def status(project, quiet):
     if s["disagreements"]:
         ids = list(s["disagreements"])
         lines.append(f"disagreements: {len(ids)} (ids {', '.join(map(str, ids[:10]))}{' …' if len(ids) > 10 else ''}) "
-                     f"held out of training; run `aift adjudicate {e(project)}`")
+                     f"held out of training; run `aift adjudicate {quoted(project)}`")
     if s["annotators"]:
         lines.append("annotators: " + "; ".join(
             f"{e(a)} {v['labels']} ({', '.join(f'{e(k)} {n}' for k, n in v['per_class'].items())})"
@@ -296,7 +305,8 @@ def status(project, quiet):
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(), help="Export folder (SavedModel + model.keras + provenance.json).")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--force", is_flag=True,
+              help="Replace --out if it is an earlier export (only that: any other existing path is refused).")
 @quiet_option
 def export(project, out, force, quiet):
     """Export the current model for serving (SavedModel + .keras + provenance.json)."""
@@ -322,7 +332,7 @@ def recover(project, quiet):
         res = p.repair()
     bars.close()
     if not res["set_aside"] and not res["rebuilt_m0"] and not res["records"]:
-        _say(quiet)(f"nothing to recover: the newest checkpoint of {project} loads and matches the ledger")
+        _say(quiet)(f"nothing to recover: the newest checkpoint of {quoted(project)} loads and matches the ledger")
         return
     _say(quiet)(f"recovered {project}: {len(res['set_aside'])} damaged checkpoint(s) set aside"
                 + ("; M0 rebuilt from config.json" if res["rebuilt_m0"] else "")

@@ -28,6 +28,36 @@ KERAS_FILE = "model.keras"
 PROVENANCE = "provenance.json"
 
 
+#: everything an export folder holds (an earlier export is recognised by it, see :func:`is_export`)
+EXPORT_ENTRIES = frozenset({SAVED_MODEL, KERAS_FILE, PROVENANCE})
+
+
+def is_export(folder) -> bool:
+    """True if ``folder`` is an export written by :func:`export_model`: a real folder holding nothing but
+    ``saved_model/``, ``model.keras`` and ``provenance.json``, whose provenance names the aift_tf version and the
+    serving signature. Only such a folder is replaced by ``aift export --force``.
+
+    Args:
+        folder: the path to look at (nothing is read beyond ``provenance.json``).
+
+    Example:
+    >>> is_export("pe-model")
+    True
+    """
+    folder = Path(folder)
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        names = {p.name for p in folder.iterdir()}
+        prov = folder / PROVENANCE
+        if not names <= EXPORT_ENTRIES or prov.is_symlink() or not prov.is_file() or prov.stat().st_size > 1 << 20:
+            return False
+        info = json.loads(prov.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "aift_tf_version" in info and isinstance(info.get("signature"), dict)
+
+
 def _positive_int(value, what):
     if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
         raise AiftError(f"{what} {value!r}: expected an int >= 1")
@@ -110,6 +140,15 @@ def export_model(model, out_dir, *, patches_per_candidate, provenance=None) -> P
         raise
     except OSError as e:
         raise AiftError(f"{out_dir}: cannot write the export ({e.strerror or e})") from None
+    except tf.errors.OpError as e:  # TensorFlow's own writers (SaveV2 on a full disk: ResourceExhaustedError)
+        from aift_tf._io import write_failure
+
+        failed = write_failure(out_dir, RuntimeError(e.message))
+        if failed is not None:
+            raise failed from None
+        first = (e.message or "").strip().splitlines()[0] if (e.message or "").strip() else ""
+        raise AiftError(f"{out_dir}: cannot write the export ({type(e).__name__}: {first}); "
+                        f"nothing was changed") from None
     return out_dir
 
 

@@ -64,7 +64,8 @@ import numpy as np
 
 from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                          write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import check_int, check_name, printable  # noqa: F401 (re-exported)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, check_int,  # noqa: F401
+                                       check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
@@ -101,6 +102,42 @@ class DamagedCheckpoint(AiftError):
     """A checkpoint folder that cannot be read; the message names ``aift recover PROJECT``."""
 
 
+class LedgerMismatch(AiftError):
+    """The newest checkpoint was not trained on what the ledger says (e.g. two commands wrote at once without a
+    lock): ``aift recover`` sets the checkpoint aside and re-trains the ledger's labels."""
+
+
+def cause_line(text) -> str:
+    """The readable part of an error message that spans lines (Keras, h5py): its first line in full, and the
+    line Keras starts with ``Exception encountered`` (the real cause of a failed deserialisation).
+
+    Example:
+    >>> cause_line("TypeError: could not be deserialized properly.\\n\\nconfig={...}\\n\\nException encountered: boom")
+    'TypeError: could not be deserialized properly. … Exception encountered: boom'
+    """
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if not lines:
+        return "no reason given"
+    out = lines[0]
+    extra = next((ln for ln in lines[1:] if ln.startswith("Exception encountered")), None)
+    if extra:
+        out += " … " + extra
+    return out if len(out) <= 2000 else out[:2000] + " …"
+
+
+def _not_curable_by_recover(reason: str) -> Optional[str]:
+    """What to do instead of ``aift recover`` when loading failed for a reason outside the checkpoint."""
+    low = reason.lower()
+    if "permission denied" in low or "[errno 13]" in low or "operation not permitted" in low:
+        return "give this user permission to read it"
+    if "memoryerror" in low or "unable to allocate" in low or "out of memory" in low:
+        return "free some memory and retry"
+    if "could not locate class" in low or "modulenotfounderror" in low or "no module named" in low:
+        return ("it needs a layer or module this installation of aift_tf does not have (written by another "
+                "version? install that version)")
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # locking
 # ------------------------------------------------------------------------------------------------
@@ -111,26 +148,50 @@ LOCK = ".aift.lock"
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def _locked(path: Path, write: bool = True):
     """Exclusive, non-blocking lock on the project (``PROJECT/.aift.lock`` through ``filelock``).
 
-    A project whose folder cannot hold the lock file (read-only medium, no permission, full disk) is opened
-    unlocked: no other command can write there either, and ``aift status`` must still work.
+    A project that cannot be locked (the lock file is a folder or a symbolic link, a read-only medium, no
+    permission) is never written: with ``write`` the command is refused with one line (two commands writing
+    at once would leave the ledger and the checkpoints disagreeing). A read-only command (``write=False``:
+    ``aift status``) still answers, unlocked.
     """
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(path / LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise AiftError(f"{path}: another aift command is working on this project; try again when it ends") from None
-    except OSError:
+    f = path / LOCK
+    problem = None
+    if f.is_symlink():
+        problem = "it is a symbolic link"
+    else:
+        lock = FileLock(str(f), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise AiftError(f"{path}: another aift command is working on this project; try again when it "
+                            f"ends") from None
+        except OSError as e:
+            problem = e.strerror or str(e)
+    if problem is not None:
+        if write:
+            raise AiftError(f"{f}: cannot lock the project ({printable(problem)}), so nothing is written (two "
+                            f"commands at once could damage it); make {LOCK} an ordinary writable file again, "
+                            f"e.g. `rm -r {quoted(f)}` on a writable disk, and retry")
         yield
         return
     try:
         yield
     finally:
         lock.release()
+
+
+def _check_parent_folder(path: Path, what: str) -> None:
+    """One line if ``path``'s parent is missing or not a folder (a path under a regular file)."""
+    parent = path.parent
+    if not parent.exists():
+        raise AiftError(f"{path}: parent folder {parent} does not exist (create it first, or choose another "
+                        f"place for {what})")
+    if not parent.is_dir():
+        raise AiftError(f"{path}: {parent} is not a folder (choose another place for {what})")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,9 +219,19 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
     from aift_tf.store import open_store
     from aift_tf.zoo import MODEL_NAMES, POLICIES
 
+    from aift_tf.checks import check_int as check_integer
+
     path = Path(path)
     if path.exists() or path.is_symlink():
         raise AiftError(f"{path}: already exists (choose a new project folder)")
+    _check_parent_folder(path, "the project folder")
+    inside = _project_above(path.parent.resolve())
+    if inside is not None:  # a project in a project: its folder would read as the outer one's round or checkpoint
+        raise AiftError(f"{path}: lies inside the project {printable(inside)}; choose a folder outside it")
+    epochs = check_integer(epochs, "epochs", 1, MAX_EPOCHS, coerce=True)
+    batch_size = check_integer(batch_size, "batch_size", 1, MAX_BATCH_SIZE, coerce=True)
+    seed = check_integer(seed, "seed", 0, MAX_SEED, coerce=True)
+    learning_rate = check_number(learning_rate, "learning_rate", 0, MAX_LEARNING_RATE, low_open=True, coerce=True)
     check_choice(model, "model", MODEL_NAMES)
     check_choice(trainable, "trainable", POLICIES)
     parse_strategy(strategy)
@@ -239,9 +310,12 @@ class Project:
     """An open project folder (read-only until a verb runs). Use as ``with Project(path) as p:``."""
 
     def __init__(self, path, progress: Optional[Callable] = None, echo: Callable = print,
-                 fit_callbacks: Optional[Callable] = None):
-        """progress: ``(stage, done, total)`` for scoring; fit_callbacks: ``round -> [keras callbacks]``."""
+                 fit_callbacks: Optional[Callable] = None, read_only: bool = False):
+        """progress: ``(stage, done, total)`` for scoring; fit_callbacks: ``round -> [keras callbacks]``;
+        read_only: the command only reads (``aift status``): it answers even when the project cannot be locked,
+        and leaves temporaries alone."""
         self.path = Path(path)
+        self.read_only = read_only
         self.progress = progress
         self.fit_callbacks = fit_callbacks
         self.echo = echo
@@ -259,8 +333,9 @@ class Project:
 
     # -- context: lock + store
     def __enter__(self):
-        self._stack.enter_context(_locked(self.path))
-        self._cleanup_temporaries()
+        self._stack.enter_context(_locked(self.path, write=not self.read_only))
+        if not self.read_only:
+            self._cleanup_temporaries()
         return self
 
     def __exit__(self, *exc):
@@ -375,19 +450,27 @@ class Project:
                 if mt and (p / "state.json").is_file() and (p / "model.keras").is_file():
                     out.append((int(mt.group(1)), p))
         if not out:
-            raise AiftError(f"{d}: no learner checkpoint (the project is damaged; re-create it with `aift init`)")
+            raise AiftError(f"{d}: no learner checkpoint; run `aift recover {quoted(self.path)}` to rebuild M0 from "
+                            f"{CONFIG} and re-train the ledger's labels (none is lost)")
         return sorted(out)
 
-    def damaged_checkpoint(self, p: Path, reason: str) -> DamagedCheckpoint:
-        """The one-line error for a checkpoint folder that cannot be read, naming the recovery command."""
-        reason = " ".join(str(reason).split())  # Keras/h5py messages span lines
-        if len(reason) > 200:
-            reason = reason[:200] + "…"
+    def damaged_checkpoint(self, p: Path, reason: str) -> AiftError:
+        """The one-line error for a checkpoint folder that cannot be read, naming the recovery command.
+
+        The cause is kept whole (its first line, plus the line Keras starts with "Exception encountered"). A
+        cause that ``aift recover`` cannot cure (no permission to read, not enough memory, a layer this version
+        cannot build) is a plain AiftError that says so instead of recommending it.
+        """
+        reason = cause_line(reason)
+        cure = _not_curable_by_recover(reason)
+        if cure:
+            return AiftError(f"{p}: cannot load the checkpoint ({reason}); {cure} (the checkpoint itself may be "
+                             f"sound, so `aift recover` would not help)")
         earlier = [r for r, q in self.checkpoints() if q != p]
         back = (f"go back to checkpoint {round_name(earlier[-1])}" if earlier
                 else f"rebuild M0 from {CONFIG} (same settings and seed)")
-        return DamagedCheckpoint(f"{p}: damaged checkpoint ({reason}); run `aift recover {self.path}` to set it "
-                                 f"aside and {back}: the ledger's labels are re-trained from there, none is lost")
+        return DamagedCheckpoint(f"{p}: damaged checkpoint ({reason}); run `aift recover {quoted(self.path)}` to set "
+                                 f"it aside and {back}: the ledger's labels are re-trained from there, none is lost")
 
     def _read_state(self, p: Path) -> dict:
         """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
@@ -463,8 +546,9 @@ class Project:
             r, p = cps[-1]
             try:
                 self.learner()
+                self.pending_rounds()  # trained on what the ledger says (else set aside too)
                 break
-            except DamagedCheckpoint:
+            except (DamagedCheckpoint, LedgerMismatch):
                 pass
             k, target = 0, d / f"{p.name}.damaged"
             while target.exists() or target.is_symlink():
@@ -531,15 +615,17 @@ class Project:
         ledger = self.ledger() if ledger is None else ledger
         done = int(self.state()["round"])
         rounds = sorted({int(e["round"]) for e in ledger if e["round"] is not None})
+        fix = (f"; run `aift recover {quoted(self.path)}` to set the checkpoint aside and re-train the ledger's "
+               f"labels (none is lost)")
         if done and done not in rounds:
-            raise AiftError(f"{self.path / LEDGER}: has no entry of teach round {done}, which checkpoint "
-                            f"round-{done:03d} was trained on; the project is damaged")
+            raise LedgerMismatch(f"{self.path / LEDGER}: has no entry of teach round {done}, which checkpoint "
+                                 f"round-{done:03d} was trained on{fix}")
         # consistency: the checkpoint was trained on exactly what the ledger says round `done` trained
         trained, expected = self.trained(), trained_by_round(ledger, done)
         if trained != expected:
             diff = sorted(set(trained.items()) ^ set(expected.items()))[:1]
-            raise AiftError(f"{self.path}: the ledger and checkpoint round {done} disagree (first difference: "
-                            f"id {diff[0][0]}); the project is damaged")
+            raise LedgerMismatch(f"{self.path}: the ledger and checkpoint round {done} disagree (first difference: "
+                                 f"id {diff[0][0]}){fix}")
         pending = [r for r in rounds if r > done]
         if pending != list(range(done + 1, done + 1 + len(pending))):
             raise AiftError(f"{self.path / LEDGER}: teach rounds {pending} follow checkpoint round {done} "
@@ -611,6 +697,13 @@ class Project:
         f = p / QUERY_INFO
         return check_query_info(read_json_file(f), f, int(self.config["n"]))
 
+    def check_round_records(self) -> None:
+        """Read every round's and adjudication list's query.json (one line naming the first bad one): commands
+        that write refuse a project whose round records were tampered with (float, string, out-of-range ids)."""
+        for kind in ("round", ADJUDICATION):
+            for _, p in self.rounds(kind):
+                self.round_info(p)
+
     def round_answered(self, k: int, p: Path, ledger, cons) -> bool:
         info = self.round_info(p)
         if any(e.get("query_round") == k for e in ledger):
@@ -643,6 +736,7 @@ class Project:
             raise AiftError(f"overlap {overlap!r} needs annotators (the annotators who share the subset)")
         overlap = check_number(overlap, "overlap", 0, 1, optional=True, coerce=True)
         overlap = (0.2 if len(names) > 1 else 0.0) if overlap is None else overlap
+        self.check_round_records()
         ledger = self.ledger()
         cons = consensus(ledger)
         rounds = self.rounds()
@@ -651,7 +745,7 @@ class Project:
             if not self.round_answered(k, p, ledger, cons):
                 what = (f"fill the label column of {p / QUERIES} (or label it in {p / GALLERY})"
                         if (p / QUERIES).exists() else f"label its candidates (gallery-NAME.html in {p})")
-                raise AiftError(f"{p.name} has not been answered yet: {what} and run `aift teach {self.path} "
+                raise AiftError(f"{p.name} has not been answered yet: {what} and run `aift teach {quoted(self.path)} "
                                 f"CSV`, or pass --force to query a new round anyway")
         left = self.unlabeled_ids(cons)
         if n > left.size:
@@ -718,6 +812,7 @@ class Project:
         ...     p.adjudicate()["path"]
         PosixPath('pe-project/adjudication-001')
         """
+        self.check_round_records()
         ledger = self.ledger()
         cons = consensus(ledger)
         dis = cons.disagreements
@@ -751,7 +846,8 @@ class Project:
         Returns ``{"kind": "query"|"adjudication"|None, "k", "folder", "annotator", "ids"}``; ``ids`` is the
         set the CSV's ids must come from (None: the pool).
         """
-        ctx = {"kind": None, "k": None, "folder": None, "annotator": annotator, "ids": None}
+        ctx = {"kind": None, "k": None, "folder": None, "annotator": annotator, "ids": None, "dealt": {},
+               "name": None}
         try:
             rp = csv_path.resolve()
         except OSError:
@@ -767,19 +863,27 @@ class Project:
             folder = self.path / (round_name(k) if kind == "query" else f"{ADJUDICATION}-{k:03d}")
         else:
             return ctx
-        ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name)
+        ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name, name=name)
         if not (folder / QUERY_INFO).is_file():
             if kind == "adjudication":
                 raise AiftError(f"{csv_path}: answers {folder.name}, but {folder / QUERY_INFO} is missing (run "
-                                f"`aift adjudicate {self.path}` again)")
+                                f"`aift adjudicate {quoted(self.path)}` again)")
             warn(f"warning: {folder / QUERY_INFO} is missing: the ids of {csv_path} were checked against "
                  f"the pool instead of the round's queried ids")
             if not inside:
                 ctx.update(kind=None, k=None, folder=None)
             return ctx
         info = self.round_info(folder)
-        share = (info.get("annotators") or {}).get(name) if name else None
-        ctx["ids"] = set(share if share is not None else info["ids"])
+        dealt = info.get("annotators") or {}
+        if not dealt:
+            # a round for one annotator: a suffix is the user's own (queries-filled.csv), not an annotator
+            ctx["annotator"] = annotator
+        elif name is not None and name not in dealt and annotator is None:  # --annotator says who it was
+            raise AiftError(f"{csv_path}: {folder.name} was dealt to {', '.join(map(printable, dealt))}, not to "
+                            f"{printable(name)!r} (rename the file after the annotator who labeled it, or pass "
+                            f"--annotator NAME); nothing was changed")
+        ctx["ids"] = set(info["ids"])
+        ctx["dealt"] = {a: set(v) for a, v in dealt.items()}
         ctx["info"] = info
         return ctx
 
@@ -795,6 +899,7 @@ class Project:
 
     def validate_csv(self, csv_path: Path, relabel=False, annotator=None, warn: Callable = print) -> dict:
         """Parse and check a label CSV against the project (no writes). Returns the plan."""
+        self.check_round_records()
         cons = self.consensus()
         ctx = self.csv_context(csv_path, annotator, warn)
         pool = set(self.pool_ids().tolist())  # also checks config.json against the store
@@ -822,6 +927,18 @@ class Project:
                     bad(f"annotator {row.annotator!r} of id {row.id} differs from --annotator {annotator}")
                     continue
                 who = row.annotator
+            if ctx["dealt"]:  # a round dealt to several annotators: each label from one who was dealt the id
+                names = ", ".join(ctx["dealt"])
+                if who is None:
+                    bad(f"{where_round} was dealt to {names}: say who labeled id {row.id} (--annotator NAME or an "
+                        f"annotator column)")
+                    continue
+                if who not in ctx["dealt"]:
+                    bad(f"annotator {who!r} was not dealt {where_round} (dealt to {names})")
+                    continue
+                if row.id not in ctx["dealt"][who]:
+                    bad(f"id {row.id} was not dealt to {who} in {where_round}")
+                    continue
             seed = {"id": row.id, "label": row.label, "line": row.line, "annotator": who, "note": row.note,
                     "adjudication": adjudicating, "relabel": False}
             if adjudicating:
@@ -923,13 +1040,19 @@ class Project:
         but not in the model yet are reported as ``pending`` (the next query/teach/export re-trains them)."""
         ledger = self.ledger()
         cons = consensus(ledger)
-        st = self.state()
-        pending = self.pending_rounds(ledger)
+        damaged = None
+        try:
+            st = self.state()
+            pending = self.pending_rounds(ledger)
+            trained = self.trained()
+            checkpoint = self.checkpoints()[-1][1]
+        except AiftError as e:  # the checkpoints: the rest of the report still answers, naming `aift recover`
+            damaged = str(e)
+            st, pending, trained, checkpoint = {"round": None, "history": []}, [], {}, None
         K = len(self.class_names)
         counts = [0] * K
         for lab in cons.labels.values():
             counts[lab] += 1
-        trained = self.trained()
         behind = sorted(set(i for i in cons.labels if trained.get(i) != cons.labels[i])
                         | set(i for i in trained if i not in cons.labels))
         rounds = []
@@ -946,25 +1069,65 @@ class Project:
                 c[lab] += 1
             per_annotator[name] = {"labels": len(labs), "per_class": dict(zip(self.class_names, c))}
         incomplete = [p.name for _, p in self.incomplete_rounds()]
-        return {"incomplete_rounds": incomplete, "teach_rounds": int(st["round"]), "labels": len(cons.labels),
+        return {"incomplete_rounds": incomplete, "labels": len(cons.labels), "damaged": damaged,
+                "teach_rounds": None if st["round"] is None else int(st["round"]),
                 "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
                 "pool_left": int(self.unlabeled_ids(cons).size), "query_rounds": rounds,
-                "history": st.get("history", []), "checkpoint": self.checkpoints()[-1][1],
-                "pending_rounds": pending, "not_trained": behind if not pending else [],
+                "history": st.get("history", []), "checkpoint": checkpoint,
+                "pending_rounds": pending, "not_trained": behind if not (pending or damaged) else [],
                 "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
                 "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},
                 "adjudicated": len(cons.adjudicated), "annotators": per_annotator,
                 "agreement": agreement(cons, K)}
 
     # -- export
+    def _check_export_target(self, out: Path, force: bool) -> None:
+        """Refuse an ``--out`` that is not a new path or (with ``force``) an earlier export; see :meth:`export`."""
+        from aift_tf.export import is_export
+
+        where = f"--out {printable(out)}"
+        if out.is_symlink():
+            raise AiftError(f"{where}: is a symbolic link (give the folder itself); nothing was changed")
+        _check_parent_folder(out, "the export")
+        rp = out.resolve()
+        store = Path(self.config["store"]).resolve()
+        if rp == store:
+            raise AiftError(f"{where}: is the project's store; choose a new folder for the export")
+        inside = _project_above(rp)
+        if inside is not None:
+            raise AiftError(f"{where}: lies inside the project {printable(inside)} (its files would be replaced or "
+                            f"mixed with the export); choose a folder outside it")
+        if rp.is_dir() and (rp == self.path.resolve().parent or self.path.resolve().is_relative_to(rp)
+                            or store.is_relative_to(rp)):
+            raise AiftError(f"{where}: holds the project or its store; choose a new folder for the export")
+        if not (out.exists() or out.is_symlink()):
+            return
+        if not out.is_dir():
+            raise AiftError(f"{where}: is a file, not an earlier export; choose a new folder (nothing was changed)")
+        if not is_export(out):
+            raise AiftError(f"{where}: already exists and is not an export written by aift_tf (only an earlier "
+                            f"export is replaced, even with --force); choose a new folder (nothing was changed)")
+        if not force:
+            raise AiftError(f"{where}: already exists (an earlier export; pass --force to replace it)")
+
     def export(self, out, force=False) -> Path:
+        """Export the current model to ``out`` (see :func:`aift_tf.export.export_model`), written atomically.
+
+        ``out`` must be new, or (with ``force``) an earlier export written by aift_tf
+        (:func:`aift_tf.export.is_export`), which is then replaced as a whole. Anything else is refused with one
+        line and left as it is: a folder holding other files, a regular file, a symbolic link, the store, and
+        any path in (or containing) a project folder.
+
+        Example:
+        >>> with Project("pe-project") as p:
+        ...     p.export("pe-model", force=True)
+        PosixPath('pe-model')
+        """
         from aift_tf.export import export_model
 
         out = Path(out).expanduser()
-        if out.exists() and not force:
-            raise AiftError(f"--out {out}: already exists (pass --force to replace it)")
-        if not out.parent.exists():
-            raise AiftError(f"--out {out}: parent folder {out.parent} does not exist")
+        self._check_export_target(out, force)
+        self.check_round_records()
         self.recover()
         learner = self.learner()
         c = self.config
@@ -974,6 +1137,14 @@ class Project:
                 "class_names": self.class_names, "model": c["model"], "weights": c["weights"],
                 "trainable": c["trainable"], "finetune": learner.config.to_dict()}
         return export_model(learner.model, out, patches_per_candidate=self.store.m, provenance=prov)
+
+
+def _project_above(path: Path) -> Optional[Path]:
+    """The project folder ``path`` is (or lies in), else None: a folder holding config.json and ledger.jsonl."""
+    for a in (path, *path.parents):
+        if (a / CONFIG).is_file() and (a / LEDGER).exists():
+            return a
+    return None
 
 
 def parse_annotators(value) -> list:
@@ -986,7 +1157,10 @@ def parse_annotators(value) -> list:
     if value is None:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(x).strip() for x in items if str(x).strip()]
+    names = [str(x).strip() for x in items]
+    if not names or any(not x for x in names):
+        raise AiftError(f"--annotators {printable(value if isinstance(value, str) else ','.join(names))!r}: "
+                        f"an empty name (list names separated by single commas, e.g. alice,bob)")
     for name in names:
         check_name(name, "--annotators")
     dup = [x for x in names if names.count(x) > 1]

@@ -316,7 +316,7 @@ def baseline_scores(probs, method: str, seed: int | None = None) -> np.ndarray:
 def _parse_number(strategy, text, what):
     try:
         return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):  # OverflowError: 1e400
         raise AiftError(f"strategy {strategy!r}: {what} {text!r} is not a number") from None
 
 

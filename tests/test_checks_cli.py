@@ -165,7 +165,7 @@ def test_io_folder_helpers(tmp_path):
 
 def test_lock_is_a_file_and_a_read_only_project_still_opens(tmp_path, monkeypatch):
     """The lock is PROJECT/.aift.lock (filelock); where it cannot be created (read-only medium: EROFS, as the
-    faults tests inject it) the project opens unlocked, so `aift status` keeps working there."""
+    faults tests inject it) the project opens unlocked for `aift status` only; writing commands are refused."""
     import errno
 
     import filelock
@@ -183,6 +183,11 @@ def test_lock_is_a_file_and_a_read_only_project_still_opens(tmp_path, monkeypatc
 
     monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
     entered = False
-    with _locked(project):
+    with _locked(project, write=False):  # a read-only command (status) opens it unlocked
         entered = True
     assert entered and not (project / LOCK).exists()
+    from aift_tf.errors import AiftError
+
+    with pytest.raises(AiftError, match="cannot lock the project"):  # a writing one is refused (issue 20)
+        with _locked(project):
+            pass

@@ -17,6 +17,14 @@ from aift_tf.errors import AiftError
 #: parts of file names (``queries-NAME.csv``), so nothing else is allowed.
 NAME_RE = re.compile(r"^[^\W_][\w.-]{0,63}$")
 MAX_NOTE = 2000
+#: Upper bounds of the fine-tuning settings (``aift init`` refuses more; config.json is checked against them, so a
+#: hand-edited absurd value cannot start a fine-tune that never ends).
+MAX_EPOCHS = 10000
+MAX_BATCH_SIZE = 65536
+#: a larger learning rate only makes the fine-tune diverge (NaN outputs) at every teach
+MAX_LEARNING_RATE = 10.0
+#: Seeds are numpy seeds: 0..2**32-1.
+MAX_SEED = 2 ** 32 - 1
 
 
 def printable(text) -> str:
@@ -78,6 +86,22 @@ def check_number(value, what: str, where: str, lo: Optional[float] = None) -> fl
     if lo is not None and value < lo:
         raise AiftError(f"{where}: {what} {value} must be >= {lo}")
     return float(value)
+
+
+def quoted(path) -> str:
+    """``path`` quoted for a shell (``shlex.quote``) and escaped for the terminal: a hint such as
+    ``aift teach PROJECT CSV`` can be pasted even when the path holds spaces or quotes.
+
+    Args:
+        path: a path or any string.
+
+    Example:
+    >>> quoted("my project")
+    "'my project'"
+    """
+    import shlex
+
+    return printable(shlex.quote(str(path)))
 
 
 def check_str(value, what: str, where: str, *, optional: bool = False, choices=None, empty: bool = False):

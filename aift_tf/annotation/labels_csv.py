@@ -3,7 +3,8 @@
 The file is streamed row by row (a huge or hostile file never sits in memory) and every problem is reported
 as ``FILE line N: ...``; reading stops after ``MAX_PROBLEMS`` problems. Labels may be a class index or a class
 name (case-insensitive when unambiguous); an empty label means "not labeled" (unsure / skipped: the candidate
-stays in the pool).
+stays in the pool). A malformed file (an unclosed quote, a row with more or fewer fields than the header) is
+refused whole: nothing of it is taught.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def label_lookup(class_names):
     def lookup(raw: str):
         if raw in names:
             return names[raw]
-        if re.fullmatch(r"[+-]?\d+(\.0*)?", raw):
-            v = int(float(raw))
+        if re.fullmatch(r"[+-]?[0-9]{1,30}(\.0*)?", raw):  # 30 digits: a huge number is simply not a class
+            v = int(raw.split(".")[0])
             return v if 0 <= v < K else None
         hit = lower.get(raw.lower(), [])
         return hit[0] if len(hit) == 1 else None
@@ -70,6 +71,8 @@ def parse_id(raw: str, n: int):
     """``(id, None)`` or ``(None, problem)`` for an id cell (an integer 0..n-1; ``5.0`` is accepted)."""
     if not raw:
         return None, "empty id"
+    if len(raw) > 40 or not raw.isascii() or "_" in raw:  # no id is that long; int() takes "1_0" and "٣"
+        return None, f"id {printable(raw[:40])!r} is not an integer candidate id"
     try:
         cid = int(raw)
     except ValueError:
@@ -107,7 +110,9 @@ def read_label_csv(path, n: int, class_names) -> Parsed:
     except OSError as e:
         raise AiftError(f"{where}: cannot read ({e.strerror or e})") from None
     with f:
-        reader = csv.reader(f)
+        # strict: an unclosed quote or a stray character after a closing quote is an error, never a
+        # silently swallowed rest of the file
+        reader = csv.reader(f, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -147,6 +152,10 @@ def read_label_csv(path, n: int, class_names) -> Parsed:
             if len(problems) >= MAX_PROBLEMS:
                 truncated = True
                 break
+            if len(row) != len(header):  # a ragged row: a shifted or merged line, never guessed at
+                problems.append((line, f"{len(row)} field(s) but the header has {len(header)} (a ragged row: a "
+                                       f"missing or extra comma?)"))
+                continue
             cid, problem = parse_id(cell(row, "id"), n)
             if problem:
                 problems.append((line, problem))

@@ -9,8 +9,8 @@ import json
 import re
 from pathlib import Path
 
-from aift_tf.annotation.checks import (check_int, check_name, check_number, check_object, check_str, field,
-                                       printable, shown)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, check_int, check_name, check_number,
+                                       check_object, check_str, field, printable, shown)
 from aift_tf.errors import AiftError
 
 #: config.json formats this version reads (1: every project so far).
@@ -86,11 +86,11 @@ def check_config(cfg, path) -> dict:
         raise AiftError(f"{w}: field \"strategy\": {e}") from None
     check_str(field(cfg, "learning", w), 'field "learning"', w, choices=LEARNING_STRATEGIES)
     check_number(field(cfg, "omega", w), 'field "omega"', w, 1)
-    check_int(field(cfg, "seed", w), 'field "seed"', w, 0)
+    check_int(field(cfg, "seed", w), 'field "seed"', w, 0, MAX_SEED)
     ft = check_object(field(cfg, "finetune", w), f'{w}: field "finetune"')
-    for key in ("epochs", "batch_size"):
+    for key, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
         if key in ft:
-            check_int(ft[key], f'field "finetune.{key}"', w, 1)
+            check_int(ft[key], f'field "finetune.{key}"', w, 1, most)
     if "learning_rate" in ft:
         check_number(ft["learning_rate"], 'field "finetune.learning_rate"', w, 0)
     return cfg
@@ -125,6 +125,13 @@ def check_state(st, path, n: int, K: int) -> dict:
         if i in seen:
             raise AiftError(f"{w}: field \"labeled_ids\" lists id {i} twice")
         seen.add(i)
+    # the fine-tune settings the learner runs with come from here: an absurd one would never end
+    for key, ft in (('"finetune', st.get("finetune")),
+                    ('"config.finetune', st["config"].get("finetune") if isinstance(st.get("config"), dict) else None)):
+        if isinstance(ft, dict):
+            for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+                if name in ft:
+                    check_int(ft[name], f'field {key}.{name}"', w, 1, most)
     hist = st.get("history", [])
     if not isinstance(hist, list):
         raise AiftError(f"{w}: field \"history\" must be a list, got {shown(hist)}")
@@ -142,6 +149,10 @@ def check_state(st, path, n: int, K: int) -> dict:
         if "seconds" in ft:
             check_number(ft["seconds"], 'field "history.finetune.seconds"', w, 0)
     return st
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def check_query_info(info, path, n: int) -> dict:
@@ -171,11 +182,10 @@ def check_query_info(info, path, n: int) -> dict:
         check_object(ann, f'{w}: field "annotators"')
         for name, share in ann.items():
             check_name(name, f'{w}: field "annotators"')
-            if not isinstance(share, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i in idset
-                                                      for i in share):
+            if not isinstance(share, list) or not all(_is_int(i) and i in idset for i in share):
                 raise AiftError(f"{w}: field \"annotators.{name}\" must be a list of the round's ids, got "
                                 f"{shown(share)}")
     shared = info.get("shared", [])
-    if not isinstance(shared, list) or not all(isinstance(i, int) and i in idset for i in shared):
+    if not isinstance(shared, list) or not all(_is_int(i) and i in idset for i in shared):
         raise AiftError(f"{w}: field \"shared\" must be a list of the round's ids, got {shown(shared)}")
     return info
