@@ -55,7 +55,7 @@ SCALE_DEFAULTS = {
     "paper": dict(steps=200, lr=5e-4, full_epochs=30, full_patience=3),
 }
 #: each round trains at least this many passes over its labeled patches (the step count is the floor)
-DEFAULT_ROUND_PASSES = 2.0
+DEFAULT_ROUND_PASSES = 4.0
 #: past the planned rounds a round queries max(query size, ceil(EXTRA_GROWTH x labels so far))
 EXTRA_GROWTH = 0.25
 #: settings that may be given again with --resume without conflicting (they do not change results)

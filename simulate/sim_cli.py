@@ -98,7 +98,7 @@ Examples:
               help="Gradient steps per round, at least (quick default 80, paper 200; see --round-passes).")
 @click.option("--round-passes", type=click.FloatRange(min=0), default=None, metavar="P",
               help="Each round trains at least P passes over its labeled patches (--steps is the floor), so the "
-                   "training grows with the labeled set (default 2; 0 = exactly --steps).")
+                   "training grows with the labeled set (default 4; 0 = exactly --steps).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, metavar="E",
               help="Passes over the labeled patches per round instead of --steps.")
 @click.option("--early-stopping", is_flag=True,

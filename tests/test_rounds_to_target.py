@@ -112,6 +112,26 @@ def test_cli_refuses_a_bad_cap_with_one_line(tmp_path):
         assert not out.exists()
 
 
+def test_every_seed_shares_one_trunk_cache_file(tmp_path):
+    """The trunk cache's key ignores the build seed (initializer configs), not the weights: the seeds of a
+    run from one M0 share one side file (it was computed again for every seed: ~6 s and 120 MB each on PE)."""
+    from aift_tf.store import open_store
+    from aift_tf.trunk_cache import trunk_key
+    from aift_tf.zoo import build_model, split_frozen
+
+    tiny = _tiny(tmp_path / "tiny.h5")
+    with open_store(tiny) as store:
+        shape = tuple(store.patch_shape)
+        m0 = tmp_path / "m0.weights.h5"
+        build_model("small_cnn", shape, 2, weights=None, trainable="top", seed=5).save_weights(m0)
+        keys = {trunk_key(store, split_frozen(build_model("small_cnn", shape, 2, weights=str(m0), trainable="top",
+                                                          seed=s))[0]) for s in (0, 1, 2)}
+        assert len(keys) == 1
+        random_init = {trunk_key(store, split_frozen(build_model("small_cnn", shape, 2, weights=None, trainable="top",
+                                                                 seed=s))[0]) for s in (0, 1)}
+        assert len(random_init) == 2  # other weights, other features
+
+
 # ----------------------------------------------------------------------------------------------- slow
 
 
