@@ -16,7 +16,7 @@ The protocol (the defaults and why, docs/results/PROTOCOL.md):
   :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has 10 points (M0, the initial set, 8 rounds);
 * **rounds until the target**: past the planned rounds, every strategy x seed keeps querying until the
   isotonic fit of its curve crosses the fixed target (:func:`crossed`), or it has ``max_labels`` labels
-  (default: the whole pool); each extra round queries :func:`extra_round_size` candidates (the planned
+  (default: the whole pool, at most :data:`DEFAULT_MAX_LABELS_FACTOR` x the planned budget); each extra round queries :func:`extra_round_size` candidates (the planned
   query size, growing geometrically with the labels so far: the same schedule for every strategy of a seed);
 * **fine-tuning**: gradient steps per round at a low learning rate, BatchNorm in inference mode (Keras's
   transfer-learning recipe): at least ``steps``, and at least ``round_passes`` passes over the labeled
@@ -58,6 +58,8 @@ SCALE_DEFAULTS = {
 DEFAULT_ROUND_PASSES = 4.0
 #: past the planned rounds a round queries max(query size, ceil(EXTRA_GROWTH x labels so far))
 EXTRA_GROWTH = 0.25
+#: default cap on a strategy x seed's labels: the whole pool, at most this many times the planned budget
+DEFAULT_MAX_LABELS_FACTOR = 4
 #: settings that may be given again with --resume without conflicting (they do not change results)
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
 
@@ -338,7 +340,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
         raise AiftError(f"budget {init_max + R * b} labels ({R} rounds x {b} after an initial set of up to "
                         f"{init_max}) is larger than the pool of {n_pool} candidates")
     planned_max = init_max + R * b  # the most labels a seed has after the planned rounds
-    cap = cfg.max_labels if cfg.max_labels is not None else n_pool
+    cap = cfg.max_labels if cfg.max_labels is not None else min(n_pool, DEFAULT_MAX_LABELS_FACTOR * planned_max)
     if cap > n_pool:
         raise AiftError(f"max_labels {cap} is larger than the pool of {n_pool} candidates")
     if cap < planned_max:

@@ -515,7 +515,7 @@ class Experiment:
 
         full_left = {(n, s) for n, s in self.job_list() if n == FULL}
 
-        def on_done(job, result):  # noqa: C901
+        def on_done(job, result):
             name, seed = job
             self.rows[job] = result["rows"]
             if result["curve"]:

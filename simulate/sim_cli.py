@@ -80,7 +80,7 @@ Examples:
 @click.option("--max-labels", type=click.IntRange(min=1), default=None, metavar="N",
               help="Past the planned rounds every strategy x seed (random baselines too) keeps querying until its "
                    "curve's isotonic fit crosses the target, at most to N labels; a seed that has not crossed by "
-                   "then is censored (default: the whole pool).")
+                   "then is censored (default: the whole pool, at most 4x the planned budget).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="S",
               help="Paired seeds 0..S-1 (M0 head, initial set, queries, fine-tuning; default 10).")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="small_cnn", show_default=True, help="Zoo model.")

@@ -88,7 +88,9 @@ def test_plan_records_the_cap_and_refuses_a_bad_one(tmp_path):
     with open_store(tiny) as store:
         pool = int(store.ids("train").size)
         p = plan_run(check_config(SimConfig(data=str(tiny), rounds=2, query_size=3, seeds=2)), store)
-        assert p["max_labels"] == pool and p["round_passes"] == DEFAULT_ROUND_PASSES
+        assert p["max_labels"] == pool and p["round_passes"] == DEFAULT_ROUND_PASSES  # 4x the budget > pool
+        p4 = plan_run(check_config(SimConfig(data=str(tiny), rounds=1, query_size=1, initial=4, seeds=2)), store)
+        assert p4["max_labels"] == 4 * (max(p4["initial"]["sizes"].values()) + 1) < pool
         assert p["budget"] == round(p["initial"]["mean"]) + 6 and "isotonic" in p["until_target"]
         p = plan_run(check_config(SimConfig(data=str(tiny), rounds=2, query_size=3, seeds=2, max_labels=20,
                                             round_passes=0)), store)
