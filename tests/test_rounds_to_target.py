@@ -227,13 +227,13 @@ def test_jobs_query_past_the_budget_until_the_target_or_the_cap(tmp_path):
 
 def _whole_pool_gap(store, tmp_path, extra=()):
     """(full-training AUC, final AUC of `random` and `aift` after labeling the whole pool): the planned
-    rounds end at the whole pool (no extra rounds), one seed."""
+    rounds (8, as the default's) end at the whole pool, one seed, the default recipe."""
     from aift_tf.store import open_store
 
     with open_store(store) as s:
         pool = int(s.ids("train").size)
-    rounds, initial = 4, pool // 5
-    b = math.ceil((pool - initial) / rounds)
+    rounds = 8  # the default's 8 query rounds after an initial set of one round's worth, up to the whole pool
+    b = math.ceil((pool - pool // (rounds + 1)) / rounds)
     initial = pool - rounds * b
     out = tmp_path / "whole"
     r = _sim(["--data", store, "--strategies", "random,aift", "--seeds", "1", "--full-seeds", "1", "--rounds", rounds,
