@@ -51,8 +51,8 @@ class FineTuneConfig:
         epochs: passes over the training candidates' patches per round (or, with
             ``steps_per_epoch``, epochs of that many steps).
         steps_per_epoch: gradient steps per epoch over the (repeated) labeled patches; ``None`` = one
-            pass. A fixed number of steps per round keeps a round's cost and its effect on the model
-            the same however large the labeled set has grown.
+            pass. Alone, a fixed number of steps per round keeps a round's cost the same however large
+            the labeled set has grown (and so trains a large labeled set too little: see ``min_passes``).
         min_passes: with ``steps_per_epoch``, each epoch takes at least this many passes over the
             training patches: ``max(steps_per_epoch, ceil(min_passes * patches / batch_size))`` steps,
             so a round's training grows with the labeled set once one pass exceeds the floor

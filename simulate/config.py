@@ -282,7 +282,10 @@ def plan_run(cfg: SimConfig, store) -> dict:
 
     Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
-    round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size.
+    round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size;
+    max_labels (the cap of the rounds past the budget), extra_growth (:func:`extra_round_size`), round_passes
+    (each round trains at least that many passes over its labeled patches; None = exactly ``steps``),
+    until_target (the rule, in words).
     """
     pool = store.ids("train")
     test = store.ids("test")
