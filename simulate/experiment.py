@@ -561,8 +561,9 @@ class Experiment:
                   "rule": f"mean full-training test AUC over {len(aucs)} seeds − {delta:g}, fixed from full "
                           f"training alone"}
         rf.write_target(self.out, target)
-        self._target_said = True
-        self.progress.line(f"target AUC {target['target_auc']:.4f} (full training {mean:.4f} − {delta:g})")
+        if not self.worker:  # a worker that wrote it leaves the line to the parent (it prints it once)
+            self._target_said = True
+            self.progress.line(f"target AUC {target['target_auc']:.4f} (full training {mean:.4f} − {delta:g})")
         return target
 
     def _tb_eval(self, strategy, seed, row):
