@@ -51,8 +51,13 @@ class FineTuneConfig:
         epochs: passes over the training candidates' patches per round (or, with
             ``steps_per_epoch``, epochs of that many steps).
         steps_per_epoch: gradient steps per epoch over the (repeated) labeled patches; ``None`` = one
-            pass. A fixed number of steps per round keeps a round's cost and its effect on the model
-            the same however large the labeled set has grown.
+            pass. Alone, a fixed number of steps per round keeps a round's cost the same however large
+            the labeled set has grown (and so trains a large labeled set too little: see ``min_passes``).
+        min_passes: with ``steps_per_epoch``, each epoch takes at least this many passes over the
+            training patches: ``max(steps_per_epoch, ceil(min_passes * patches / batch_size))`` steps,
+            so a round's training grows with the labeled set once one pass exceeds the floor
+            (``None`` = exactly ``steps_per_epoch``). With a fixed step count a learner that has
+            labeled the whole pool stays below full training: its curve measures compute, not labels.
         batch_size: patches per gradient step.
         learning_rate: optimizer learning rate.
         optimizer: `"adam"`, `"sgd"` (with `momentum`) or `"rmsprop"`.
@@ -73,10 +78,13 @@ class FineTuneConfig:
     >>> cfg = FineTuneConfig(epochs=3, learning_rate=1e-3)
     >>> FineTuneConfig.from_dict(cfg.to_dict()) == cfg
     True
+    >>> FineTuneConfig(epochs=1, steps_per_epoch=80, min_passes=2, batch_size=64).steps_for(8 * 1074)
+    269
     """
 
     epochs: int = 5
     steps_per_epoch: Optional[int] = None
+    min_passes: Optional[float] = None
     batch_size: int = 64
     learning_rate: float = 1e-3
     optimizer: str = "adam"
@@ -94,6 +102,10 @@ class FineTuneConfig:
             raise AiftError(f"epochs must be >= 1, got {self.epochs!r}")
         if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
             raise AiftError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch!r}")
+        if self.min_passes is not None:
+            mp = float(self.min_passes)
+            if not np.isfinite(mp) or mp <= 0:
+                raise AiftError(f"min_passes must be a positive number or None, got {self.min_passes!r}")
         if int(self.batch_size) < 1:
             raise AiftError(f"batch size must be >= 1, got {self.batch_size!r}")
         lr = float(self.learning_rate)
@@ -106,6 +118,21 @@ class FineTuneConfig:
         check_choice(self.monitor, "monitor", MONITORS)
         if self.patience is not None and int(self.patience) < 1:
             raise AiftError(f"patience must be >= 1 or None, got {self.patience!r}")
+
+    def steps_for(self, patches: int) -> Optional[int]:
+        """Gradient steps per epoch when training on ``patches`` patches (None = one pass, no repeat).
+
+        ``steps_per_epoch``, raised to ``ceil(min_passes * patches / batch_size)`` when that is larger.
+
+        Args:
+            patches: training patches of the round (candidates x patches per candidate).
+        """
+        if self.steps_per_epoch is None:
+            return None
+        steps = int(self.steps_per_epoch)
+        if self.min_passes is not None:
+            steps = max(steps, int(np.ceil(float(self.min_passes) * int(patches) / int(self.batch_size))))
+        return steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -315,14 +342,16 @@ def fine_tune(
                                                     patience=int(config.patience), restore_best_weights=True)
             cbs.append(stopper)
     t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=int(config.epochs), steps_per_epoch=config.steps_per_epoch, callbacks=cbs,
-                     verbose=verbose)
+    steps = config.steps_for(ids.size * source.m)
+    hist = model.fit(ds, epochs=int(config.epochs), steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
     seconds = time.perf_counter() - t0
     out = {k: [float(x) for x in v] for k, v in hist.history.items()}
     out["epochs"] = len(out.get("loss", []))
     out["seconds"] = seconds
     out["patches"] = int(ids.size * source.m)
     out["candidates"] = int(ids.size)
+    if steps is not None:
+        out["steps_per_epoch"] = int(steps)
     if stopper is not None and stopper.best is not None and np.isfinite(stopper.best):
         best = int(np.argmax(out["val_auc"]) if config.monitor == "val_auc" else np.argmin(out["val_loss"]))
         out["best_epoch"] = best + 1

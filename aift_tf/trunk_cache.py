@@ -60,9 +60,20 @@ def _weights_hash(model) -> str:
     return h.hexdigest()
 
 
+def _without_initializers(config):
+    """A layer config without its weight initializers: they carry the seed the model was built with (the
+    new head's seed differs per simulation seed) but not what the trunk computes; its weights are hashed."""
+    if isinstance(config, dict):
+        return {k: _without_initializers(v) for k, v in config.items() if not str(k).endswith("_initializer")}
+    if isinstance(config, (list, tuple)):
+        return [_without_initializers(v) for v in config]
+    return config
+
+
 def trunk_key(store, trunk) -> str:
-    """sha256 over the store file's sha256, the trunk's architecture and its weights."""
-    arch = json.dumps(trunk.get_config(), sort_keys=True, default=str)
+    """sha256 over the store file's sha256, the trunk's architecture (without its initializers, which only
+    carry the build seed) and its weights: every seed of a simulation that starts from one M0 shares a file."""
+    arch = json.dumps(_without_initializers(trunk.get_config()), sort_keys=True, default=str)
     h = hashlib.sha256()
     h.update(f"aift-trunk-cache/{FORMAT}\n".encode())
     h.update(store.sha256.encode() + b"\n")

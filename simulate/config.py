@@ -14,9 +14,14 @@ The protocol (the defaults and why, docs/results/PROTOCOL.md):
   is fitted on that set in round 1;
 * **budget**: :data:`DEFAULT_BUDGET_FRACTION` of the pool (at most :data:`DEFAULT_BUDGET_CAP` labels) in
   :data:`DEFAULT_ROUNDS` rounds after the initial set, so each curve has 10 points (M0, the initial set, 8 rounds);
-* **fine-tuning**: a fixed number of gradient steps per round at a low learning rate, BatchNorm in
-  inference mode (Keras's transfer-learning recipe); full training (the ceiling) uses the same recipe,
-  trained until the validation AUC stops improving.
+* **rounds until the target**: past the planned rounds, every strategy x seed keeps querying until the
+  isotonic fit of its curve crosses the fixed target (:func:`crossed`), or it has ``max_labels`` labels
+  (default: the whole pool, at most :data:`DEFAULT_MAX_LABELS_FACTOR` x the planned budget); each extra round queries :func:`extra_round_size` candidates (the planned
+  query size, growing geometrically with the labels so far: the same schedule for every strategy of a seed);
+* **fine-tuning**: gradient steps per round at a low learning rate, BatchNorm in inference mode (Keras's
+  transfer-learning recipe): at least ``steps``, and at least ``round_passes`` passes over the labeled
+  patches, so a round's training grows with the labeled set; full training (the ceiling) uses the same
+  rate, trained until the validation AUC stops improving.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ SCALE_DEFAULTS = {
     "quick": dict(steps=80, lr=5e-4, full_epochs=30, full_patience=3),
     "paper": dict(steps=200, lr=5e-4, full_epochs=30, full_patience=3),
 }
+#: each round trains at least this many passes over its labeled patches (the step count is the floor)
+DEFAULT_ROUND_PASSES = 4.0
+#: past the planned rounds a round queries max(query size, ceil(EXTRA_GROWTH x labels so far))
+EXTRA_GROWTH = 0.25
+#: default cap on a strategy x seed's labels: the whole pool, at most this many times the planned budget
+DEFAULT_MAX_LABELS_FACTOR = 4
 #: settings that may be given again with --resume without conflicting (they do not change results)
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
 
@@ -87,6 +98,8 @@ class SimConfig:
     train_batch_size: int = 64
     initial: Optional[int] = None  # None = one round's worth (see plan_run)
     target_delta: float = 0.01
+    max_labels: Optional[int] = None  # None = the whole pool: rounds past the budget stop there at the latest
+    round_passes: Optional[float] = None  # None = DEFAULT_ROUND_PASSES; 0 = exactly `steps` per round
     export: bool = True
     export_every_round: bool = False
     scratch: bool = False
@@ -207,6 +220,8 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.train_batch_size = check_int(c.train_batch_size, "train_batch_size", 1, coerce=True)
     c.initial = check_int(c.initial, "initial", 0, optional=True, coerce=True)
     c.target_delta = check_number(c.target_delta, "target_delta", low=0, high=0.5, coerce=True)
+    c.max_labels = check_int(c.max_labels, "max_labels", 1, optional=True, coerce=True)
+    c.round_passes = check_number(c.round_passes, "round_passes", low=0, optional=True, coerce=True)
     c.export = bool(c.export)
     c.export_every_round = bool(c.export_every_round)
     c.scratch = bool(c.scratch)
@@ -267,7 +282,10 @@ def plan_run(cfg: SimConfig, store) -> dict:
 
     Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
-    round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size.
+    round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size;
+    max_labels (the cap of the rounds past the budget), extra_growth (:func:`extra_round_size`), round_passes
+    (each round trains at least that many passes over its labeled patches; None = exactly ``steps``),
+    until_target (the rule, in words).
     """
     pool = store.ids("train")
     test = store.ids("test")
@@ -324,6 +342,14 @@ def plan_run(cfg: SimConfig, store) -> dict:
     if R * b > avail:
         raise AiftError(f"budget {init_max + R * b} labels ({R} rounds x {b} after an initial set of up to "
                         f"{init_max}) is larger than the pool of {n_pool} candidates")
+    planned_max = init_max + R * b  # the most labels a seed has after the planned rounds
+    cap = cfg.max_labels if cfg.max_labels is not None else min(n_pool, DEFAULT_MAX_LABELS_FACTOR * planned_max)
+    if cap > n_pool:
+        raise AiftError(f"max_labels {cap} is larger than the pool of {n_pool} candidates")
+    if cap < planned_max:
+        raise AiftError(f"max_labels {cap} is below the planned budget ({planned_max} labels: {R} rounds x {b} "
+                        f"after an initial set of up to {init_max}); give at least {planned_max}")
+    passes = DEFAULT_ROUND_PASSES if cfg.round_passes is None else float(cfg.round_passes)
     val = store.ids("val")
     val_labeled = val[store.labels[val] >= 0]
     has_val = val_labeled.size > 0 and np.unique(store.labels[val_labeled]).size >= 2
@@ -341,7 +367,60 @@ def plan_run(cfg: SimConfig, store) -> dict:
         early_stopping_split="val" if has_val else None,
         target_delta=float(cfg.target_delta), pool_size=n_pool, test_size=int(test_labeled.size),
         stop=None if cfg.stop is None else _stop_plan(cfg.stop, n_pool),
+        max_labels=int(cap), extra_growth=EXTRA_GROWTH,
+        round_passes=None if steps is None or passes == 0 else passes,
+        until_target=("past the planned rounds each strategy x seed queries until the isotonic fit of its curve "
+                      "crosses target.json's target (aift_tf.metrics.labels_to_target, smooth=True) or it has "
+                      f"max_labels labels; an extra round queries max(query_size, ceil({EXTRA_GROWTH:g} x labels so "
+                      f"far)), at most max_labels − labels"),
     )
+
+
+def extra_round_size(plan: dict, labels: int) -> int:
+    """Candidates queried by a round past the planned ones, after ``labels`` labels (0 = the cap is reached).
+
+    The planned query size, or ``ceil(extra_growth x labels)`` once that is larger (a geometric schedule:
+    a few rounds reach the cap; every strategy of a seed has the same label counts, so the same
+    schedule), never past ``max_labels``. A plan written before rounds past the budget existed
+    (no ``max_labels``) gets 0: its runs stop at the planned rounds.
+
+    Args:
+        plan: the run's plan (:func:`plan_run`).
+        labels: labels the strategy x seed has so far.
+
+    Example:
+    >>> extra_round_size({"query_size": 53, "max_labels": 1074, "extra_growth": 0.25}, 477)
+    120
+    >>> extra_round_size({"query_size": 53, "max_labels": 1074, "extra_growth": 0.25}, 1000)
+    74
+    """
+    cap = plan.get("max_labels")
+    if cap is None:
+        return 0
+    size = max(int(plan["query_size"]), math.ceil(float(plan.get("extra_growth", 0.0)) * int(labels)))
+    return int(max(0, min(size, int(cap) - int(labels))))
+
+
+def crossed(rows: list, target: float) -> bool:
+    """Whether one strategy x seed's curve (its rows.csv rows, round 0 = M0 first) has crossed ``target``:
+    the first crossing of the isotonic fit that the report reads (:func:`aift_tf.metrics.labels_to_target`
+    with ``smooth=True``) exists.
+
+    Args:
+        rows: the job's rows in round order (``labels``, ``test_auc``).
+        target: target.json's ``target_auc``.
+
+    Example:
+    >>> crossed([{"labels": 0, "test_auc": 0.6}, {"labels": 10, "test_auc": 0.8}], 0.75)
+    True
+    """
+    from aift_tf.metrics import labels_to_target
+
+    x = [int(r["labels"]) for r in rows]
+    y = [float(r["test_auc"]) for r in rows]
+    if len(x) < 2 or not all(math.isfinite(v) for v in y):
+        return False
+    return labels_to_target(x, y, float(target), smooth=True) is not None
 
 
 def _stop_plan(rule: str, n_pool: int) -> dict:

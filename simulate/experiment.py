@@ -13,7 +13,12 @@ whose pool labels are known. Per paired seed k:
    seed; :func:`simulate.config.draw_initial`), then each round queries ``query_size`` candidates,
    the oracle reveals their labels, the model is fine-tuned (learning strategy) and evaluated on the
    test split. ``random`` queries at random with the strategies' learning (continual: isolates the
-   selection); ``random-rft`` queries at random and restarts from M0 every round (the journal's RFT).
+   selection); ``random-rft`` queries at random and restarts from M0 every round (the journal's RFT);
+3. past the planned rounds, every strategy x seed (the random baselines too) keeps querying until the
+   isotonic fit of its curve crosses the target (:func:`simulate.config.crossed`, the report's rule) or it
+   has ``plan.max_labels`` labels, each extra round :func:`simulate.config.extra_round_size` candidates
+   (the same label counts for every strategy of a seed). These rounds read target.json, so a job that
+   gets there before full training has finished waits for it (with ``workers`` > 1).
 
 Python API::
 
@@ -49,7 +54,9 @@ from simulate.config import (
     RANDOM_BASELINES,
     SimConfig,
     check_config,
+    crossed,
     draw_initial,
+    extra_round_size,
     plan_run,
     resume_conflicts,
     selection_of,
@@ -61,6 +68,8 @@ EARLY_STOPPING_CHECKS = 5
 EARLY_STOPPING_PATIENCE = 2
 #: what full training's early stopping watches on the validation split
 FULL_MONITOR = "val_auc"
+#: seconds between two looks for target.json by a job that needs it before full training has finished
+TARGET_POLL_SECONDS = 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,6 +166,12 @@ class Progress(BaseProgress):
 
     def __init__(self, quiet: bool = False, total: int = 0):
         super().__init__(quiet, outer="rounds", total=total)
+
+    def advance(self, n: int = 1) -> None:
+        """Advance the outer bar by ``n`` rounds; rounds past the planned ones (until the target) raise its total."""
+        if self.outer is not None and self.outer.total is not None and self.outer.n + n > self.outer.total:
+            self.outer.total = self.outer.n + n
+        super().advance(n)
 
     def epochs_callback(self, label):
         """Keras callback: one bar per fine-tuning over its steps (None if quiet)."""
@@ -276,6 +291,9 @@ class Experiment:
 
         p = self.plan
         kw = dict(batch_size=self.cfg.train_batch_size, learning_rate=p["lr"], seed=int(seed))
+        passes = p.get("round_passes")  # a plan written before the recipe grew with the labeled set: None
+        if passes is not None and not self.cfg.early_stopping:
+            kw["min_passes"] = float(passes)
         if p["steps"] is None:
             return FineTuneConfig(epochs=p["epochs"], patience=EARLY_STOPPING_PATIENCE if self.cfg.early_stopping
                                   else None, **kw)
@@ -379,8 +397,26 @@ class Experiment:
         return f"{strategy} s{seed}"
 
     def n_rounds(self):
-        """Learner rounds of a strategy: the initial set, then `rounds` queries."""
+        """Planned learner rounds of a strategy: the initial set, then `rounds` queries (more follow until
+        the target is crossed: :meth:`next_size`)."""
         return 1 + int(self.plan["rounds"])
+
+    def next_size(self, rows, target) -> int:
+        """Candidates the next round of a strategy x seed queries (0 = the job is done).
+
+        ``rows`` are the job's rows so far (round 0 = M0 first). The planned rounds query ``query_size``;
+        past them a round runs only while the curve has not crossed ``target`` (target.json's AUC, the
+        report's isotonic first-crossing rule) and fewer than ``max_labels`` labels are spent
+        (:func:`simulate.config.extra_round_size`). ``target`` None = not known yet (only asked past the
+        planned rounds).
+        """
+        if len(rows) - 1 < self.n_rounds():  # rounds finished (round 0 = M0) < planned
+            return int(self.plan["query_size"])
+        if target is None:
+            raise AiftError("the target is needed past the planned rounds")
+        if crossed(rows, float(target["target_auc"])):
+            return 0
+        return extra_round_size(self.plan, int(rows[-1]["labels"]))
 
     # -------------------------------------------------------------- jobs
     def load_existing(self):
@@ -419,6 +455,29 @@ class Experiment:
             for strategy in self.cfg.strategies:
                 self.run_active(strategy, seed)
 
+    def wait_target(self) -> dict:
+        """target.json, once full training has finished (rounds past the planned ones need it).
+
+        The sequential loop fixed it before the strategies; a worker process whose job gets here while
+        a full-training job still runs waits for the parent to write it, or writes it itself (the same
+        file, from the full-training jobs' saved rows only) once every full-training job has saved.
+        """
+        while True:
+            target = rf.read_target(self.out)
+            if target is not None:
+                return target
+            full = {}
+            for s in self.full_seeds:
+                _, latest = rf.latest_round(rf.state_dir(self.out, FULL, s))
+                if latest is None:
+                    break
+                full[s] = rf.read_rows(latest)
+            else:
+                for s, rows in full.items():
+                    self.rows.setdefault((FULL, s), rows)
+                return self.fix_target()
+            time.sleep(TARGET_POLL_SECONDS)
+
     def job_list(self) -> list:
         """Every (job, seed) of the run in the sequential order: full training (and scratch) first."""
         jobs = []
@@ -431,7 +490,13 @@ class Experiment:
         r, latest = rf.latest_round(rf.state_dir(self.out, name, seed))
         if name in (FULL, SCRATCH):
             return latest is None
-        return r != self.n_rounds() or (self._wants_export(seed) and not self._final_export_done(name, seed))
+        if latest is None or (self._wants_export(seed) and not self._final_export_done(name, seed)):
+            return True
+        rows = rf.read_rows(latest)
+        if r < self.n_rounds():
+            return True
+        target = rf.read_target(self.out)
+        return target is None or self.next_size(rows, target) > 0
 
     def job_units(self, name) -> int:
         return 1 if name in (FULL, SCRATCH) else self.n_rounds()
@@ -459,7 +524,8 @@ class Experiment:
             self.flush_csv()
             for msg in result["lines"]:
                 self.progress.line(msg)
-            self.progress.advance(self.job_units(name) - self._units_done.get(job, 0))
+            units = 1 if name in (FULL, SCRATCH) else len(result["rows"]) - 1
+            self.progress.advance(max(0, units - self._units_done.get(job, 0)))
             full_left.discard(job)
             if not full_left:
                 self.fix_target()
@@ -483,6 +549,10 @@ class Experiment:
         """target.json: mean full-training test AUC over the seeds − target_delta (written once)."""
         target = rf.read_target(self.out)
         if target is not None:
+            if not getattr(self, "_target_said", False) and not self.worker:
+                self._target_said = True
+                self.progress.line(f"target AUC {target['target_auc']:.4f} (full training "
+                                   f"{target['full_auc_mean']:.4f} − {target['delta']:g})")
             return target
         aucs = [self.rows[(FULL, s)][0]["test_auc"] for s in self.full_seeds]
         mean = float(np.mean(aucs))
@@ -491,7 +561,9 @@ class Experiment:
                   "rule": f"mean full-training test AUC over {len(aucs)} seeds − {delta:g}, fixed from full "
                           f"training alone"}
         rf.write_target(self.out, target)
-        self.progress.line(f"target AUC {target['target_auc']:.4f} (full training {mean:.4f} − {delta:g})")
+        if not self.worker:  # a worker that wrote it leaves the line to the parent (it prints it once)
+            self._target_said = True
+            self.progress.line(f"target AUC {target['target_auc']:.4f} (full training {mean:.4f} − {delta:g})")
         return target
 
     def _tb_eval(self, strategy, seed, row):
@@ -546,12 +618,12 @@ class Experiment:
     def run_active(self, strategy, seed):
         from aift_tf.learner import ActiveLearner
 
-        cfg, n_rounds = self.cfg, self.n_rounds()
+        cfg = self.cfg
         sdir = rf.state_dir(self.out, strategy, seed)
         r, latest = rf.latest_round(sdir)
         label = self._label(strategy, seed)
         need_export = self._wants_export(seed) and not self._final_export_done(strategy, seed)
-        if r == n_rounds and not need_export:
+        if latest is not None and not need_export and not self.job_pending(strategy, seed):
             self.rows[(strategy, seed)] = rf.read_rows(latest)
             return
         cb = self.progress.stage(label)
@@ -582,12 +654,17 @@ class Experiment:
             self.flush_csv()
             self._tb_eval(strategy, seed, rows[-1])
             self.progress.line(f"{strategy:>24} seed {seed} round 0: {0:5d} labels  AUC {ev['auc']:.4f}  (M0)")
-        while learner.round < n_rounds:
+        while True:
             rnd = learner.round + 1
+            size = self.next_size(rows, None if rnd <= self.n_rounds() else self.wait_target())
+            if size > 0 and rnd > self.n_rounds():
+                size = self._fillable(learner, size)
+            if size < 1:
+                break
             if rnd == 1:  # the cold-start set: shared by every strategy of the seed
                 ids, scoring = self.initial_ids(seed), 0.0
             else:
-                q = learner.query(self.plan["query_size"])
+                q = learner.query(size)
                 ids, scoring = q.ids, float(q.seconds)
             rec = learner.teach(ids, self.store.labels[ids], callbacks=self._callbacks(strategy, seed, rnd, label),
                                 verbose=0)
@@ -607,6 +684,15 @@ class Experiment:
                                f"AUC {row['test_auc']:.4f}  positives {row['positives_found']}")
         if need_export:
             self._do_final_export(learner, strategy, seed)
+
+    def _fillable(self, learner, size) -> int:
+        """``size`` limited to what a query can take: the unlabeled pool, and with --max-per-group at most
+        K candidates of each group."""
+        left = learner.unlabeled_ids()
+        if self.cfg.max_per_group is not None and left.size:
+            _, counts = np.unique(self.store.groups[left], return_counts=True)
+            return int(min(size, np.minimum(counts, self.cfg.max_per_group).sum()))
+        return int(min(size, left.size))
 
     def run_full(self, name, seed):
         """Full training (M0 fine-tuned on the whole pool) or training from scratch (random
@@ -695,6 +781,10 @@ def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict
                      "query RNG and fine-tuning (seed + 1000*round); every strategy of a seed shares them",
             "full_training": "M0 fine-tuned on the whole labeled pool with the rounds' recipe until the validation "
                              "AUC stops improving (at most plan.full_epochs epochs); it may use validation labels",
+            "rounds": "plan.rounds query rounds after the initial set (plan.budget labels); past them every strategy "
+                      "x seed keeps querying until its curve crosses target.json's target (plan.until_target) or "
+                      "has plan.max_labels labels; each round trains max(plan.steps, plan.round_passes passes over "
+                      "the labeled patches) gradient steps",
         },
     }
 

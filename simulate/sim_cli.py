@@ -29,6 +29,7 @@ _SETTING = {
     "trainable": "trainable", "steps": "steps", "epochs": "epochs", "early_stopping": "early_stopping",
     "full_epochs": "full_epochs", "full_patience": "full_patience", "full_seeds": "full_seeds", "lr": "lr",
     "train_batch_size": "train_batch_size", "initial": "initial", "target_delta": "target_delta", "export": "export",
+    "max_labels": "max_labels", "round_passes": "round_passes",
     "export_every_round": "export_every_round", "scratch": "scratch", "cache_trunk": "cache_trunk",
     "distribute": "distribute", "stop": "stop",
 }
@@ -76,6 +77,10 @@ Examples:
               help="Query rounds after the initial random set (default 8).")
 @click.option("--budget", type=click.IntRange(min=1), default=None, metavar="N",
               help="Total labels incl. the initial set (default 45% of the pool, at most 2000).")
+@click.option("--max-labels", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Past the planned rounds every strategy x seed (random baselines too) keeps querying until its "
+                   "curve's isotonic fit crosses the target, at most to N labels; a seed that has not crossed by "
+                   "then is censored (default: the whole pool, at most 4x the planned budget).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="S",
               help="Paired seeds 0..S-1 (M0 head, initial set, queries, fine-tuning; default 10).")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="small_cnn", show_default=True, help="Zoo model.")
@@ -90,7 +95,10 @@ Examples:
 @click.option("--trainable", type=click.Choice(POLICIES), default="top", show_default=True,
               help="Which layers fine-tuning updates.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, metavar="K",
-              help="Gradient steps per round (quick default 80, paper 200).")
+              help="Gradient steps per round, at least (quick default 80, paper 200; see --round-passes).")
+@click.option("--round-passes", type=click.FloatRange(min=0), default=None, metavar="P",
+              help="Each round trains at least P passes over its labeled patches (--steps is the floor), so the "
+                   "training grows with the labeled set (default 4; 0 = exactly --steps).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, metavar="E",
               help="Passes over the labeled patches per round instead of --steps.")
 @click.option("--early-stopping", is_flag=True,

@@ -259,7 +259,12 @@ def test_end_to_end_every_output(reference_run, tiny):
     for st in ("aift", "random"):
         for k in ("0", "1"):
             expect += [(st, k, "0", 0), (st, k, "1", init[k]), (st, k, "2", init[k] + 4), (st, k, "3", init[k] + 8)]
-    assert key == expect
+    # the planned rounds, then (until the target is crossed, tests/test_rounds_to_target.py) maybe more
+    planned = [x for x in key if x[0] == "full" or int(x[2]) <= 3]
+    assert planned == expect
+    for x in key:
+        if x[0] != "full" and int(x[2]) > 3:
+            assert x[3] > init[x[1]] + 8 and x[3] <= cfg["plan"]["max_labels"], x
     for x in rows:
         assert 0 <= float(x["test_auc"]) <= 1
     by = {(x["strategy"], x["seed"], x["round"]): x for x in rows}
@@ -290,7 +295,7 @@ def test_end_to_end_every_output(reference_run, tiny):
     assert s["m0"]["source"] == "none" and s["verdict"][0].startswith("NO PRE-TRAINED M0")
     for name in ("aift", "random"):
         st = s["strategies"][name]
-        assert len(st["labels"]) == 4 and len(st["auc_mean"]) == 4 and st["unstable_rounds"] is not None
+        assert len(st["labels"]) >= 4 and len(st["auc_mean"]) >= 4 and st["unstable_rounds"] is not None
     sv = s["strategies"]["aift"]["savings"]
     assert sv["reference"] == "random" and sv["target_auc"] == pytest.approx(target["target_auc"])
     assert sv["ci95"] is None or sv["ci95"][0] <= sv["estimate"] <= sv["ci95"][1]
@@ -307,7 +312,8 @@ def test_end_to_end_every_output(reference_run, tiny):
         assert model_dir.is_dir() and not (out / "models" / name / "seed1").exists()  # exports: first seed
         tb = list((out / "tb" / name / "seed0").rglob("events.out.tfevents*"))
         assert tb, name
-        state = out / "state" / name / "seed0" / "round-003"
+        last = max(int(x["round"]) for x in rows if x["strategy"] == name and x["seed"] == "0")
+        state = out / "state" / name / "seed0" / f"round-{last:03d}"
         assert (state / "learner" / "state.json").is_file() and (state / "rows.json").is_file()
     provenance = list((out / "models" / "aift" / "seed0").rglob("*.json"))
     assert provenance
