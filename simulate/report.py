@@ -476,6 +476,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         "max_labels": label_cap(plan),
         "initial": plan["initial"],
         "fine_tuning": {"steps": plan["steps"], "epochs": plan["epochs"], "lr": plan["lr"],
+                        "round_passes": plan.get("round_passes") or 0,
                         "train_batch_size": settings["train_batch_size"],
                         "early_stopping": bool(settings.get("early_stopping")), "batchnorm": "inference mode"},
         "learning": settings["learning"],
@@ -1139,7 +1140,9 @@ def render_markdown(summary, config, figures) -> str:
     for title, fname in figures:
         L += [f"### {title}", "", f"![{title}]({fname})", ""]
     ft, ini = s["fine_tuning"], s["initial"]
-    recipe = (f"{ft['steps']} gradient steps" if ft["steps"] is not None else f"{ft['epochs']} epoch(s)") + \
+    steps = (f"max({ft['steps']}, {ft['round_passes']} passes over the labeled patches) gradient steps"
+             if ft.get("round_passes") else f"{ft['steps']} gradient steps")
+    recipe = (steps if ft["steps"] is not None else f"{ft['epochs']} epoch(s)") + \
         f" of {ft['train_batch_size']} patches per round, Adam lr {ft['lr']:g}, BatchNorm in inference mode, " + \
         ("early stopping on the validation split (its labels are labels too)" if ft["early_stopping"]
          else "no early stopping in the rounds (validation labels would be labels too)")
