@@ -56,6 +56,7 @@ def test_reader_reads_the_state_dict_with_strides():
     assert w.shape == (32, 3, 3, 3) and w.dtype == np.float32 and w.flags.c_contiguous
     assert sd["_fc.weight"].shape == (1000, 1280) and sd["_bn1.running_var"].min() > 0
     assert {m for m, _ in ALLOWED_GLOBALS} == {"collections", "torch._utils", "torch"}
+    assert ALLOWED_GLOBALS[("torch", "FloatStorage")]() is not ALLOWED_GLOBALS[("torch", "FloatStorage")]()
 
 
 def test_every_tensor_maps_to_a_keras_weight():

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -42,7 +43,7 @@ _STORAGE_DTYPES = {
 
 
 class _StorageType:
-    """Stand-in for ``torch.<X>Storage`` classes: only carries the numpy dtype."""
+    """Stand-in for ``torch.<X>Storage`` classes: only carries the numpy dtype (a fresh one per lookup)."""
 
     def __init__(self, name):
         self.name = name
@@ -73,11 +74,19 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     return _TensorRef(storage, int(storage_offset), size, stride)
 
 
-#: the only globals a legacy state-dict pickle may name (module, name) → local stand-in
+def _fresh_rebuild():
+    def rebuild(*args):
+        return _rebuild_tensor_v2(*args)
+
+    return rebuild
+
+
+#: the only globals a legacy state-dict pickle may name: (module, name) → factory of a local stand-in. Each lookup
+#: gets a fresh stand-in, so a pickle that BUILDs (sets attributes on) what it looked up changes nothing shared.
 ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,  # a builtin type: immutable
+    ("torch._utils", "_rebuild_tensor_v2"): _fresh_rebuild,
+    **{("torch", name): (lambda name=name: _StorageType(name)) for name in _STORAGE_DTYPES},
 }
 
 
@@ -90,9 +99,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            factory = ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a state dict") from None
+        return factory()
 
     def persistent_load(self, pid):
         if (not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage"
@@ -153,6 +163,7 @@ def read_state_dict(path) -> "collections.OrderedDict[str, object]":
             keys = _load(f, storages)
             if not isinstance(keys, list) or sorted(keys) != sorted(storages):
                 raise ValueError("storage key list does not match the tensors")
+            size = os.fstat(f.fileno()).st_size
             for key in keys:
                 st = storages[key]
                 head = f.read(8)
@@ -162,6 +173,8 @@ def read_state_dict(path) -> "collections.OrderedDict[str, object]":
                 if numel != st.numel:
                     raise ValueError(f"storage {key}: {numel} elements, announced {st.numel}")
                 dtype = np.dtype(st.stype.dtype)
+                if numel < 0 or numel * dtype.itemsize > size - f.tell():
+                    raise ValueError(f"truncated (storage {key} needs {numel * dtype.itemsize} bytes)")
                 raw = f.read(numel * dtype.itemsize)
                 if len(raw) != numel * dtype.itemsize:
                     raise ValueError(f"truncated (storage {key})")
@@ -181,7 +194,7 @@ def read_state_dict(path) -> "collections.OrderedDict[str, object]":
     except OSError as e:
         raise AiftError(f"{path}: cannot read ({e.strerror or e})") from None
     except (pickle.UnpicklingError, ValueError, EOFError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error, MemoryError, RecursionError) as e:
+            struct.error, MemoryError, RecursionError, OverflowError) as e:
         raise AiftError(f"{path}: not a valid legacy PyTorch state dict "
                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
 
