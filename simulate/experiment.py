@@ -110,7 +110,7 @@ def resolve_m0(cfg: SimConfig, patch_shape, store=None, cache_dir=None, progress
         # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
         from aift_tf.zoo import weights as zoo_weights
 
-        zoo_weights.check_imagenet_supported(cfg.model, shape)
+        zoo_weights.prepare_imagenet(cfg.model, shape)  # also converts efficientnet_lite0 once
         cached = zoo_weights.keras_cache_dir() / zoo_weights.imagenet_filename(cfg.model, shape)
         if not cached.exists():
             raise AiftError(f"--weights imagenet: {cached} is not in the Keras cache (offline); "

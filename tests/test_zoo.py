@@ -195,6 +195,6 @@ def test_imagenet_offline_message(tmp_path, monkeypatch):
 
 def test_model_names():
     assert MODEL_NAMES == ("small_cnn", "alexnet", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0",
-                           "densenet121")
+                           "densenet121", "efficientnet_lite0")
     for name in MODEL_NAMES[2:]:
         assert zw.imagenet_filename(name).endswith(".h5")

