@@ -42,7 +42,7 @@ def tiny_store_path(tmp_path):
     return path
 
 
-def make_multiclass_arrays(k=5, n=80, m=2, size=16, channels=1, seed=0, groups=10, mix=None):
+def make_multiclass_arrays(k=5, n=80, m=2, size=16, channels=1, seed=0, groups=10, mix=None, absent_from_test=()):
     """A tiny K-class candidate set: class c > 0 carries a bright blob at its own position (class 0 none).
 
     Every class has candidates in every split (the first ``3 k`` candidates cycle through the classes and are
@@ -58,6 +58,8 @@ def make_multiclass_arrays(k=5, n=80, m=2, size=16, channels=1, seed=0, groups=1
     for s in ("train", "val", "test"):  # every class in every split
         where = np.flatnonzero(split == s)
         labels[where[:k]] = np.arange(k)[: where[:k].size]
+    for c in absent_from_test:
+        labels[(split == "test") & (labels == c)] = 0
     yy, xx = np.mgrid[:size, :size]
     patches = rng.normal(80, 15, size=(n, m, size, size, channels))
     angle = 2 * np.pi * np.arange(k) / max(k - 1, 1)
