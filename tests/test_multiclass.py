@@ -205,8 +205,17 @@ def test_bad_multiclass_stores_one_line_exit_2(tmp_path):
 # ---------------------------------------------------------------------------------------------- aift
 
 
+class _Result:
+    """A CliRunner result with subprocess-like names (in-process: no TensorFlow start-up per command)."""
+
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
 def _aift(*args):
-    return _run("aift_tf.cli", *args)
+    from test_aift_cli import aift
+
+    return _Result(aift(*args))
 
 
 def _write(path, rows):
