@@ -36,6 +36,10 @@ initial random set, shared by every strategy of a seed):
 * **ceiling check**: the difference "mean AUC at the planned budget − mean full-training AUC" (full training runs
   on the first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling, and
   the target is then unreliable.
+* **multi-class stores** (K > 2): every AUC is the macro one-vs-rest AUC; **per-class recall at the budget**: the
+  mean over seeds of rounds.csv's ``class_recall`` at the last planned round (recall of each class at the argmax),
+  the labeled candidates per class, and the paired difference of recall vs the primary random baseline
+  (``per_class_recall_at_budget``); positives found and FROC are binary-only.
 * The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`); whether a sentence
   says "saves", "needs more" or "no detectable difference" depends on the interval and the censoring counts
   only, never on a point estimate (:func:`_direction`).
