@@ -53,7 +53,7 @@ def make_multiclass_arrays(k=5, n=80, m=2, size=16, channels=1, seed=0, groups=1
     p = np.full(k, 1.0 / k) if mix is None else np.asarray(mix, dtype=np.float64) / np.sum(mix)
     labels = rng.choice(k, size=n, p=p).astype(np.int64)
     group = np.arange(n) * groups // n
-    n_test, n_val = max(1, groups // 4), 1
+    n_test = max(1, groups // 4)
     split = np.where(group >= groups - n_test, "test", np.where(group == groups - n_test - 1, "val", "train"))
     for s in ("train", "val", "test"):  # every class in every split
         where = np.flatnonzero(split == s)

@@ -229,14 +229,14 @@ def test_five_class_page_keys_one_to_k_and_buttons(browser, tmp_path):
 
     names = ["grade_0", "grade_1", "grade_2", "grade_3", "grade_4"]
     a = make_multiclass_arrays(n=60, seed=1, groups=10)
-    store, project = tmp_path / "grades.h5", tmp_path / "proj"
+    store, proj = tmp_path / "grades.h5", tmp_path / "proj"
     write_store(store, a["patches"], a["labels"], a["groups"], a["split"], app="grades", class_names=names)
-    r = aift("init", project, "--data", store, "--epochs", 1, "--batch-size", 32, "--seed", 0, "--quiet")
+    r = aift("init", proj, "--data", store, "--epochs", 1, "--batch-size", 32, "--seed", 0, "--quiet")
     assert r.exit_code == 0, r.stderr
-    r = aift("query", project, "-n", 8, "--quiet")
+    r = aift("query", proj, "-n", 8, "--quiet")
     assert r.exit_code == 0, r.stderr
     drv = browser
-    drv.get((project / "round-001" / "gallery.html").as_uri())
+    drv.get((proj / "round-001" / "gallery.html").as_uri())
     body = drv.find_element(By.TAG_NAME, "body")
     cards = drv.find_elements(By.CSS_SELECTOR, ".card")
     ids = [int(c.get_attribute("data-id")) for c in cards]
@@ -263,10 +263,10 @@ def test_five_class_page_keys_one_to_k_and_buttons(browser, tmp_path):
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert {int(x["id"]): int(x["label"]) for x in rows if x["label"]} == expected
-    r = aift("teach", project, csv_path, "--quiet")
+    r = aift("teach", proj, csv_path, "--quiet")
     assert r.exit_code == 0, (r.output, r.stderr)
-    led = ledger(project)
+    led = ledger(proj)
     assert {e["id"]: e["label"] for e in led} == expected
     assert all(e["class"] == names[e["label"]] for e in led)
     # every class labeled: the round fine-tuned a 5-way head
-    assert (project / "checkpoints" / "round-001" / "state.json").is_file()
+    assert (proj / "checkpoints" / "round-001" / "state.json").is_file()

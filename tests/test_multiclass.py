@@ -252,7 +252,8 @@ def test_aift_round_trip_on_a_five_class_store(tmp_path):
     assert r.returncode == 0, r.stderr
     rnd = project / "round-001"
     info = json.loads((rnd / "query.json").read_text())
-    shares, shared = info["annotators"], info["shared"]
+    shared = info["shared"]
+    assert sorted(info["annotators"]) == ["alice", "bob"] and len(shared) >= 2
     page = (rnd / "gallery-alice.html").read_text()
     for k, name in enumerate(NAMES):  # one button per class, key k+1
         assert f'data-label="{k}"' in page and name in page
