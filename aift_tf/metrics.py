@@ -19,6 +19,7 @@ __all__ = [
     "candidate_probability",
     "candidate_prediction",
     "auc",
+    "class_recall",
     "alc",
     "labels_to_target",
     "smooth_curve",
@@ -114,6 +115,37 @@ def auc(labels, scores) -> float:
         return float(roc_auc_score(y, s if s.ndim == 1 else s[:, 1]))
     per_class = [roc_auc_score(y == c, s[:, c]) for c in present]
     return float(np.mean(per_class))
+
+
+def class_recall(labels, scores, num_classes: int) -> list:
+    """Recall of every class when each candidate is given its most probable class (argmax).
+
+    Shows which classes a model neglects, beside the (macro) AUC that averages them away.
+
+    Args:
+        labels: ``(n,)`` integer class labels in 0 … K−1.
+        scores: ``(n,)`` P(class 1) (binary) or ``(n, K)`` class probabilities.
+        num_classes: K.
+
+    Returns:
+        K floats: the share of class k's candidates predicted as k; ``nan`` for a class with no candidate.
+
+    Example:
+    >>> class_recall([0, 1, 1, 2], [[.8, .1, .1], [.1, .8, .1], [.6, .3, .1], [.1, .1, .8]], 3)
+    [1.0, 0.5, 1.0]
+    """
+    y = _int_labels(labels, "labels")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        s = np.stack([1.0 - s, s], axis=1)
+    K = int(num_classes)
+    if s.ndim != 2 or s.shape != (y.size, K):
+        raise AiftError(f"scores of shape {np.shape(scores)} do not match {y.size} labels of {K} classes")
+    if y.size and (y.min() < 0 or y.max() >= K):
+        bad = int(y[(y < 0) | (y >= K)][0])
+        raise AiftError(f"label {bad} is outside 0..{K - 1}")
+    pred = np.argmax(s, axis=1)
+    return [float(np.mean(pred[y == k] == k)) if (y == k).any() else float("nan") for k in range(K)]
 
 
 # ----------------------------------------------------------------------------- learning curves

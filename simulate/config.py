@@ -48,6 +48,8 @@ DEFAULT_ROUNDS = 8
 DEFAULT_BUDGET_FRACTION = 0.45
 DEFAULT_BUDGET_CAP = 2000
 INITIAL_PER_CLASS = 2
+#: a class under this share of the pool is rare: the report says how many draws the initial set took
+RARE_CLASS_SHARE = 0.05
 #: fine-tuning recipe per scale: gradient steps per round, learning rate, full-training epoch cap and patience
 #: (protocol tuning on the simulated PE app only, written down in docs/results/PROTOCOL.md)
 SCALE_DEFAULTS = {
@@ -280,9 +282,14 @@ def draw_initial(pool_ids, pool_labels, seed: int, minimum: int = 0, per_class: 
 def plan_run(cfg: SimConfig, store) -> dict:
     """Resolve the defaults that depend on the store and check the label budget against the pool.
 
+    Any K >= 2 classes: for K > 2 every AUC of the run is the macro one-vs-rest AUC (:func:`aift_tf.metrics.auc`);
+    a class the test split lacks is left out of it (listed in ``test_classes_missing``).
+
     Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
     round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size;
+    num_classes, class_names, pool_class_counts, test_class_counts, test_classes_missing; initial.rare_classes
+    (classes under :data:`RARE_CLASS_SHARE` of the pool) and initial.draws_min / draws_max (draws over the seeds);
     max_labels (the cap of the rounds past the budget), extra_growth (:func:`extra_round_size`), round_passes
     (each round trains at least that many passes over its labeled patches; None = exactly ``steps``),
     until_target (the rule, in words).
@@ -299,8 +306,6 @@ def plan_run(cfg: SimConfig, store) -> dict:
     test_labeled = test[store.labels[test] >= 0]
     if test_labeled.size == 0 or np.unique(store.labels[test_labeled]).size < 2:
         raise AiftError(f"{store.path}: the 'test' split needs labeled candidates of at least two classes")
-    if store.num_classes != 2:
-        raise AiftError(f"{store.path}: aift-sim supports binary stores (K=2), this one has {store.num_classes} classes")
     d = SCALE_DEFAULTS["paper" if cfg.scale == "paper" and cfg.data is None else "quick"]
     seeds = cfg.seeds if cfg.seeds is not None else DEFAULT_SEEDS
     labels = store.labels[pool]
@@ -314,7 +319,14 @@ def plan_run(cfg: SimConfig, store) -> dict:
         minimum = b if b is not None else B0 // (R0 + 1)
     if minimum >= n_pool:
         raise AiftError(f"initial {minimum} random labels is not less than the pool of {n_pool} candidates")
-    sizes = {str(s): int(draw_initial(pool, labels, s, minimum).size) for s in range(seeds)}
+    K = int(store.num_classes)
+    short = [k for k in range(K) if int(np.sum(labels == k)) < INITIAL_PER_CLASS]
+    if short:
+        k = short[0]
+        raise AiftError(f"{store.path}: class {k} ({store.class_names[k]!r}) of the {K} class names has "
+                        f"{int(np.sum(labels == k))} pool candidate(s); the cold start needs {INITIAL_PER_CLASS} of "
+                        f"every class (are the class names right?)")
+    sizes = {str(s): int(draw_initial(pool, labels, s, minimum, num_classes=K).size) for s in range(seeds)}
     init_max = max(sizes.values())
     init_mean = float(np.mean(list(sizes.values())))
     avail = n_pool - init_max
@@ -350,6 +362,10 @@ def plan_run(cfg: SimConfig, store) -> dict:
         raise AiftError(f"max_labels {cap} is below the planned budget ({planned_max} labels: {R} rounds x {b} "
                         f"after an initial set of up to {init_max}); give at least {planned_max}")
     passes = DEFAULT_ROUND_PASSES if cfg.round_passes is None else float(cfg.round_passes)
+    pool_counts = np.bincount(labels, minlength=K)
+    rare = [{"class": int(k), "name": str(store.class_names[k]), "share": float(pool_counts[k] / n_pool)}
+            for k in range(K) if pool_counts[k] / n_pool < RARE_CLASS_SHARE]
+    test_counts = np.bincount(store.labels[test_labeled], minlength=K)
     val = store.ids("val")
     val_labeled = val[store.labels[val] >= 0]
     has_val = val_labeled.size > 0 and np.unique(store.labels[val_labeled]).size >= 2
@@ -358,7 +374,11 @@ def plan_run(cfg: SimConfig, store) -> dict:
         seeds=int(seeds), query_size=int(b), rounds=int(R), budget=int(round(init_mean) + R * b),
         initial={"rule": f"random draws until every class has >= {INITIAL_PER_CLASS} labels, at least "
                          f"{minimum} draws", "minimum": int(minimum), "per_class": INITIAL_PER_CLASS,
-                 "sizes": sizes, "mean": init_mean},
+                 "sizes": sizes, "mean": init_mean, "draws_min": int(min(sizes.values())), "draws_max": init_max,
+                 "rare_classes": rare},
+        num_classes=K, class_names=[str(c) for c in store.class_names],
+        pool_class_counts=[int(v) for v in pool_counts], test_class_counts=[int(v) for v in test_counts],
+        test_classes_missing=[int(k) for k in range(K) if test_counts[k] == 0],
         steps=None if steps is None else int(steps), epochs=None if cfg.epochs is None else int(cfg.epochs),
         lr=float(cfg.lr if cfg.lr is not None else d["lr"]),
         full_epochs=int(cfg.full_epochs if cfg.full_epochs is not None else d["full_epochs"]),

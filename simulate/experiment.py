@@ -132,8 +132,10 @@ def resolve_m0(cfg: SimConfig, patch_shape, store=None, cache_dir=None, progress
 
 
 def froc_applies(store) -> bool:
-    """FROC (sensitivity at FPs per volume) is reported for PE-like stores (candidates grouped by volume)."""
+    """FROC (sensitivity at FPs per volume) is reported for binary PE-like stores (candidates grouped by volume)."""
     attrs = store.attrs or {}
+    if int(store.num_classes) != 2:  # positives vs false positives: binary stores only
+        return False
     return store.app == "pulmonary-embolism" or attrs.get("group_kind") == "volume"
 
 
@@ -331,14 +333,15 @@ class Experiment:
         return self.cfg.learning
 
     def _evaluate(self, learner) -> dict:
-        from aift_tf.metrics import froc
+        from aift_tf.metrics import class_recall, froc
 
         ev = learner.evaluate("test")
         ids = ev["ids"]
         labels = self.store.labels[ids]
         groups = self.store.groups[ids]
         out = {"auc": float(ev["auc"]), "ids": ids, "probability": np.asarray(ev["probability"], np.float64),
-               "labels": labels, "groups": groups, "sens": [None] * len(FROC_RATES)}
+               "labels": labels, "groups": groups, "sens": [None] * len(FROC_RATES),
+               "class_recall": class_recall(labels, ev["probability"], self.store.num_classes)}
         if self.froc and labels.sum() > 0:
             r = froc(out["probability"], labels, groups, fps_per_group=FROC_RATES)
             out["sens"] = [float(x) for x in r["sensitivity"]]
@@ -360,13 +363,17 @@ class Experiment:
         kappa = None if previous is None else agreement(pred, previous, self.store.num_classes)
         return pred, kappa
 
-    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s, stop_kappa=None):
+    def _row(self, strategy, seed, rnd, labels, positives, ev, finetune_s, scoring_s, stop_kappa=None,
+             labeled=()):
+        """One rounds.csv row; ``labeled`` = the labels of the labeled candidates so far (per-class counts)."""
+        counts = np.bincount(np.asarray(labeled, dtype=np.int64), minlength=self.store.num_classes)
         return {
             "strategy": strategy, "seed": int(seed), "round": int(rnd), "labels": int(labels),
             "positives_found": int(positives), "test_auc": float(ev["auc"]),
             "sens_fp1": ev["sens"][0], "sens_fp2": ev["sens"][1], "sens_fp3": ev["sens"][2],
             "finetune_seconds": round(float(finetune_s), 3), "scoring_seconds": round(float(scoring_s), 3),
             "stop_kappa": None if stop_kappa is None else float(stop_kappa),
+            "class_recall": rf.per_class_text(ev["class_recall"]), "class_labels": rf.per_class_text(counts),
         }
 
     def _jobs(self):
@@ -671,7 +678,8 @@ class Experiment:
             ev = self._evaluate(learner)
             stop_pred, kappa = self._stop_check(learner, seed, stop_pred)
             row = self._row(strategy, seed, rnd, rec["labels"], rec["positives"], ev,
-                            rec["finetune"].get("seconds", 0.0), scoring, stop_kappa=kappa)
+                            rec["finetune"].get("seconds", 0.0), scoring, stop_kappa=kappa,
+                            labeled=learner.labeled_labels)
             rows = rows + [row]
             if cfg.export_every_round:  # before the state: a crash in between re-does (and re-exports) the round
                 self._export(learner, strategy, seed, rf.round_export_dir(self.out, strategy, seed, rnd), rnd)
@@ -723,7 +731,8 @@ class Experiment:
         rec = learner.teach(pool, self.store.labels[pool], callbacks=self._callbacks(name, seed, 1, label), verbose=0)
         ev = self._evaluate(learner)
         hist = rec["finetune"]
-        row = self._row(name, seed, 1, rec["labels"], rec["positives"], ev, hist.get("seconds", 0.0), 0.0)
+        row = self._row(name, seed, 1, rec["labels"], rec["positives"], ev, hist.get("seconds", 0.0), 0.0,
+                        labeled=learner.labeled_labels)
         curve = [{"job": name, "seed": int(seed), "epoch": e + 1, "loss": float(hist["loss"][e]),
                   "val_auc": float(hist["val_auc"][e]) if "val_auc" in hist else None,
                   "val_loss": float(hist["val_loss"][e]) if "val_loss" in hist else None}

@@ -36,6 +36,10 @@ initial random set, shared by every strategy of a seed):
 * **ceiling check**: the difference "mean AUC at the planned budget − mean full-training AUC" (full training runs
   on the first seeds only: an unpaired bootstrap); a strategy whose interval lies above 0 beats the ceiling, and
   the target is then unreliable.
+* **multi-class stores** (K > 2): every AUC is the macro one-vs-rest AUC; **per-class recall at the budget**: the
+  mean over seeds of rounds.csv's ``class_recall`` at the last planned round (recall of each class at the argmax),
+  the labeled candidates per class, and the paired difference of recall vs the primary random baseline
+  (``per_class_recall_at_budget``); positives found and FROC are binary-only.
 * The verdict is a list of sentences generated only from these fields (:func:`verdict_lines`); whether a sentence
   says "saves", "needs more" or "no detectable difference" depends on the interval and the censoring counts
   only, never on a point estimate (:func:`_direction`).
@@ -395,6 +399,49 @@ def _final_vs_full(by, full, n_rounds):
     return {"mean": float(est), "ci95": ci, "seeds": len(finals), "full_seeds": len(fulls)}
 
 
+def _per_class_at(rs_by_seed, index, field):
+    """{seed: per-class values} of one job's rows at position ``index`` (None = the last row), from rounds.csv's
+    ``;``-separated column ``field``; seeds without it (old run folders, short curves) are left out."""
+    out = {}
+    for s, rs in rs_by_seed.items():
+        if index is not None and len(rs) <= index:
+            continue
+        v = rf.per_class(rs[-1 if index is None else index].get(field))
+        if v is not None:
+            out[s] = v
+    return out
+
+
+def _per_class_block(recall, labeled, names, ref_recall=None, ref_name=None):
+    """Per-class recall (mean over seeds) and labeled counts; with a reference, the paired difference of recall
+    per class (mean and interval over the seeds where both have the class in the test split)."""
+    if not recall:
+        return None
+    K = len(names)
+    R = np.array([recall[s] for s in sorted(recall)], dtype=np.float64)
+    if R.shape[1] != K:
+        return None
+    with np.errstate(invalid="ignore"):
+        mean = [float(np.nanmean(R[:, k])) if np.isfinite(R[:, k]).any() else None for k in range(K)]
+    L = np.array([labeled[s] for s in sorted(labeled)], dtype=np.float64) if labeled else None
+    block = {"classes": list(names), "recall_mean": mean,
+             "labeled_mean": None if L is None or L.shape[1] != K else [float(v) for v in L.mean(axis=0)],
+             "seeds": len(recall), "per_seed": {str(s): recall[s] for s in sorted(recall)}}
+    if ref_recall:
+        common = [s for s in sorted(recall) if s in ref_recall]
+        diffs = []
+        for k in range(K):
+            a = [recall[s][k] for s in common if _finite(recall[s][k]) and _finite(ref_recall[s][k])]
+            b = [ref_recall[s][k] for s in common if _finite(recall[s][k]) and _finite(ref_recall[s][k])]
+            if not a:
+                diffs.append({"class": names[k], "mean": None, "ci95": None, "seeds": 0})
+                continue
+            est, ci = _interval([a, b], _diff_stat)
+            diffs.append({"class": names[k], "mean": float(est), "ci95": ci, "seeds": len(a)})
+        block["diff_vs"] = {"reference": ref_name, "per_class": diffs}
+    return block
+
+
 def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=None) -> dict:
     """The summary dict (see the module docstring) from the run folder's files."""
     from aift_tf.metrics import labels_to_target
@@ -445,6 +492,18 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         entry["final_auc_diff_vs_full"] = _final_vs_full(by, full, n_rounds)
         out_strats[st] = entry
 
+    # per-class recall (argmax) and labeled counts at the planned budget, vs the primary random baseline
+    names = list(plan.get("class_names") or data.get("class_names") or [])
+    at = n_rounds - 1
+    recall_at = {st: _per_class_at(by_all[st], at, "class_recall") for st in out_strats}
+    for st, entry in out_strats.items():
+        ref_recall = recall_at.get(primary) if primary is not None and st != primary else None
+        entry["per_class_recall_at_budget"] = _per_class_block(
+            recall_at[st], _per_class_at(by_all[st], at, "class_labels"), names, ref_recall, primary) if names else None
+    full_by = _curves(rows, FULL, seeds)
+    full["per_class_recall"] = _per_class_block(_per_class_at(full_by, None, "class_recall"), {}, names) \
+        if names else None
+
     # secondary (the old definition): labels to reach random's final mean AUC, on the mean curves
     rnd = out_strats.get(primary) if primary else None
     random_final = rnd["final_auc_mean"] if rnd else None
@@ -463,6 +522,12 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
     summary = {
         "app": data.get("app") if settings.get("app") is None else settings["app"],
+        "num_classes": len(names) or None,
+        "class_names": names,
+        "auc_metric": ("macro one-vs-rest ROC AUC over the classes present in the test split" if len(names) > 2
+                       else "ROC AUC of P(class 1)"),
+        "test_class_counts": plan.get("test_class_counts"),
+        "test_classes_missing": plan.get("test_classes_missing") or [],
         "data": data["path"],
         "data_sha256": data["sha256"],
         "pool_size": plan["pool_size"],
@@ -876,7 +941,8 @@ def plot_learning_curves(summary, path: Path):
         lo, hi = min(shown), max(shown)
         pad = 0.05 * max(hi - lo, 0.01)
         ax.set_ylim(lo - pad, hi + pad)
-    ax.set_ylabel("test AUC (candidate level)")
+    ax.set_ylabel("test AUC (candidate level" + (", macro one-vs-rest)" if (summary.get("num_classes") or 2) > 2
+                                                 else ")"))
     ax.set_title(f"{summary['app']}: learning curves after the initial set (mean ± std over paired seeds)",
                  fontsize=10)
     ax.grid(alpha=0.3)
@@ -1073,6 +1139,73 @@ def _efficiency_markdown(s) -> list:
     return L
 
 
+def _class_name(s, k):
+    names = s.get("class_names") or []
+    return f"{k} ({names[k]})" if k < len(names) else str(k)
+
+
+def _multiclass_notes(s) -> list:
+    """The lines a K > 2 store's report opens with: what "AUC" means here, what applies to binary stores only,
+    and any class the test split lacks."""
+    K = s.get("num_classes") or 2
+    L = []
+    if K > 2:
+        L += [f"> This store has {K} classes ({', '.join(s['class_names'])}): every AUC in this report (targets, "
+              f"savings, intervals, verdict, figures) is the {s['auc_metric']} "
+              f"(`sklearn.metrics.roc_auc_score(..., multi_class=\"ovr\", average=\"macro\")`). \"Positives found\" "
+              f"and the FROC apply to binary stores only and are left out; rounds.csv's `positives_found` counts "
+              f"labels of classes 1..{K - 1}. Per-class recall at the budget: the section \"Per class\".", ""]
+    missing = s.get("test_classes_missing") or []
+    if missing:
+        L += [f"> **The test split has no candidate of {', '.join('class ' + _class_name(s, k) for k in missing)}:** "
+              f"the AUC averages over the other classes, and that class's recall is undefined (—).", ""]
+    return L
+
+
+def _rare_lines(s) -> list:
+    """Setup lines on rare classes: how many draws the initial random set took."""
+    ini = s["initial"]
+    rare = ini.get("rare_classes") or []
+    if not rare:
+        return []
+    which = ", ".join(f"class {r['class']} ({r['name']}) is {100 * r['share']:.1f}%" for r in rare)
+    return [f"- rare classes: {which} of the pool; the initial random set took {ini['mean']:.1f} draws on average "
+            f"({ini.get('draws_min', '?')} to {ini.get('draws_max', '?')} over the seeds) until every class had "
+            f"{ini['per_class']} labels"]
+
+
+def _per_class_markdown(s) -> list:
+    """The per-class recall table at the planned budget (K > 2 stores; summary.json has it for every store)."""
+    K = s.get("num_classes") or 2
+    blocks = [(name, st["per_class_recall_at_budget"]) for name, st in s["strategies"].items()
+              if st.get("per_class_recall_at_budget")]
+    if K <= 2 or not blocks:
+        return []
+    names = s["class_names"]
+    head = " | ".join(names)
+    L = ["## Per class (at the planned budget)", "",
+         "Recall of each class when every test candidate gets its most probable class (mean over seeds), and in "
+         "brackets the labeled candidates of that class (mean over seeds): which classes the queries neglected.", "",
+         f"| strategy | {head} |", "|---" * (K + 1) + "|"]
+    for name, b in blocks:
+        lab = b.get("labeled_mean") or [None] * K
+        cells = [f"{_f(r, 3)} ({'—' if n is None else f'{n:.0f}'})" for r, n in zip(b["recall_mean"], lab)]
+        L.append(f"| {name} | {' | '.join(cells)} |")
+    fb = s["full_training"].get("per_class_recall")
+    if fb:
+        L.append(f"| full training | {' | '.join(_f(r, 3) for r in fb['recall_mean'])} |")
+    diffs = [(name, b["diff_vs"]) for name, b in blocks if b.get("diff_vs")]
+    if diffs:
+        ref = diffs[0][1]["reference"]
+        L += ["", f"Paired difference of recall vs {ref} (mean over seeds, 95% CI from a paired bootstrap; no "
+                  f"interval with fewer than {MIN_SEEDS_FOR_INTERVAL} seeds):", "",
+              f"| strategy | {head} |", "|---" * (K + 1) + "|"]
+        for name, d in diffs:
+            cells = ["—" if c["mean"] is None else f"{c['mean']:+.3f} ({_ci_num(c['ci95'], 3)})" for c in d["per_class"]]
+            L.append(f"| {name} | {' | '.join(cells)} |")
+    return L + [""]
+
+
 def render_markdown(summary, config, figures) -> str:
     s = summary
     m0 = s["m0"]
@@ -1080,6 +1213,7 @@ def render_markdown(summary, config, figures) -> str:
     loud = [x for x in (m0_line(s), ceiling_line(s)) if x]
     for x in loud:
         L += [f"> **{x}**", ""]
+    L += _multiclass_notes(s)
     if not s["complete"]:
         L += ["> **Partial run**: not every (strategy, seed) has finished; numbers use what exists. "
               "Continue with `aift-sim --out DIR --resume`.", ""]
@@ -1136,6 +1270,7 @@ def render_markdown(summary, config, figures) -> str:
         for name, v in s["froc"].items():
             L.append(f"| {name} | {_f(v['sens_fp1'], 3)} | {_f(v['sens_fp2'], 3)} | {_f(v['sens_fp3'], 3)} |")
         L.append("")
+    L += _per_class_markdown(s)
     L += ["## Figures", ""]
     for title, fname in figures:
         L += [f"### {title}", "", f"![{title}]({fname})", ""]
@@ -1156,6 +1291,7 @@ def render_markdown(summary, config, figures) -> str:
           f"{s['rounds']} rounds × {s['query_size']} candidates (budget ~{s['budget']} labels)"
           + (f"; at most {s['max_per_group']} candidates of one group per round (every strategy)"
              if s.get("max_per_group") else ""),
+          *_rare_lines(s),
           f"- fine-tuning: {recipe}",
           f"- command: `{config.get('command_line') or ''}`", ""]
     if s.get("runtime"):
@@ -1184,8 +1320,9 @@ def build_report(out, runtime=None) -> dict:
         figures.append(("Learning curves and the paired difference to random", "learning_curves.png"))
         if plot_label_efficiency(summary, out / "label_efficiency.png"):
             figures.append(("Label efficiency", "label_efficiency.png"))
-        plot_positives(summary, out / "positives_found.png")
-        figures.append(("Positives found", "positives_found.png"))
+        if (summary.get("num_classes") or 2) <= 2:  # positives: binary stores only
+            plot_positives(summary, out / "positives_found.png")
+            figures.append(("Positives found", "positives_found.png"))
     if plot_full_training(curves, out / "full_training.png"):
         figures.append(("Full training (validation AUC per epoch)", "full_training.png"))
     if summary["froc"] and plot_froc(out, summary, out / "froc.png"):

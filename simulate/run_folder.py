@@ -18,6 +18,9 @@ state folders of runs written before that (``round<r>``) are still read, so an o
 
 ``rounds.csv``'s ``stop_kappa`` (with ``--stop``): Cohen's kappa between the round's and the previous
 round's predicted classes on the seed's stop set (empty for round 0 and without ``--stop``).
+``class_recall``: the test recall of each class 0..K−1 at the argmax (``;``-separated, ``nan`` for a class the
+test split lacks); ``class_labels``: the labeled candidates of each class so far (``;``-separated). Both are
+empty in run folders written before they existed.
 
 Crash safety: a round's state folder is written atomically (a temporary sibling renamed into place)
 before older round folders are removed, so at least one complete resume point always exists.
@@ -51,6 +54,7 @@ FROC_RATES = (1, 2, 3)
 ROUND_FIELDS = (
     "strategy", "seed", "round", "labels", "positives_found", "test_auc",
     "sens_fp1", "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds", "stop_kappa",
+    "class_recall", "class_labels",
 )
 CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc", "val_loss")
 _INTS = {"seed", "round", "labels", "positives_found", "epoch"}
@@ -271,6 +275,18 @@ def _read_csv(path: Path, fields, text_fields) -> list:
     return rows
 
 
+def per_class(text):
+    """A ``;``-separated per-class column of rounds.csv as a list of floats (None if empty)."""
+    if text is None or text == "":
+        return None
+    return [float(v) for v in str(text).split(";")]
+
+
+def per_class_text(values) -> str:
+    """The rounds.csv form of per-class values (see :func:`per_class`)."""
+    return ";".join(repr(float(v)) if math.isfinite(float(v)) else "nan" for v in values)
+
+
 def write_rounds(out: Path, rows: list) -> None:
     _write_csv(Path(out) / "rounds.csv", ROUND_FIELDS, rows)
 
@@ -279,7 +295,7 @@ def read_rounds(out: Path) -> list:
     f = Path(out) / "rounds.csv"
     if not f.is_file():
         raise AiftError(f"{out}: no rounds.csv yet (the run has not finished a round)")
-    return _read_csv(f, ROUND_FIELDS, {"strategy"})
+    return _read_csv(f, ROUND_FIELDS, {"strategy", "class_recall", "class_labels"})
 
 
 def write_training_curves(out: Path, rows: list) -> None:

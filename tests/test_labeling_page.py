@@ -217,3 +217,56 @@ def test_patch_boxes_match_the_montages():
             plane = row[:, c * (20 * s + 2): c * (20 * s + 2) + 20 * s]
             assert (plane[::s, ::s, 0] == bag[j, :, :, c]).all()
     assert boxes[-1][1] + boxes[-1][3] + 2 == img.shape[0] and boxes[0][0] + boxes[0][2] + 2 == img.shape[1]
+
+
+def test_five_class_page_keys_one_to_k_and_buttons(browser, tmp_path):
+    """Issue 23: a K = 5 store's page has one button per class; keys 1..5 label classes 0..4, key 6 does nothing,
+    a click labels; the downloaded CSV is taught unchanged with the class names in the ledger."""
+    from selenium.webdriver.common.by import By
+
+    from aift_tf.store import write_store
+    from conftest import make_multiclass_arrays
+
+    names = ["grade_0", "grade_1", "grade_2", "grade_3", "grade_4"]
+    a = make_multiclass_arrays(n=60, seed=1, groups=10)
+    store, proj = tmp_path / "grades.h5", tmp_path / "proj"
+    write_store(store, a["patches"], a["labels"], a["groups"], a["split"], app="grades", class_names=names)
+    r = aift("init", proj, "--data", store, "--epochs", 1, "--batch-size", 32, "--seed", 0, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = aift("query", proj, "-n", 8, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    drv = browser
+    drv.get((proj / "round-001" / "gallery.html").as_uri())
+    body = drv.find_element(By.TAG_NAME, "body")
+    cards = drv.find_elements(By.CSS_SELECTOR, ".card")
+    ids = [int(c.get_attribute("data-id")) for c in cards]
+    assert len(ids) == 8
+    for c in cards:
+        got = [(b.get_attribute("data-label"), b.text) for b in c.find_elements(By.CSS_SELECTOR, "button.lab")]
+        assert got == [(str(k), f"{k + 1} · {n}") for k, n in enumerate(names)], got
+    for key in "12345":
+        body.send_keys(key)
+    body.send_keys("6")  # no sixth class: nothing happens, the sixth card stays unlabeled
+    progress = drv.find_element(By.ID, "progress")
+    assert progress.text.startswith("5 of 8 labeled"), progress.text
+    assert [c.find_element(By.CSS_SELECTOR, ".status").text for c in cards[:5]] == names
+    assert cards[5].find_element(By.CSS_SELECTOR, ".status").text == ""
+    cards[6].find_element(By.CSS_SELECTOR, 'button.lab[data-label="3"]').click()
+    assert cards[6].find_element(By.CSS_SELECTOR, ".status").text == "grade_3"
+    expected = {ids[k]: k for k in range(5)}
+    expected[ids[6]] = 3
+
+    drv.find_element(By.ID, "download").click()
+    csv_path = _wait(lambda: next((p for p in drv.downloads.iterdir() if p.suffix == ".csv"), None),
+                     what="the downloaded CSV")
+    _wait(lambda: not list(drv.downloads.glob("*.crdownload")), what="the download to finish")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {int(x["id"]): int(x["label"]) for x in rows if x["label"]} == expected
+    r = aift("teach", proj, csv_path, "--quiet")
+    assert r.exit_code == 0, (r.output, r.stderr)
+    led = ledger(proj)
+    assert {e["id"]: e["label"] for e in led} == expected
+    assert all(e["class"] == names[e["label"]] for e in led)
+    # every class labeled: the round fine-tuned a 5-way head
+    assert (proj / "checkpoints" / "round-001" / "state.json").is_file()
