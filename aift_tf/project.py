@@ -64,7 +64,7 @@ import numpy as np
 
 from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                          write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, check_int,  # noqa: F401
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED,
                                        check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,

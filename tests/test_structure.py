@@ -1,7 +1,9 @@
 """Structure rules of the library, checked on the source (no TensorFlow needed):
 
 - no module of ``aift_tf`` imports another module's ``_private`` names (``from x import _y`` or ``x._y``);
-- ``aift_tf`` never imports ``simulate``.
+- ``aift_tf`` never imports ``simulate``;
+- one checks module: ``check_int`` is defined once in ``aift_tf`` (:mod:`aift_tf.checks`, with ``where=`` for values
+  read back from a file).
 """
 
 import ast
@@ -68,3 +70,11 @@ def test_the_library_never_imports_the_harness():
             bad += [f"{path.relative_to(LIB.parent)}:{node.lineno}: {n}" for n in names
                     if n == "simulate" or n.startswith("simulate.")]
     assert not bad, "aift_tf imports simulate:\n" + "\n".join(bad)
+
+
+
+def test_one_check_int():
+    found = [(str(path.relative_to(LIB.parent)), node.lineno) for path, tree in _modules() for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "check_int"]
+    assert [f for f, _ in found] == ["aift_tf/checks.py"], \
+        "check_int must be defined once, in aift_tf/checks.py:\n" + "\n".join(f"{f}:{n}" for f, n in found)

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from aift_tf.annotation.checks import MAX_NOTE, NAME_RE, check_int, printable, shown
+from aift_tf.annotation.checks import MAX_NOTE, NAME_RE, printable, shown
+from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 
 LEDGER_VERSION = 2
@@ -71,15 +72,15 @@ def parse_entry(line: str, where: str, n: int, class_names) -> Optional[dict]:
     if isinstance(v, bool) or v not in LEDGER_VERSIONS:
         newer = " (written by a newer aift?)" if isinstance(v, int) and not isinstance(v, bool) and v > 2 else ""
         raise AiftError(f"{where}: unsupported ledger format {shown(v)}{newer}")
-    check_int(e["id"], "id", where, 0, n - 1)
+    check_int(e["id"], "id", 0, n - 1, where=where)
     if isinstance(e["label"], int) and not isinstance(e["label"], bool) and not 0 <= e["label"] < K:
         classes = ", ".join(f"{k}={printable(c)}" for k, c in enumerate(class_names))
         raise AiftError(f"{where}: label {e['label']} of id {e['id']} is not a class ({classes})")
-    check_int(e["label"], "label", where, 0, K - 1)
+    check_int(e["label"], "label", 0, K - 1, where=where)
     if v == 1 or e["round"] is not None:
-        check_int(e["round"], "round", where, 1)
+        check_int(e["round"], "round", 1, where=where)
     if e.get("query_round") is not None:
-        check_int(e["query_round"], "query_round", where, 1)
+        check_int(e["query_round"], "query_round", 1, where=where)
     ann = e.get("annotator")
     if ann is not None and (not isinstance(ann, str) or not NAME_RE.match(ann)):
         raise AiftError(f"{where}: field \"annotator\" {shown(ann)} is not an annotator name")
