@@ -202,8 +202,10 @@ def class_list(ks, class_names) -> str:
     return ("class " if len(ks) == 1 else "classes ") + text
 
 
-def agreement(c: Consensus, K: int) -> list:
+def annotator_agreement(c: Consensus, K: int) -> list:
     """Cohen's kappa (``sklearn.metrics.cohen_kappa_score``) for every pair of annotators with shared ids.
+
+    (The kappa of two models' predictions, for the stopping rule, is :func:`aift_tf.stopping.agreement`.)
 
     Returns:
         [{"pair": (a, b), "n": shared ids, "agree": ids with the same label, "kappa": float or None}]
@@ -211,7 +213,7 @@ def agreement(c: Consensus, K: int) -> list:
         same single class).
 
     Example:
-    >>> agreement(consensus(entries), 2)[0]["kappa"]
+    >>> annotator_agreement(consensus(entries), 2)[0]["kappa"]
     0.62
     """
     from sklearn.metrics import cohen_kappa_score

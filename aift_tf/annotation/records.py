@@ -41,11 +41,11 @@ def read_json_file(path: Path):
         raise AiftError(f"{path}: not valid JSON ({printable(e)})") from None
 
 
-def check_config(cfg, path) -> dict:
+def check_project_config(cfg, path) -> dict:
     """config.json of a project, every field the project uses checked (types, ranges, choices).
 
     Example:
-    >>> check_config(read_json_file(p / "config.json"), p / "config.json")["class_names"]
+    >>> check_project_config(read_json_file(p / "config.json"), p / "config.json")["class_names"]
     ['negative', 'positive']
     """
     from aift_tf.finetune import LEARNING_STRATEGIES
