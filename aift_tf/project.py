@@ -62,8 +62,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
-                         write_json_atomic, write_text_atomic)
+from aift_tf.files import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
+                           write_json_atomic, write_text_atomic)
 from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED,
                                        check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
@@ -74,7 +74,7 @@ from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
-from aift_tf._io import round_name  # the one round-folder name (also the run folder's)
+from aift_tf.files import round_name  # the one round-folder name (also the run folder's)
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"

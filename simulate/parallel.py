@@ -81,7 +81,7 @@ def _die_with_parent(parent: int) -> None:
 def _init_worker(out: str, store_path: str, trunk_dir: Optional[str], threads: int, parent: int) -> None:
     global _experiment
     _die_with_parent(parent)
-    from aift_tf._cli import quiet_tensorflow
+    from aift_tf.cli_support import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf

@@ -2,6 +2,8 @@
 
 - no module of ``aift_tf`` imports another module's ``_private`` names (``from x import _y`` or ``x._y``);
 - ``aift_tf`` never imports ``simulate``;
+- ``simulate`` (the harness) uses the library's public modules only: it imports no ``aift_tf._private`` module
+  (``aift_tf.files`` and ``aift_tf.cli_support`` are the public homes of atomic files and CLI plumbing);
 - one checks module: ``check_int`` is defined once in ``aift_tf`` (:mod:`aift_tf.checks`, with ``where=`` for values
   read back from a file).
 """
@@ -10,6 +12,7 @@ import ast
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "aift_tf"
+HARNESS = LIB.parent / "simulate"
 
 
 def _modules():
@@ -78,3 +81,22 @@ def test_one_check_int():
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "check_int"]
     assert [f for f, _ in found] == ["aift_tf/checks.py"], \
         "check_int must be defined once, in aift_tf/checks.py:\n" + "\n".join(f"{f}:{n}" for f, n in found)
+
+
+def _private_part(module: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in module.split("."))
+
+
+def test_the_harness_imports_no_private_library_module():
+    bad = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("aift_tf"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad += [f"{path.relative_to(LIB.parent)}:{node.lineno}: {n}" for n in names
+                    if (n == "aift_tf" or n.startswith("aift_tf.")) and _private_part(n)]
+    assert not bad, "simulate imports private aift_tf modules or names:\n" + "\n".join(bad)
