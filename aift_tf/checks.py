@@ -209,7 +209,9 @@ def check_number(value, name: str, low=None, high=None, *, low_open: bool = Fals
         raise not_finite()
     if (low is not None and (fv < low or (low_open and fv == low))) or \
             (high is not None and (fv > high or (high_open and fv == high))):
-        raise AiftError(f"{where}: {name} {plain} must be {bounds}") if where is not None else invalid(name, rule, plain)
+        if where is None:
+            raise invalid(name, rule, plain)
+        raise AiftError(f"{where}: {name} {plain} must be {bounds}")
     return fv
 
 
