@@ -541,8 +541,8 @@ class Experiment:
         if not full_left:
             self.fix_target()
         if pending:
-            run_jobs(pending, min(self.workers, len(pending)), out=self.out, store_path=self.store.path,
-                     trunk_dir=self.trunk_cache_dir, on_done=on_done)
+            run_jobs(pending, min(self.workers, len(pending)), make_worker=worker_experiment, out=self.out,
+                     store_path=self.store.path, trunk_dir=self.trunk_cache_dir, on_done=on_done)
         self.fix_target()
 
     def fix_target(self) -> dict:
