@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from aift_tf._cli import run_cli, version_option
+from aift_tf.cli_support import run_cli, version_option
 from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, quoted
 from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
 from aift_tf.progress import Progress

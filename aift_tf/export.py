@@ -19,8 +19,8 @@ import datetime
 import json
 from pathlib import Path
 
-from aift_tf._io import atomic_dir, write_json_atomic
 from aift_tf.errors import AiftError
+from aift_tf.files import atomic_dir, write_json_atomic
 
 SIGNATURE = "serving_default"
 SAVED_MODEL = "saved_model"
@@ -141,7 +141,7 @@ def export_model(model, out_dir, *, patches_per_candidate, provenance=None) -> P
     except OSError as e:
         raise AiftError(f"{out_dir}: cannot write the export ({e.strerror or e})") from None
     except tf.errors.OpError as e:  # TensorFlow's own writers (SaveV2 on a full disk: ResourceExhaustedError)
-        from aift_tf._io import write_failure
+        from aift_tf.files import write_failure
 
         failed = write_failure(out_dir, RuntimeError(e.message))
         if failed is not None:

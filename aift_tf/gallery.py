@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from aift_tf._io import atomic_path, write_text_atomic
+from aift_tf.files import atomic_path, write_text_atomic
 
 PATCHES = "patches"
 MIN_TILE = 96  # patches are upscaled (nearest neighbour) to at least this many pixels

@@ -30,8 +30,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from aift_tf import __version__
-from aift_tf._io import atomic_dir, read_json, write_json_atomic
 from aift_tf.errors import AiftError
+from aift_tf.files import atomic_dir, read_json, write_json_atomic
 from aift_tf.finetune import (
     FineTuneConfig,
     check_learning,

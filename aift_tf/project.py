@@ -62,19 +62,19 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from aift_tf._io import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
-                         write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, check_int,  # noqa: F401
+from aift_tf.files import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
+                           write_json_atomic, write_text_atomic)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED,
                                        check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
-from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, agreement, consensus,
+from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
-from aift_tf.annotation.records import check_config, check_query_info, check_state, read_json_file
+from aift_tf.annotation.records import check_project_config, check_query_info, check_state, read_json_file
 from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
-from aift_tf._io import round_name  # the one round-folder name (also the run folder's)
+from aift_tf.files import round_name  # the one round-folder name (also the run folder's)
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -324,7 +324,7 @@ class Project:
             raise AiftError(f"{self.path}: no such project folder (create one with `aift init`)")
         if not cfg.is_file():
             raise AiftError(f"{self.path}: not an aift project (no {CONFIG})")
-        self.config = check_config(read_json_file(cfg), cfg)  # every field checked, one line naming it
+        self.config = check_project_config(read_json_file(cfg), cfg)  # every field checked, one line naming it
         names = self.config["class_names"]
         self.class_names = list(names)
         self._store = None
@@ -1078,7 +1078,7 @@ class Project:
                 "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
                 "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},
                 "adjudicated": len(cons.adjudicated), "annotators": per_annotator,
-                "agreement": agreement(cons, K)}
+                "agreement": annotator_agreement(cons, K)}
 
     # -- export
     def _check_export_target(self, out: Path, force: bool) -> None:

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_path, read_json
 from aift_tf.errors import AiftError
+from aift_tf.files import atomic_path, read_json
 
 __all__ = ["FORMAT", "VERSION", "SHARD_MODES", "MAX_SHARDS", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
            "load_scoring_model", "check_out", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]

@@ -53,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_path, file_sha256, write_json_atomic
 from aift_tf.checks import check_int, check_number
 from aift_tf.errors import AiftError
+from aift_tf.files import atomic_path, file_sha256, write_json_atomic
 
 CARD_FORMAT = 1
 METHOD = "simclr-candidate-views"
@@ -328,7 +328,7 @@ def cached_ssl_m0(store, model: str = "small_cnn", cache_dir=None, seed: int = 0
     from aift_tf.zoo.pretrained import m0_card
 
     if cache_dir is None:
-        from aift_tf._io import default_cache_dir
+        from aift_tf.files import default_cache_dir
 
         cache_dir = default_cache_dir()
     steps = DEFAULT_STEPS if steps is None else int(steps)

@@ -51,7 +51,7 @@ DEFAULT_STOP_SET = 1000
 def prediction_cache_dir() -> Path:
     """Where :func:`checkpoint_agreement` keeps stop-set predictions by default: ``$AIFT_CACHE/stopping`` (or
     ``~/.cache/aift-tf/stopping``), outside any project folder (``aift status`` writes nothing there)."""
-    from aift_tf._io import default_cache_dir
+    from aift_tf.files import default_cache_dir
 
     return default_cache_dir() / "stopping"
 
@@ -179,7 +179,7 @@ def checkpoint_agreement(store, checkpoints, *, threshold: float = DEFAULT_THRES
     """
     import hashlib
 
-    from aift_tf._io import atomic_path, file_sha256
+    from aift_tf.files import atomic_path, file_sha256
 
     rule = parse_stop_rule(f"kappa:{threshold}:{rounds}")
     dirs = [Path(d) for d in checkpoints][-(rule["rounds"] + 1):]

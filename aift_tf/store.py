@@ -35,8 +35,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from aift_tf._io import WriteFailed, atomic_path, file_sha256, json_default
 from aift_tf.errors import AiftError, StoreError
+from aift_tf.files import WriteFailed, atomic_path, file_sha256, json_default
 
 __all__ = [
     "SPLITS",

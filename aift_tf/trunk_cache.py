@@ -187,7 +187,7 @@ class TrunkCache(PatchSource):
     def _write_file(self, trunk, progress):
         import h5py
 
-        from aift_tf._io import atomic_path
+        from aift_tf.files import atomic_path
 
         st = self.store
         row = int(np.prod(self.feature_shape)) * 4 * st.m

@@ -56,7 +56,7 @@ def full_training_auc(app, scale="quick", seed=0, epochs=5, weights="m0", model=
             an error if there is none for the store's patch shape) or ``None``/``"none"`` (random init).
         model: a zoo model name.
         batch_size, learning_rate: fine-tuning hyper-parameters (Adam, ``balance=True``).
-        cache_dir: store cache folder (default ``aift_tf._io.default_cache_dir()``).
+        cache_dir: store cache folder (default ``aift_tf.files.default_cache_dir()``).
         store: path of an existing store to use instead of the cached app store.
 
     Returns:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from aift_tf._cli import run_cli, version_option
+from aift_tf.cli_support import run_cli, version_option
 from aift_tf.errors import AiftError
 from aift_tf.progress import Progress
 from simulate.apps import SCALES  # TensorFlow-free
@@ -196,7 +196,7 @@ def _montage(s, out: Path, per_class: int, seed: int) -> int:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from aift_tf._io import atomic_path
+    from aift_tf.files import atomic_path
 
     rng = np.random.default_rng(seed)
     rows, names = [], []

@@ -46,8 +46,8 @@ from typing import Optional
 
 import numpy as np
 
-from aift_tf._io import write_text_atomic
 from aift_tf.errors import AiftError
+from aift_tf.files import write_text_atomic
 from aift_tf.progress import Progress as BaseProgress
 from simulate import run_folder as rf
 from simulate.config import (
@@ -548,8 +548,8 @@ class Experiment:
         if not full_left:
             self.fix_target()
         if pending:
-            run_jobs(pending, min(self.workers, len(pending)), out=self.out, store_path=self.store.path,
-                     trunk_dir=self.trunk_cache_dir, on_done=on_done)
+            run_jobs(pending, min(self.workers, len(pending)), make_worker=worker_experiment, out=self.out,
+                     store_path=self.store.path, trunk_dir=self.trunk_cache_dir, on_done=on_done)
         self.fix_target()
 
     def fix_target(self) -> dict:
@@ -854,7 +854,7 @@ def _open_new(config, out, quiet, argv, cache_dir):
     try:
         plan = plan_run(cfg, store)
         if cfg.m0 == "self-supervised" and cache_dir is None:
-            from aift_tf._io import default_cache_dir
+            from aift_tf.files import default_cache_dir
 
             cache_dir = default_cache_dir()
         m0 = resolve_m0(cfg, store.patch_shape, store=store, cache_dir=cache_dir, progress=not quiet)
@@ -897,11 +897,11 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
         check_workers(workers, canonical_name(getattr(config, "distribute", "none") or "none"))
         out, saved, store = _open_new(config, out, quiet, argv, cache_dir)
     try:
-        from aift_tf._cli import quiet_tensorflow
+        from aift_tf.cli_support import quiet_tensorflow
 
         quiet_tensorflow()
         prog = Progress(quiet=quiet)
-        from aift_tf._io import default_cache_dir
+        from aift_tf.files import default_cache_dir
 
         trunk_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "trunk"
         trunk_dir.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_path
 from aift_tf.errors import AiftError
+from aift_tf.files import atomic_path
 
 
 def medmnist_arrays(store, size: int = 28) -> dict:
@@ -129,7 +129,7 @@ def grading_arrays(classes: int = 5, n=(2400, 300, 600), size: int = 28, seed: i
 def main(argv=None) -> None:
     import click
 
-    from aift_tf._cli import run_cli
+    from aift_tf.cli_support import run_cli
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--app", default="pulmonary-embolism", show_default=True, help="Simulated application.")

@@ -5,10 +5,12 @@ A job's results depend only on its (job, seed), the run folder's settings and M0
 fine-tuning step of the cached top block keeps a 2-core CPU only ~1.3 cores busy; two worker processes
 of one TensorFlow thread each run about 1.7x as many rounds in the same time (benchmarks/RESULTS.md).
 
-Each worker is a fresh ("spawn") process that opens the run folder and the store once, runs whole jobs
-and writes their state folders as the sequential loop does; the parent owns rounds.csv and the
-progress display and writes them as jobs finish. The results equal the sequential run's: oneDNN's CPU
-kernels give the same numbers at 1 and 2 threads (checked by tests/test_parallel.py).
+Each worker is a fresh ("spawn") process that opens the run folder and the store once (through the
+``make_worker`` factory the caller passes, :func:`simulate.experiment.worker_experiment`: this module never
+imports :mod:`simulate.experiment`), runs whole jobs and writes their state folders as the sequential loop
+does; the parent owns rounds.csv and the progress display and writes them as jobs finish. The results
+equal the sequential run's: oneDNN's CPU kernels give the same numbers at 1 and 2 threads (checked by
+tests/test_parallel.py).
 
 Example::
 
@@ -28,7 +30,7 @@ from aift_tf.errors import AiftError
 #: ``--workers auto`` starts one worker per CPU core, at most this many (each holds ~0.8 GB of TensorFlow)
 MAX_AUTO_WORKERS = 4
 
-# the worker process's experiment (set by _init_worker)
+# the worker process's experiment (made by _init_worker with the caller's factory)
 _experiment = None
 
 
@@ -78,10 +80,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(out: str, store_path: str, trunk_dir: Optional[str], threads: int, parent: int) -> None:
+def _init_worker(make_worker: Callable, out: str, store_path: str, trunk_dir: Optional[str], threads: int,
+                 parent: int) -> None:
     global _experiment
     _die_with_parent(parent)
-    from aift_tf._cli import quiet_tensorflow
+    from aift_tf.cli_support import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
@@ -90,19 +93,22 @@ def _init_worker(out: str, store_path: str, trunk_dir: Optional[str], threads: i
     tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     for gpu in tf.config.list_physical_devices("GPU"):  # workers share a GPU: take memory as needed
         tf.config.experimental.set_memory_growth(gpu, True)
-    from simulate.experiment import worker_experiment
-
-    _experiment = worker_experiment(Path(out), Path(store_path), trunk_dir)
+    _experiment = make_worker(Path(out), Path(store_path), trunk_dir)
 
 
 def _run_job(name: str, seed: int) -> dict:
     return _experiment.run_job(name, seed)
 
 
-def run_jobs(jobs: Iterable[tuple], workers: int, *, out: Path, store_path: Path, trunk_dir,
+def run_jobs(jobs: Iterable[tuple], workers: int, *, make_worker: Callable, out: Path, store_path: Path, trunk_dir,
              on_done: Callable[[tuple, dict], None]) -> None:
     """Run ``jobs`` ((name, seed) pairs, in order of submission) on ``workers`` processes and call
     ``on_done((name, seed), result)`` in the parent as each finishes (in the order they finish).
+
+    ``make_worker(out, store_path, trunk_dir)`` builds each worker's experiment (an object with
+    ``run_job(name, seed) -> dict``) once per process; it is sent to the worker by reference, so it must be a
+    module-level function (:func:`simulate.experiment.worker_experiment`) whose module imports no TensorFlow
+    (the worker quiets TensorFlow's start-up logs after the factory's module is imported).
 
     An error in a job (or Ctrl-C) stops the workers and is raised here; every round they finished is saved,
     so ``--resume`` continues from there.
@@ -116,8 +122,8 @@ def run_jobs(jobs: Iterable[tuple], workers: int, *, out: Path, store_path: Path
     threads = max(1, cpu_cores() // max(1, workers))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker,
-                               initargs=(str(out), str(store_path), None if trunk_dir is None else str(trunk_dir),
-                                         threads, os.getpid()))
+                               initargs=(make_worker, str(out), str(store_path),
+                                         None if trunk_dir is None else str(trunk_dir), threads, os.getpid()))
     try:
         pending = {pool.submit(_run_job, name, int(seed)): (name, int(seed)) for name, seed in jobs}
         while pending:

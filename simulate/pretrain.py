@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_path, file_sha256, write_json_atomic
+from aift_tf.files import atomic_path, file_sha256, write_json_atomic
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import machine_info
 from aift_tf.zoo import pretrained

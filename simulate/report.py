@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import atomic_path, write_json_atomic, write_text_atomic
+from aift_tf.files import atomic_path, write_json_atomic, write_text_atomic
 from simulate import run_folder as rf
 from simulate.run_folder import FULL, SCRATCH
 
@@ -1335,7 +1335,7 @@ def build_report(out, runtime=None) -> dict:
 def main(argv=None):
     import click
 
-    from aift_tf._cli import run_cli
+    from aift_tf.cli_support import run_cli
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.argument("run_dir", type=click.Path(file_okay=False))

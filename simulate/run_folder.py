@@ -13,7 +13,7 @@ Layout::
     state/<strategy>/seed<k>/round-NNN/     resume point: learner state + rows.json + test predictions
                                             (+ stop_predictions.npy with --stop: the stop set's classes)
 
-Round folders are named by :func:`aift_tf._io.round_name` (``round-NNN``, as a project's rounds);
+Round folders are named by :func:`aift_tf.files.round_name` (``round-NNN``, as a project's rounds);
 state folders of runs written before that (``round<r>``) are still read, so an old run resumes.
 
 ``rounds.csv``'s ``stop_kappa`` (with ``--stop``): Cohen's kappa between the round's and the previous
@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aift_tf._io import (atomic_dir, clean_temporaries, read_json, remove_folder,  # noqa: F401 (clean_temporaries: used as rf.clean_temporaries)
-                         round_name, round_number, write_json_atomic, write_text_atomic)
+from aift_tf.files import (atomic_dir, clean_temporaries, read_json, remove_folder,  # noqa: F401 (clean_temporaries: used as rf.clean_temporaries)
+                           round_name, round_number, write_json_atomic, write_text_atomic)
 from aift_tf.errors import AiftError
 
 CONFIG_FORMAT = 2

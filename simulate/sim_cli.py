@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from aift_tf._cli import run_cli, version_option
+from aift_tf.cli_support import run_cli, version_option
 from aift_tf.finetune import LEARNING_STRATEGIES  # these imports are TensorFlow-free (`--help` stays instant)
 from aift_tf.zoo import MODEL_NAMES, POLICIES
 from simulate.apps import APP_NAMES, SCALES

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from aift_tf.annotation.ledger import agreement, consensus, trained_by_round
+from aift_tf.annotation.ledger import annotator_agreement, consensus, trained_by_round
 from aift_tf.errors import AiftError
 from aift_tf.project import assign_annotators, parse_annotators
 from aift_tf.store import open_store
@@ -51,7 +51,7 @@ def test_consensus_disagreement_adjudication_and_kappa():
     c = consensus(e)
     assert c.labels == {1: 0, 3: 1, 4: 0} and c.disagreements == {2: {"a": 1, "b": 0}}
     assert trained_by_round(e, 1) == {1: 0} and trained_by_round(e, 2) == {1: 0, 3: 1, 4: 0}
-    g = [x for x in agreement(c, 2) if x["pair"] == ("a", "b")][0]
+    g = [x for x in annotator_agreement(c, 2) if x["pair"] == ("a", "b")][0]
     assert g["n"] == 3 and g["agree"] == 2
     assert g["kappa"] == pytest.approx(cohen_kappa_score([0, 1, 1], [0, 0, 1]))
     e.append(dict(id=2, label=1, annotator="lead", adjudication=True, round=3))

@@ -148,7 +148,7 @@ def test_busy_project_is_one_line_error(tmp_path):
 
 
 def test_io_folder_helpers(tmp_path):
-    from aift_tf._io import clean_temporaries, remove_folder
+    from aift_tf.files import clean_temporaries, remove_folder
 
     (tmp_path / ".a.x.tmp").mkdir()
     (tmp_path / ".b.old").write_text("x")

@@ -1,6 +1,6 @@
 """Issue 12 part 4: faults survived.
 
-- One atomic write path (aift_tf/_io.py): a write refused by the disk (ENOSPC, EACCES, EROFS, ...) becomes one
+- One atomic write path (aift_tf/files.py): a write refused by the disk (ENOSPC, EACCES, EROFS, ...) becomes one
   line naming the final file, the temporaries are removed, and the command leaves the project as it was.
   Fault injection: ``os.fsync`` (called once per file by the atomic writers, where a full disk also shows up
   for real) raises at the k-th file, for ``init``, ``query``, ``teach`` and ``export``; then ``aift status`` works
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aift_tf._io import WriteFailed, atomic_dir, atomic_path, write_failure, write_text_atomic
+from aift_tf.files import WriteFailed, atomic_dir, atomic_path, write_failure, write_text_atomic
 from test_aift_cli import (ROOT, aift, base, first_labels, ledger, one_line_error, project,  # noqa: F401
                            read_rows)
 from test_project_safety import assert_survived, snapshot, status_ok

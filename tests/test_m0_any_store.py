@@ -164,7 +164,7 @@ def test_no_m0_where_it_cannot_fit():
 
 
 def test_lookup_prefers_the_closest_m0_and_checks_the_sha(tmp_path):
-    from aift_tf._io import file_sha256, write_json_atomic
+    from aift_tf.files import file_sha256, write_json_atomic
 
     def add(name, shape):
         dst = tmp_path / f"{name}.weights.h5"

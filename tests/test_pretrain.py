@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from aift_tf._io import file_sha256
 from aift_tf.errors import AiftError
+from aift_tf.files import file_sha256
 from simulate import pretrain as pt
 from simulate import source_images as si
 

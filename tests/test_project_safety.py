@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from aift_tf._io import atomic_dir, atomic_path, write_text_atomic
+from aift_tf.files import atomic_dir, atomic_path, write_text_atomic
 from aift_tf.errors import AiftError
 from aift_tf.store import open_store, write_store
 from conftest import make_separable_arrays
@@ -111,7 +111,7 @@ def test_atomic_dir_without_replace_refuses_a_folder_that_appeared_meanwhile(tmp
 
 def test_portable_no_replace_rename(tmp_path):
     """The fallback where renameat2(RENAME_NOREPLACE) is unavailable refuses to replace anything, too."""
-    from aift_tf._io import rename_into_claim
+    from aift_tf.files import rename_into_claim
 
     src = tmp_path / "src"
     src.mkdir()

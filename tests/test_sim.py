@@ -185,10 +185,10 @@ def test_default_m0_is_resolved():
 
 
 def test_round_folders_are_round_nnn_and_an_old_run_still_resumes(tmp_path):
-    """One round-folder name (aift_tf._io.round_name) for projects and run folders; a run folder written
+    """One round-folder name (aift_tf.files.round_name) for projects and run folders; a run folder written
     with the old ``round<r>`` state folders is still read (and its folders pruned after the next round)."""
     from aift_tf import project
-    from aift_tf._io import round_name, round_number
+    from aift_tf.files import round_name, round_number
     from simulate import run_folder as rf
 
     assert project.round_name is round_name

@@ -1,13 +1,20 @@
 """Structure rules of the library, checked on the source (no TensorFlow needed):
 
 - no module of ``aift_tf`` imports another module's ``_private`` names (``from x import _y`` or ``x._y``);
-- ``aift_tf`` never imports ``simulate``.
+- ``aift_tf`` never imports ``simulate``;
+- ``simulate`` (the harness) uses the library's public modules only: it imports no ``aift_tf._private`` module
+  (``aift_tf.files`` and ``aift_tf.cli_support`` are the public homes of atomic files and CLI plumbing);
+- no import cycle among the harness's modules (``simulate.parallel`` gets the worker's experiment from a factory
+  the caller passes, so it never imports ``simulate.experiment``), counting imports inside functions too;
+- one checks module: ``check_int`` is defined once in ``aift_tf`` (:mod:`aift_tf.checks`, with ``where=`` for values
+  read back from a file).
 """
 
 import ast
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "aift_tf"
+HARNESS = LIB.parent / "simulate"
 
 
 def _modules():
@@ -68,3 +75,72 @@ def test_the_library_never_imports_the_harness():
             bad += [f"{path.relative_to(LIB.parent)}:{node.lineno}: {n}" for n in names
                     if n == "simulate" or n.startswith("simulate.")]
     assert not bad, "aift_tf imports simulate:\n" + "\n".join(bad)
+
+
+
+def test_one_check_int():
+    found = [(str(path.relative_to(LIB.parent)), node.lineno) for path, tree in _modules() for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "check_int"]
+    assert [f for f, _ in found] == ["aift_tf/checks.py"], \
+        "check_int must be defined once, in aift_tf/checks.py:\n" + "\n".join(f"{f}:{n}" for f, n in found)
+
+
+def _private_part(module: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in module.split("."))
+
+
+def test_the_harness_imports_no_private_library_module():
+    bad = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("aift_tf"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad += [f"{path.relative_to(LIB.parent)}:{node.lineno}: {n}" for n in names
+                    if (n == "aift_tf" or n.startswith("aift_tf.")) and _private_part(n)]
+    assert not bad, "simulate imports private aift_tf modules or names:\n" + "\n".join(bad)
+
+
+def _harness_imports() -> dict:
+    """``{module: {harness modules it imports}}`` for every module of ``simulate`` (imports inside functions too)."""
+    names = {}
+    for path in sorted(HARNESS.rglob("*.py")):
+        parts = path.relative_to(LIB.parent).with_suffix("").parts
+        names[path] = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    known = set(names.values())
+    graph = {}
+    for path, here in names.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                src = _resolve(node, here, path.name == "__init__.py")
+                deps.add(src)
+                deps.update(f"{src}.{a.name}" for a in node.names)  # from simulate import run_folder
+        graph[here] = {d for d in deps if d in known and d != here and d != "simulate"}
+    return graph
+
+
+def test_no_import_cycle_in_the_harness():
+    graph = _harness_imports()
+    assert "simulate.experiment" in graph and "simulate.parallel" in graph
+    assert "simulate.experiment" not in graph["simulate.parallel"], "simulate.parallel imports simulate.experiment"
+    cycles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles among simulate modules:\n" + "\n".join(cycles)

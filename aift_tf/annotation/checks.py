@@ -1,16 +1,17 @@
 """One-line validation helpers for values read back from a project (JSON) or typed by a user.
 
 Every check raises :class:`~aift_tf.errors.AiftError` with the file (and line or field) and the bad value
-quoted, through :func:`printable` so that terminal control characters are never printed raw.
+quoted, through :func:`printable` so that terminal control characters are never printed raw. Integers and
+numbers are checked by :func:`aift_tf.checks.check_int` and :func:`aift_tf.checks.check_number` with
+``where=`` (the one checks module); :func:`printable` and :func:`shown` live there too and are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from typing import Optional
 
+# printable and shown are also re-exported: the annotation modules use them from here
+from aift_tf.checks import printable, shown
 from aift_tf.errors import AiftError
 
 #: Annotator names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-`` (at most 64); they become
@@ -25,67 +26,6 @@ MAX_BATCH_SIZE = 65536
 MAX_LEARNING_RATE = 10.0
 #: Seeds are numpy seeds: 0..2**32-1.
 MAX_SEED = 2 ** 32 - 1
-
-
-def printable(text) -> str:
-    """``text`` with every non-printable character (terminal controls, bidi overrides) escaped.
-
-    Strings read back from a project or a store (class names, app, paths) are shown through this, so
-    that a class name cannot retitle, clear or rewrite the terminal.
-
-    Example:
-    >>> printable("PE\\x1b]0;owned\\x07")
-    'PE\\\\x1b]0;owned\\\\x07'
-    """
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-
-
-def shown(value) -> str:
-    """A JSON-ish rendering of ``value`` for an error message (escaped, at most 80 characters).
-
-    Example:
-    >>> shown([1, "a"])
-    '[1, "a"]'
-    """
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = type(value).__name__
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return printable(text)
-
-
-def check_int(value, what: str, where: str, lo: int = 0, hi: Optional[int] = None) -> int:
-    """``value`` (as parsed from a project's JSON) if it is an integer in ``lo..hi``; else a one-line AiftError.
-
-    A float (``5.7``, ``5.0``, ``Infinity``, ``1e30``), a bool or a string is refused: the project's
-    files are written by ``aift`` with plain integers, so anything else is damage or a hand edit.
-
-    Example:
-    >>> check_int(3, "id", "ledger.jsonl line 2", 0, 47)
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise AiftError(f"{where}: {what} {shown(value)} is not an integer")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise AiftError(f"{where}: {what} {value} is out of range ({rng})")
-    return value
-
-
-def check_number(value, what: str, where: str, lo: Optional[float] = None) -> float:
-    """A finite JSON number (int or float, not bool) ``>= lo``; else a one-line AiftError.
-
-    Example:
-    >>> check_number(1.5, '"omega"', "config.json", 1)
-    1.5
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AiftError(f"{where}: {what} {shown(value)} is not a finite number")
-    if lo is not None and value < lo:
-        raise AiftError(f"{where}: {what} {value} must be >= {lo}")
-    return float(value)
 
 
 def quoted(path) -> str:

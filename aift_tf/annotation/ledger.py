@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from aift_tf.annotation.checks import MAX_NOTE, NAME_RE, check_int, printable, shown
+from aift_tf.annotation.checks import MAX_NOTE, NAME_RE, printable, shown
+from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 
 LEDGER_VERSION = 2
@@ -71,15 +72,15 @@ def parse_entry(line: str, where: str, n: int, class_names) -> Optional[dict]:
     if isinstance(v, bool) or v not in LEDGER_VERSIONS:
         newer = " (written by a newer aift?)" if isinstance(v, int) and not isinstance(v, bool) and v > 2 else ""
         raise AiftError(f"{where}: unsupported ledger format {shown(v)}{newer}")
-    check_int(e["id"], "id", where, 0, n - 1)
+    check_int(e["id"], "id", 0, n - 1, where=where)
     if isinstance(e["label"], int) and not isinstance(e["label"], bool) and not 0 <= e["label"] < K:
         classes = ", ".join(f"{k}={printable(c)}" for k, c in enumerate(class_names))
         raise AiftError(f"{where}: label {e['label']} of id {e['id']} is not a class ({classes})")
-    check_int(e["label"], "label", where, 0, K - 1)
+    check_int(e["label"], "label", 0, K - 1, where=where)
     if v == 1 or e["round"] is not None:
-        check_int(e["round"], "round", where, 1)
+        check_int(e["round"], "round", 1, where=where)
     if e.get("query_round") is not None:
-        check_int(e["query_round"], "query_round", where, 1)
+        check_int(e["query_round"], "query_round", 1, where=where)
     ann = e.get("annotator")
     if ann is not None and (not isinstance(ann, str) or not NAME_RE.match(ann)):
         raise AiftError(f"{where}: field \"annotator\" {shown(ann)} is not an annotator name")
@@ -201,8 +202,10 @@ def class_list(ks, class_names) -> str:
     return ("class " if len(ks) == 1 else "classes ") + text
 
 
-def agreement(c: Consensus, K: int) -> list:
+def annotator_agreement(c: Consensus, K: int) -> list:
     """Cohen's kappa (``sklearn.metrics.cohen_kappa_score``) for every pair of annotators with shared ids.
+
+    (The kappa of two models' predictions, for the stopping rule, is :func:`aift_tf.stopping.agreement`.)
 
     Returns:
         [{"pair": (a, b), "n": shared ids, "agree": ids with the same label, "kappa": float or None}]
@@ -210,7 +213,7 @@ def agreement(c: Consensus, K: int) -> list:
         same single class).
 
     Example:
-    >>> agreement(consensus(entries), 2)[0]["kappa"]
+    >>> annotator_agreement(consensus(entries), 2)[0]["kappa"]
     0.62
     """
     from sklearn.metrics import cohen_kappa_score

@@ -9,8 +9,9 @@ import json
 import re
 from pathlib import Path
 
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, check_int, check_name, check_number,
-                                       check_object, check_str, field, printable, shown)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, check_name, check_object, check_str, field,
+                                       printable, shown)
+from aift_tf.checks import check_int, check_number
 from aift_tf.errors import AiftError
 
 #: config.json formats this version reads (1: every project so far).
@@ -40,11 +41,11 @@ def read_json_file(path: Path):
         raise AiftError(f"{path}: not valid JSON ({printable(e)})") from None
 
 
-def check_config(cfg, path) -> dict:
+def check_project_config(cfg, path) -> dict:
     """config.json of a project, every field the project uses checked (types, ranges, choices).
 
     Example:
-    >>> check_config(read_json_file(p / "config.json"), p / "config.json")["class_names"]
+    >>> check_project_config(read_json_file(p / "config.json"), p / "config.json")["class_names"]
     ['negative', 'positive']
     """
     from aift_tf.finetune import LEARNING_STRATEGIES
@@ -65,13 +66,13 @@ def check_config(cfg, path) -> dict:
     if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) and c for c in names)
             or len(set(names)) != len(names)):
         raise AiftError(f"{w}: field \"class_names\" must be a list of >= 2 distinct names, got {shown(names)}")
-    check_int(field(cfg, "n", w), 'field "n"', w, 1)
-    check_int(field(cfg, "m", w), 'field "m"', w, 1)
+    check_int(field(cfg, "n", w), 'field "n"', 1, where=w)
+    check_int(field(cfg, "m", w), 'field "m"', 1, where=w)
     shape = field(cfg, "patch_shape", w)
     if not isinstance(shape, list) or len(shape) != 3:
         raise AiftError(f"{w}: field \"patch_shape\" must be a list [H, W, C], got {shown(shape)}")
     for v in shape:
-        check_int(v, 'field "patch_shape" entry', w, 1)
+        check_int(v, 'field "patch_shape" entry', 1, where=w)
     if "app" in cfg:
         check_str(cfg["app"], 'field "app"', w, optional=True, empty=True)
     check_str(cfg.get("pool_split", "train"), 'field "pool_split"', w)
@@ -85,14 +86,14 @@ def check_config(cfg, path) -> dict:
     except AiftError as e:
         raise AiftError(f"{w}: field \"strategy\": {e}") from None
     check_str(field(cfg, "learning", w), 'field "learning"', w, choices=LEARNING_STRATEGIES)
-    check_number(field(cfg, "omega", w), 'field "omega"', w, 1)
-    check_int(field(cfg, "seed", w), 'field "seed"', w, 0, MAX_SEED)
+    check_number(field(cfg, "omega", w), 'field "omega"', 1, where=w)
+    check_int(field(cfg, "seed", w), 'field "seed"', 0, MAX_SEED, where=w)
     ft = check_object(field(cfg, "finetune", w), f'{w}: field "finetune"')
     for key, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
         if key in ft:
-            check_int(ft[key], f'field "finetune.{key}"', w, 1, most)
+            check_int(ft[key], f'field "finetune.{key}"', 1, most, where=w)
     if "learning_rate" in ft:
-        check_number(ft["learning_rate"], 'field "finetune.learning_rate"', w, 0)
+        check_number(ft["learning_rate"], 'field "finetune.learning_rate"', 0, where=w)
     return cfg
 
 
@@ -105,7 +106,7 @@ def check_state(st, path, n: int, K: int) -> dict:
     """
     w = str(path)
     check_object(st, w)
-    check_int(field(st, "round", w), 'field "round"', w, 0)
+    check_int(field(st, "round", w), 'field "round"', 0, where=w)
     lists = {}
     for key in ("labeled_ids", "labeled_labels", "labeled_round"):
         v = st.get(key, []) if key == "labeled_round" else field(st, key, w)
@@ -120,8 +121,8 @@ def check_state(st, path, n: int, K: int) -> dict:
                         f"\"labeled_ids\" {len(lists['labeled_ids'])}")
     seen = set()
     for i, lab in zip(lists["labeled_ids"], lists["labeled_labels"]):
-        check_int(i, 'field "labeled_ids" entry', w, 0, n - 1)
-        check_int(lab, f'field "labeled_labels" entry (id {i})', w, 0, K - 1)
+        check_int(i, 'field "labeled_ids" entry', 0, n - 1, where=w)
+        check_int(lab, f'field "labeled_labels" entry (id {i})', 0, K - 1, where=w)
         if i in seen:
             raise AiftError(f"{w}: field \"labeled_ids\" lists id {i} twice")
         seen.add(i)
@@ -131,23 +132,23 @@ def check_state(st, path, n: int, K: int) -> dict:
         if isinstance(ft, dict):
             for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
                 if name in ft:
-                    check_int(ft[name], f'field {key}.{name}"', w, 1, most)
+                    check_int(ft[name], f'field {key}.{name}"', 1, most, where=w)
     hist = st.get("history", [])
     if not isinstance(hist, list):
         raise AiftError(f"{w}: field \"history\" must be a list, got {shown(hist)}")
     for h in hist:
         check_object(h, f'{w}: field "history" entry')
-        check_int(field(h, "round", f'{w}: field "history" entry'), 'field "history.round"', w, 1)
-        check_int(h.get("train_candidates", 0), 'field "history.train_candidates"', w, 0)
+        check_int(field(h, "round", f'{w}: field "history" entry'), 'field "history.round"', 1, where=w)
+        check_int(h.get("train_candidates", 0), 'field "history.train_candidates"', 0, where=w)
         ft = check_object(h.get("finetune", {}), f'{w}: field "history.finetune"')
         for key in ("loss", "val_auc"):
             v = ft.get(key, [])
             if not isinstance(v, list):
                 raise AiftError(f"{w}: field \"history.finetune.{key}\" must be a list, got {shown(v)}")
             for x in v:
-                check_number(x, f'field "history.finetune.{key}" entry', w)
+                check_number(x, f'field "history.finetune.{key}" entry', where=w)
         if "seconds" in ft:
-            check_number(ft["seconds"], 'field "history.finetune.seconds"', w, 0)
+            check_number(ft["seconds"], 'field "history.finetune.seconds"', 0, where=w)
     return st
 
 
@@ -168,12 +169,12 @@ def check_query_info(info, path, n: int) -> dict:
     if not isinstance(ids, list):
         raise AiftError(f"{w}: field \"ids\" must be a list, got {shown(ids)}")
     for i in ids:
-        check_int(i, "queried id", w, 0, n - 1)
+        check_int(i, "queried id", 0, n - 1, where=w)
     if len(set(ids)) != len(ids):
         raise AiftError(f"{w}: field \"ids\" lists an id twice")
-    check_int(field(info, "n", w), '"n"', w, 1)
+    check_int(field(info, "n", w), '"n"', 1, where=w)
     if "round" in info:
-        check_int(info["round"], 'field "round"', w, 1)
+        check_int(info["round"], 'field "round"', 1, where=w)
     kind = info.get("kind", "query")
     check_str(kind, 'field "kind"', w, choices=("query", "adjudication"))
     idset = set(ids)

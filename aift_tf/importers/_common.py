@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 from aift_tf.importers.augment import Augmentation, make_patch_bags
 
@@ -169,14 +170,6 @@ def dense_labels(labels, where: str, class_names=None, warn=None, source: str = 
         f"{{{', '.join(f'{a}: {b}' for a, b in items[:12])}{more}}} ({len(items)} classes named "
         f"{', '.join(names[:12])}{more}; recorded in the store attribute label_map)")
     return new, names, mapping
-
-
-def check_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise AiftError(f"{name} must be an integer; got {value!r}")
-    if minimum is not None and value < minimum:
-        raise AiftError(f"{name} must be >= {minimum}; got {value}")
-    return int(value)
 
 
 def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:

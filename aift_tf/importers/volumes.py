@@ -40,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 from aift_tf.importers._common import (
-    SPLIT_NAMES, check_bag_size, check_fractions, check_group_splits, check_int, check_out, check_seed, dense_labels,
-    group_split, parse_split, read_csv_table, same_file,
+    SPLIT_NAMES, check_bag_size, check_fractions, check_group_splits, check_out, check_seed, dense_labels, group_split,
+    parse_split, read_csv_table, same_file,
 )
 from aift_tf.importers.augment import child_seed
 from aift_tf.importers.dicom import dicom_series, first_line

@@ -19,8 +19,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from aift_tf._io import default_cache_dir
 from aift_tf.errors import AiftError
+from aift_tf.files import default_cache_dir
 
 _MODULES = {
     "pulmonary-embolism": "simulate.apps.pulmonary_embolism",

@@ -153,7 +153,7 @@ def convert(pth=None, cache_dir=None, *, force: bool = False) -> Path:
     >>> convert().name
     'efficientnet_lite0_imagenet_57934424.weights.h5'
     """
-    from aift_tf._io import atomic_path, file_sha256
+    from aift_tf.files import atomic_path, file_sha256
     from aift_tf.zoo.imagenet.torch_legacy import read_state_dict
 
     target = cached_weights(cache_dir)

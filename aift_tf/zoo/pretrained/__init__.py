@@ -87,7 +87,7 @@ def m0_card(path) -> dict:
 
     Example: ``m0_card(default_m0("small_cnn", (32, 32, 3)))["source_val_accuracy"]``.
     """
-    from aift_tf._io import read_json
+    from aift_tf.files import read_json
 
     cp = card_path(path)
     card = read_json(cp, f"{path}: no card {cp.name} beside the weights")
@@ -157,7 +157,7 @@ def default_m0(model_name: str, patch_shape, directory=None):
 
     Example: ``default_m0("small_cnn", (28, 28, 1)).name == "small_cnn_32x32x3.weights.h5"``.
     """
-    from aift_tf._io import file_sha256
+    from aift_tf.files import file_sha256
 
     shape = _shape(patch_shape) if not isinstance(patch_shape, (str, bytes)) else None
     if shape is None or not isinstance(model_name, str):
@@ -208,7 +208,7 @@ def m0_info(path, model_name: str, patch_shape, source: str = "default-m0") -> d
     reports), e.g. ``"sha256 85747a1dd673…; source task 40 classes; val acc 0.58; linear probe 0.53 vs
     random 0.15; adapted 28x28x1 -> resize to 32x32, gray -> RGB"``.
     """
-    from aift_tf._io import file_sha256
+    from aift_tf.files import file_sha256
 
     path = Path(path)
     digest = file_sha256(path)
