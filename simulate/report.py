@@ -698,6 +698,11 @@ def _limit(block):
     return "its budget" if block["cap"] <= block["budget"] else f"the cap of {block['cap']} labels"
 
 
+def _within(limit):
+    """'within the cap of N labels' / 'within its budget', or a limit already phrased as a clause."""
+    return limit if limit.startswith("before") else f"within {limit}"
+
+
 def _anchored_note(sv, limit):
     k = sv.get("anchored_seeds") or 0
     if not k:
@@ -756,21 +761,30 @@ def budget_line(name, sb, cap_block) -> str | None:
     share = (f"{_pct(sb['estimate'])} of the labels {ref} needs for it ({sb['labels_needed']:.0f} against "
              f"{sb['labels_needed_random']:.0f}; {_ci_pct(sb['ci95'])} over {used} paired seeds{anchored})")
     c, cr, limit = sb["censored_seeds"], sb["censored_seeds_random"], _limit(cap_block)
+    t = cap_block.get("target_auc")
+    stopped = ""
+    if t is not None and sb["auc"] > t and (c or cr):
+        # every seed stops querying once its curve crosses the fixed target: above it, a curve that ends below
+        # the level ended there because its rounds stopped, not because the cap was reached
+        limit = "before its rounds stopped"
+        stopped = (f" (a seed stops querying once its curve crosses the fixed target {t:.4f}, which lies below "
+                   f"this level, so a curve that ends below the level is cut there by the rule, not by the cap)")
     lo, hi = sb["ci95"]
     way = _direction([1.0 - hi, 1.0 - lo], c, cr)
     if way == "fewer":
         return f"{name} reaches {level} using {share}."
     if way == "more":
-        cens = f"; it does not reach it within {limit} on {c} of {used} seeds, so it needs more still" if c else ""
-        return f"{name} needs more labels than {ref} to reach {level}: {share}{cens}."
+        cens = f"; it does not reach it {_within(limit)} on {c} of {used} seeds, so it needs more still" if c else ""
+        return f"{name} needs more labels than {ref} to reach {level}: {share}{cens}{stopped}."
     if way == "bound" and c:
-        return (f"{name} does not reach {level} within {limit} on {c} of {used} seeds: it needs at least {share}, "
-                f"so no saving is demonstrated there.")
+        return (f"{name} does not reach {level} {_within(limit)} on {c} of {used} seeds: it needs at least {share}, "
+                f"so no saving is demonstrated there{stopped}.")
     if way == "bound":
-        return (f"{ref} itself does not reach {level} within {limit} on {cr} of {used} seeds, so the share "
-                f"{_pct(sb['estimate'])} ({_ci_pct(sb['ci95'])}) gives no verdict.")
-    cens = f"; it does not reach it within {limit} on {c} of {used} seeds" if c else ""
-    return f"No detectable difference between {name} and {ref} in the labels needed to reach {level}: {share}{cens}."
+        return (f"{ref} itself does not reach {level} {_within(limit)} on {cr} of {used} seeds, so the share "
+                f"{_pct(sb['estimate'])} ({_ci_pct(sb['ci95'])}) gives no verdict{stopped}.")
+    cens = f"; it does not reach it {_within(limit)} on {c} of {used} seeds" if c else ""
+    return (f"No detectable difference between {name} and {ref} in the labels needed to reach {level}: "
+            f"{share}{cens}{stopped}.")
 
 
 def largest_saving_line(name, rows, levels, cap_block) -> str | None:

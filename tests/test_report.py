@@ -561,6 +561,22 @@ def test_budget_sentence_follows_the_interval(share_ci, censored, censored_rando
     assert budget_line("aift", b, b).startswith(start)
 
 
+def test_budget_sentence_above_the_target_says_the_rule_cut_the_curves():
+    """Random's planned-budget AUC can lie above the fixed target; seeds stop querying once they cross the target,
+    so a curve that ends below that level was cut by the rule, not by the cap (polyp-detection, 2026-12-05)."""
+    from simulate.report import budget_line
+
+    b = _block([0.8, 1.8], censored=5, censored_random=0, estimate=1.17)
+    b["auc"] = 0.95  # above the target 0.9
+    line = budget_line("aift", b, b)
+    assert "before its rounds stopped on 5 of 10 seeds" in line, line
+    assert "crosses the fixed target 0.9000, which lies below this level" in line
+    assert "within the cap" not in line
+    below = _block([0.8, 1.8], censored=5, estimate=1.17)  # level below the target: the cap is the limit
+    assert "within the cap of 300 labels on 5 of 10 seeds" in budget_line("aift", below, below)
+    assert "crosses the fixed target" not in budget_line("aift", below, below)
+
+
 def test_largest_saving_skips_bounds_and_counts_levels_by_interval():
     from simulate.report import largest_saving_line
 
