@@ -70,6 +70,7 @@ from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
 from aift_tf.annotation.records import check_project_config, check_query_info, check_state, read_json_file
+from aift_tf import checkpoint
 from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
@@ -447,7 +448,7 @@ class Project:
         if d.is_dir():
             for p in d.iterdir():
                 mt = _ROUND_RE.match(p.name)
-                if mt and (p / "state.json").is_file() and (p / "model.keras").is_file():
+                if mt and checkpoint.is_complete(p):
                     out.append((int(mt.group(1)), p))
         if not out:
             raise AiftError(f"{d}: no learner checkpoint; run `aift recover {quoted(self.path)}` to rebuild M0 from "
@@ -474,7 +475,7 @@ class Project:
 
     def _read_state(self, p: Path) -> dict:
         """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
-        f = p / "state.json"
+        f = checkpoint.state_file(p)
         try:
             return check_state(read_json_file(f), f, int(self.config["n"]), len(self.class_names))
         except AiftError as e:
@@ -495,10 +496,10 @@ class Project:
             _, p = self.checkpoints()[-1]
             self._read_state(p)
             store = self.store
-            model_file = p / "model.keras"
+            model_file = checkpoint.model_file(p)
             if not zipfile.is_zipfile(model_file):  # Keras would say "File not found" for a truncated file
-                raise self.damaged_checkpoint(p, f"model.keras is truncated or not a .keras (zip) file, "
-                                                 f"{model_file.stat().st_size} bytes")
+                raise self.damaged_checkpoint(p, f"{checkpoint.MODEL_FILE} is truncated or not a .keras (zip) "
+                                                 f"file, {model_file.stat().st_size} bytes")
             try:
                 learner = ActiveLearner.load(p, store, progress=self.progress)
             except AiftError as e:
@@ -1025,7 +1026,7 @@ class Project:
             record = self._apply(target, r)  # fine-tune, then the checkpoint
         except Exception:
             # a failed command changes nothing: unless the checkpoint already exists, put the ledger back
-            if (self.path / CHECKPOINTS / round_name(r) / "state.json").is_file():
+            if checkpoint.state_file(self.path / CHECKPOINTS / round_name(r)).is_file():
                 self._drop_backup(backup)
             else:
                 self._restore_ledger(backup)
@@ -1045,10 +1046,10 @@ class Project:
             st = self.state()
             pending = self.pending_rounds(ledger)
             trained = self.trained()
-            checkpoint = self.checkpoints()[-1][1]
+            newest = self.checkpoints()[-1][1]
         except AiftError as e:  # the checkpoints: the rest of the report still answers, naming `aift recover`
             damaged = str(e)
-            st, pending, trained, checkpoint = {"round": None, "history": []}, [], {}, None
+            st, pending, trained, newest = {"round": None, "history": []}, [], {}, None
         K = len(self.class_names)
         counts = [0] * K
         for lab in cons.labels.values():
@@ -1073,7 +1074,7 @@ class Project:
                 "teach_rounds": None if st["round"] is None else int(st["round"]),
                 "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
                 "pool_left": int(self.unlabeled_ids(cons).size), "query_rounds": rounds,
-                "history": st.get("history", []), "checkpoint": checkpoint,
+                "history": st.get("history", []), "checkpoint": newest,
                 "pending_rounds": pending, "not_trained": behind if not (pending or damaged) else [],
                 "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
                 "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},
