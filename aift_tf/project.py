@@ -64,7 +64,7 @@ import numpy as np
 
 from aift_tf.files import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                            write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED,
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, NAME_PATTERN,
                                        check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, consensus,
@@ -75,7 +75,8 @@ from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
-from aift_tf.files import round_name  # the one round-folder name (also the run folder's)
+# the one round-folder name (also the run folder's) and its parser
+from aift_tf.files import ROUND_DIGITS, round_name, round_number
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -88,11 +89,11 @@ QUERY_COLUMNS = ("id", "group", "score", "probability", "label")
 ADJUDICATION = "adjudication"
 KEEP_CHECKPOINTS = 2  # besides M0
 CRASH_HOOK = "AIFT_TEST_CRASH_AFTER_LEDGER"
-_ROUND_RE = re.compile(r"^round-(\d{3,})$")
-_ADJ_RE = re.compile(r"^adjudication-(\d{3,})$")
-_QUERIES_RE = re.compile(r"^queries(?:-([^\W_][\w.-]{0,63}))?\.csv$")
-# the name the labeling page gives a downloaded CSV (browsers add " (1)" to a second download)
-_DOWNLOAD_RE = re.compile(r"^(round|adjudication)-(\d{3,})(?:-([^\W_][\w.-]{0,63}?))?-labels(?: ?\(\d+\))?\.csv$")
+# an annotator's sheet (queries-NAME.csv) and the name the labeling page gives a downloaded CSV (browsers add
+# " (1)" to a second download), both from the one annotator-name and round-number patterns
+_QUERIES_RE = re.compile(rf"^queries(?:-({NAME_PATTERN}))?\.csv$")
+_DOWNLOAD_RE = re.compile(rf"^(round|{ADJUDICATION})-({ROUND_DIGITS})(?:-({NAME_PATTERN}))?"
+                          rf"-labels(?: ?\(\d+\))?\.csv$")
 
 
 def _now() -> str:
@@ -447,9 +448,9 @@ class Project:
         out = []
         if d.is_dir():
             for p in d.iterdir():
-                mt = _ROUND_RE.match(p.name)
-                if mt and checkpoint.is_complete(p):
-                    out.append((int(mt.group(1)), p))
+                r = round_number(p.name)
+                if r is not None and checkpoint.is_complete(p):
+                    out.append((r, p))
         if not out:
             raise AiftError(f"{d}: no learner checkpoint; run `aift recover {quoted(self.path)}` to rebuild M0 from "
                             f"{CONFIG} and re-train the ledger's labels (none is lost)")
@@ -620,7 +621,7 @@ class Project:
                f"labels (none is lost)")
         if done and done not in rounds:
             raise LedgerMismatch(f"{self.path / LEDGER}: has no entry of teach round {done}, which checkpoint "
-                                 f"round-{done:03d} was trained on{fix}")
+                                 f"{round_name(done)} was trained on{fix}")
         # consistency: the checkpoint was trained on exactly what the ledger says round `done` trained
         trained, expected = self.trained(), trained_by_round(ledger, done)
         if trained != expected:
@@ -671,12 +672,12 @@ class Project:
     def round_names(self, kind: str = "round") -> list:
         """Every ``round-NNN`` (or ``adjudication-NNN``) entry of the project folder [(k, path)] in order, complete
         or not (any file type)."""
-        rx = _ROUND_RE if kind == "round" else _ADJ_RE
+        prefix = "round" if kind == "round" else ADJUDICATION
         out = []
         for p in self.path.iterdir():
-            mt = rx.match(p.name)
-            if mt:
-                out.append((int(mt.group(1)), p))
+            k = round_number(p.name, prefix)
+            if k is not None:
+                out.append((k, p))
         return sorted(out)
 
     def rounds(self, kind: str = "round") -> list:
@@ -835,7 +836,7 @@ class Project:
         info = {"kind": "adjudication", "round": k, "created": _now(), "n": len(ids), "ids": ids, "votes": votes,
                 "class_names": self.class_names, "model_round": int(self.state()["round"]),
                 "pool_left": int(self.unlabeled_ids(cons).size)}
-        target = self.path / f"{ADJUDICATION}-{k:03d}"
+        target = self.path / round_name(k, ADJUDICATION)
         self._write_round(target, rows, info, kind="adjudication")
         return {"ids": ids, "votes": votes, "path": target, "existing": False}
 
@@ -854,14 +855,15 @@ class Project:
         except OSError:
             return ctx
         inside = rp.parent.parent == self.path.resolve()
-        mq, mr, ma = _QUERIES_RE.match(rp.name), _ROUND_RE.match(rp.parent.name), _ADJ_RE.match(rp.parent.name)
-        md = _DOWNLOAD_RE.match(rp.name)
-        if inside and mq and (mr or ma):
-            kind, k, name, folder = ("query" if mr else "adjudication"), int((mr or ma).group(1)), mq.group(1), rp.parent
+        mq, md = _QUERIES_RE.match(rp.name), _DOWNLOAD_RE.match(rp.name)
+        kr, ka = round_number(rp.parent.name), round_number(rp.parent.name, ADJUDICATION)
+        if inside and mq and (kr is not None or ka is not None):
+            kind, k = ("query", kr) if kr is not None else ("adjudication", ka)
+            name, folder = mq.group(1), rp.parent
         elif md:
             kind = "query" if md.group(1) == "round" else "adjudication"
             k, name = int(md.group(2)), md.group(3)
-            folder = self.path / (round_name(k) if kind == "query" else f"{ADJUDICATION}-{k:03d}")
+            folder = self.path / (round_name(k) if kind == "query" else round_name(k, ADJUDICATION))
         else:
             return ctx
         ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name, name=name)
@@ -909,7 +911,7 @@ class Project:
         new, same, annotators = [], [], set()
         adjudicating = ctx["kind"] == "adjudication"
         where_round = (round_name(ctx["k"]) if ctx["kind"] == "query" else
-                       f"{ADJUDICATION}-{ctx['k']:03d}" if adjudicating else None)
+                       round_name(ctx["k"], ADJUDICATION) if adjudicating else None)
         for row in parsed.rows:
             def bad(msg, line=row.line):
                 problems.append((line, msg))
