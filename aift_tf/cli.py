@@ -22,6 +22,8 @@ import click
 
 from aift_tf.cli_support import run_cli, version_option
 from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, quoted
+from aift_tf.export import KERAS_FILE, PROVENANCE, SAVED_MODEL  # the export folder's names (no TensorFlow)
+from aift_tf.files import round_name
 from aift_tf.finetune import LEARNING_STRATEGIES  # TensorFlow-free imports: `--help` stays instant
 from aift_tf.progress import Progress
 from aift_tf.zoo import MODEL_NAMES, POLICIES
@@ -257,7 +259,7 @@ def status(project, quiet):
         lines.insert(2, f"  M0: {e(m0.get('source'))}{where} ({e(m0.get('summary'))})")
     for q in s["query_rounds"]:
         who = f" ({', '.join(map(e, q['annotators']))}; {q['shared']} shared)" if q["annotators"] else ""
-        lines.append(f"  round-{q['round']:03d}: {q['n']} queried, {q['labeled']} labeled"
+        lines.append(f"  {round_name(q['round'])}: {q['n']} queried, {q['labeled']} labeled"
                      + ("" if q["answered"] else " (unanswered)") + who)
     for name in s["incomplete_rounds"]:
         lines.append(f"  {e(name)}: no query.json (not written by `aift query`; left as it is)")
@@ -304,7 +306,8 @@ def status(project, quiet):
 
 @cli.command()
 @click.argument("project", type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(), help="Export folder (SavedModel + model.keras + provenance.json).")
+@click.option("--out", required=True, type=click.Path(),
+              help=f"Export folder (SavedModel + {KERAS_FILE} + {PROVENANCE}).")
 @click.option("--force", is_flag=True,
               help="Replace --out if it is an earlier export (only that: any other existing path is refused).")
 @quiet_option
@@ -315,7 +318,8 @@ def export(project, out, force, quiet):
         path = p.export(out, force=force)
         r = p.state()["round"]
     bars.close()
-    _say(quiet)(f"exported the model of teach round {r} to {path} (saved_model/, model.keras, provenance.json)")
+    _say(quiet)(f"exported the model of teach round {r} to {path} "
+                f"({SAVED_MODEL}/, {KERAS_FILE}, {PROVENANCE})")
 
 
 @cli.command()

@@ -401,35 +401,45 @@ def remove_folder(path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-_ROUND_NAME = re.compile(r"^round-(\d{3,})$")
+#: The number in a round-folder name (:func:`round_name`): at least three digits. The one pattern, also for
+#: names that hold a round's name (a labeling page's download ``round-NNN-labels.csv``).
+ROUND_DIGITS = r"\d{3,}"
+_ROUND_RES = {}
 
 
-def round_name(k: int) -> str:
+def round_name(k: int, prefix: str = "round") -> str:
     """The folder name of round ``k``: ``round-NNN`` (at least three digits).
 
     The one spelling of a round folder: a project's query rounds and checkpoints
     (:mod:`aift_tf.project`) and a simulation run folder's state, TensorBoard and export rounds
-    (``simulate/run_folder.py``) all use it.
+    (``simulate/run_folder.py``) all use it; a project's adjudication lists are
+    ``round_name(k, "adjudication")``.
 
     Args:
         k: the round number (an int >= 0).
+        prefix: the word before the number (``round``; ``adjudication`` for an adjudication list).
 
     Example:
-    >>> round_name(3), round_name(1234)
-    ('round-003', 'round-1234')
+    >>> round_name(3), round_name(1234), round_name(2, "adjudication")
+    ('round-003', 'round-1234', 'adjudication-002')
     """
-    return f"round-{int(k):03d}"
+    return f"{prefix}-{int(k):03d}"
 
 
-def round_number(name: str):
-    """The round number of a folder named by :func:`round_name`, or ``None`` for any other name.
+def round_number(name: str, prefix: str = "round"):
+    """The round number of a folder named by :func:`round_name` (with the same ``prefix``), or ``None`` for
+    any other name.
 
     Args:
         name: a folder name (not a path).
+        prefix: as for :func:`round_name`.
 
     Example:
     >>> round_number("round-012"), round_number("round12"), round_number("round-1")
     (12, None, None)
     """
-    m = _ROUND_NAME.match(str(name))
+    rx = _ROUND_RES.get(prefix)
+    if rx is None:
+        rx = _ROUND_RES[prefix] = re.compile(rf"^{re.escape(prefix)}-({ROUND_DIGITS})$")
+    m = rx.match(str(name))
     return int(m.group(1)) if m else None

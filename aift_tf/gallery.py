@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from aift_tf.files import atomic_path, write_text_atomic
+from aift_tf.files import atomic_path, round_name, write_text_atomic
 
 PATCHES = "patches"
 MIN_TILE = 96  # patches are upscaled (nearest neighbour) to at least this many pixels
@@ -490,4 +490,4 @@ def write_gallery(folder, store, rows, info, *, project_name="", group_names=Non
     folder = Path(folder)
     write_patches(folder, store, [r["id"] for r in rows])
     return write_page(folder / "gallery.html", rows, info, store, project=Path(project_name or folder.name),
-                      download=f"round-{int(info.get('round', 0)):03d}-labels.csv")
+                      download=f"{round_name(info.get('round', 0))}-labels.csv")

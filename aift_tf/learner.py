@@ -31,7 +31,7 @@ import numpy as np
 
 from aift_tf import __version__
 from aift_tf.errors import AiftError
-from aift_tf.files import atomic_dir, read_json, write_json_atomic
+from aift_tf import checkpoint
 from aift_tf.finetune import (
     FineTuneConfig,
     check_learning,
@@ -698,12 +698,7 @@ class ActiveLearner:
         Contents: `state.json` (`{config, state}`: :meth:`get_config`, labels, round, RNG),
         `model.keras` (current model with optimizer slots), `m0.weights.h5` (the starting weights).
         """
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            self.model.save(tmp / "model.keras")
-            (tmp / "m0.weights.h5").write_bytes(self._m0_file_bytes())
-            write_json_atomic(tmp / "state.json", self.state_dict())
-        return path
+        return checkpoint.write(path, self.model, self._m0_file_bytes(), self.state_dict())
 
     def _m0_file_bytes(self) -> bytes:
         """The bytes of `m0.weights.h5`. M0 never changes, so the file is built once (a clone of the
@@ -718,7 +713,7 @@ class ActiveLearner:
             m0 = keras.models.clone_model(self.model)
             m0.set_weights(self.m0_weights)
             with tempfile.TemporaryDirectory() as d:
-                f = Path(d) / "m0.weights.h5"
+                f = checkpoint.m0_file(d)
                 m0.save_weights(f)
                 cached = self._m0_bytes = f.read_bytes()
         return cached
@@ -743,8 +738,8 @@ class ActiveLearner:
         from aift_tf.zoo.layers import load_model as load_keras_file
 
         path = Path(path)
-        state_file = path / "state.json"
-        state = read_json(state_file, f"{path}: not a saved learner (no state.json)")
+        state_file = checkpoint.state_file(path)
+        state = checkpoint.read_state(path, "not a saved learner")
         if state.get("format") != STATE_FORMAT:
             raise AiftError(f"{state_file}: unsupported state format {state.get('format')!r}")
         if state["store_sha256"] != store.sha256:
@@ -754,17 +749,18 @@ class ActiveLearner:
         if cache_trunk is not None:
             config = {**config, "cache_trunk": cache_trunk}
         distribution = _distribution_or_none(distribute)
+        model_file = checkpoint.model_file(path)
         try:
             with (distribution.scope() if distribution is not None else contextlib.nullcontext()):
-                model = load_keras_file(path / "model.keras", compile=True)
+                model = load_keras_file(model_file, compile=True)
         except Exception as e:  # corrupt or missing model file
-            raise AiftError(f"{path / 'model.keras'}: cannot load model ({type(e).__name__}: {e})") from None
+            raise AiftError(f"{model_file}: cannot load model ({type(e).__name__}: {e})") from None
         m0 = keras.models.clone_model(model)
-        m0.load_weights(path / "m0.weights.h5")
+        m0.load_weights(checkpoint.m0_file(path))
         m0_weights = [np.array(w) for w in m0.get_weights()]
         self = cls.from_config(config, store, model=_Checkpoint(model, m0_weights), progress=progress,
                                distribute=distribution)
-        self._m0_bytes = (path / "m0.weights.h5").read_bytes()
+        self._m0_bytes = checkpoint.m0_file(path).read_bytes()
         self._restore_state(state)
         return self
 

@@ -64,17 +64,19 @@ import numpy as np
 
 from aift_tf.files import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                            write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED,
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, NAME_PATTERN,
                                        check_name, printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
 from aift_tf.annotation.records import check_project_config, check_query_info, check_state, read_json_file
+from aift_tf import checkpoint
 from aift_tf.checks import check_choice, check_number
 from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
-from aift_tf.files import round_name  # the one round-folder name (also the run folder's)
+# the one round-folder name (also the run folder's) and its parser
+from aift_tf.files import ROUND_DIGITS, round_name, round_number
 
 PROJECT_FORMAT = 1
 CONFIG = "config.json"
@@ -87,11 +89,11 @@ QUERY_COLUMNS = ("id", "group", "score", "probability", "label")
 ADJUDICATION = "adjudication"
 KEEP_CHECKPOINTS = 2  # besides M0
 CRASH_HOOK = "AIFT_TEST_CRASH_AFTER_LEDGER"
-_ROUND_RE = re.compile(r"^round-(\d{3,})$")
-_ADJ_RE = re.compile(r"^adjudication-(\d{3,})$")
-_QUERIES_RE = re.compile(r"^queries(?:-([^\W_][\w.-]{0,63}))?\.csv$")
-# the name the labeling page gives a downloaded CSV (browsers add " (1)" to a second download)
-_DOWNLOAD_RE = re.compile(r"^(round|adjudication)-(\d{3,})(?:-([^\W_][\w.-]{0,63}?))?-labels(?: ?\(\d+\))?\.csv$")
+# an annotator's sheet (queries-NAME.csv) and the name the labeling page gives a downloaded CSV (browsers add
+# " (1)" to a second download), both from the one annotator-name and round-number patterns
+_QUERIES_RE = re.compile(rf"^queries(?:-({NAME_PATTERN}))?\.csv$")
+_DOWNLOAD_RE = re.compile(rf"^(round|{ADJUDICATION})-({ROUND_DIGITS})(?:-({NAME_PATTERN}))?"
+                          rf"-labels(?: ?\(\d+\))?\.csv$")
 
 
 def _now() -> str:
@@ -446,9 +448,9 @@ class Project:
         out = []
         if d.is_dir():
             for p in d.iterdir():
-                mt = _ROUND_RE.match(p.name)
-                if mt and (p / "state.json").is_file() and (p / "model.keras").is_file():
-                    out.append((int(mt.group(1)), p))
+                r = round_number(p.name)
+                if r is not None and checkpoint.is_complete(p):
+                    out.append((r, p))
         if not out:
             raise AiftError(f"{d}: no learner checkpoint; run `aift recover {quoted(self.path)}` to rebuild M0 from "
                             f"{CONFIG} and re-train the ledger's labels (none is lost)")
@@ -474,7 +476,7 @@ class Project:
 
     def _read_state(self, p: Path) -> dict:
         """state.json of checkpoint folder ``p``, with the fields the project relies on checked."""
-        f = p / "state.json"
+        f = checkpoint.state_file(p)
         try:
             return check_state(read_json_file(f), f, int(self.config["n"]), len(self.class_names))
         except AiftError as e:
@@ -495,10 +497,10 @@ class Project:
             _, p = self.checkpoints()[-1]
             self._read_state(p)
             store = self.store
-            model_file = p / "model.keras"
+            model_file = checkpoint.model_file(p)
             if not zipfile.is_zipfile(model_file):  # Keras would say "File not found" for a truncated file
-                raise self.damaged_checkpoint(p, f"model.keras is truncated or not a .keras (zip) file, "
-                                                 f"{model_file.stat().st_size} bytes")
+                raise self.damaged_checkpoint(p, f"{checkpoint.MODEL_FILE} is truncated or not a .keras (zip) "
+                                                 f"file, {model_file.stat().st_size} bytes")
             try:
                 learner = ActiveLearner.load(p, store, progress=self.progress)
             except AiftError as e:
@@ -619,7 +621,7 @@ class Project:
                f"labels (none is lost)")
         if done and done not in rounds:
             raise LedgerMismatch(f"{self.path / LEDGER}: has no entry of teach round {done}, which checkpoint "
-                                 f"round-{done:03d} was trained on{fix}")
+                                 f"{round_name(done)} was trained on{fix}")
         # consistency: the checkpoint was trained on exactly what the ledger says round `done` trained
         trained, expected = self.trained(), trained_by_round(ledger, done)
         if trained != expected:
@@ -670,12 +672,12 @@ class Project:
     def round_names(self, kind: str = "round") -> list:
         """Every ``round-NNN`` (or ``adjudication-NNN``) entry of the project folder [(k, path)] in order, complete
         or not (any file type)."""
-        rx = _ROUND_RE if kind == "round" else _ADJ_RE
+        prefix = "round" if kind == "round" else ADJUDICATION
         out = []
         for p in self.path.iterdir():
-            mt = rx.match(p.name)
-            if mt:
-                out.append((int(mt.group(1)), p))
+            k = round_number(p.name, prefix)
+            if k is not None:
+                out.append((k, p))
         return sorted(out)
 
     def rounds(self, kind: str = "round") -> list:
@@ -834,7 +836,7 @@ class Project:
         info = {"kind": "adjudication", "round": k, "created": _now(), "n": len(ids), "ids": ids, "votes": votes,
                 "class_names": self.class_names, "model_round": int(self.state()["round"]),
                 "pool_left": int(self.unlabeled_ids(cons).size)}
-        target = self.path / f"{ADJUDICATION}-{k:03d}"
+        target = self.path / round_name(k, ADJUDICATION)
         self._write_round(target, rows, info, kind="adjudication")
         return {"ids": ids, "votes": votes, "path": target, "existing": False}
 
@@ -853,14 +855,15 @@ class Project:
         except OSError:
             return ctx
         inside = rp.parent.parent == self.path.resolve()
-        mq, mr, ma = _QUERIES_RE.match(rp.name), _ROUND_RE.match(rp.parent.name), _ADJ_RE.match(rp.parent.name)
-        md = _DOWNLOAD_RE.match(rp.name)
-        if inside and mq and (mr or ma):
-            kind, k, name, folder = ("query" if mr else "adjudication"), int((mr or ma).group(1)), mq.group(1), rp.parent
+        mq, md = _QUERIES_RE.match(rp.name), _DOWNLOAD_RE.match(rp.name)
+        kr, ka = round_number(rp.parent.name), round_number(rp.parent.name, ADJUDICATION)
+        if inside and mq and (kr is not None or ka is not None):
+            kind, k = ("query", kr) if kr is not None else ("adjudication", ka)
+            name, folder = mq.group(1), rp.parent
         elif md:
             kind = "query" if md.group(1) == "round" else "adjudication"
             k, name = int(md.group(2)), md.group(3)
-            folder = self.path / (round_name(k) if kind == "query" else f"{ADJUDICATION}-{k:03d}")
+            folder = self.path / (round_name(k) if kind == "query" else round_name(k, ADJUDICATION))
         else:
             return ctx
         ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name, name=name)
@@ -908,7 +911,7 @@ class Project:
         new, same, annotators = [], [], set()
         adjudicating = ctx["kind"] == "adjudication"
         where_round = (round_name(ctx["k"]) if ctx["kind"] == "query" else
-                       f"{ADJUDICATION}-{ctx['k']:03d}" if adjudicating else None)
+                       round_name(ctx["k"], ADJUDICATION) if adjudicating else None)
         for row in parsed.rows:
             def bad(msg, line=row.line):
                 problems.append((line, msg))
@@ -1025,7 +1028,7 @@ class Project:
             record = self._apply(target, r)  # fine-tune, then the checkpoint
         except Exception:
             # a failed command changes nothing: unless the checkpoint already exists, put the ledger back
-            if (self.path / CHECKPOINTS / round_name(r) / "state.json").is_file():
+            if checkpoint.state_file(self.path / CHECKPOINTS / round_name(r)).is_file():
                 self._drop_backup(backup)
             else:
                 self._restore_ledger(backup)
@@ -1045,10 +1048,10 @@ class Project:
             st = self.state()
             pending = self.pending_rounds(ledger)
             trained = self.trained()
-            checkpoint = self.checkpoints()[-1][1]
+            newest = self.checkpoints()[-1][1]
         except AiftError as e:  # the checkpoints: the rest of the report still answers, naming `aift recover`
             damaged = str(e)
-            st, pending, trained, checkpoint = {"round": None, "history": []}, [], {}, None
+            st, pending, trained, newest = {"round": None, "history": []}, [], {}, None
         K = len(self.class_names)
         counts = [0] * K
         for lab in cons.labels.values():
@@ -1073,7 +1076,7 @@ class Project:
                 "teach_rounds": None if st["round"] is None else int(st["round"]),
                 "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
                 "pool_left": int(self.unlabeled_ids(cons).size), "query_rounds": rounds,
-                "history": st.get("history", []), "checkpoint": checkpoint,
+                "history": st.get("history", []), "checkpoint": newest,
                 "pending_rounds": pending, "not_trained": behind if not (pending or damaged) else [],
                 "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
                 "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aift_tf import checkpoint
 from aift_tf.errors import AiftError
-from aift_tf.files import atomic_path, read_json
+from aift_tf.files import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "SHARD_MODES", "MAX_SHARDS", "Scores", "parse_shard", "shard_ids", "model_fingerprint",
            "load_scoring_model", "check_out", "score_shard", "merge_shards", "read_scores", "pool_probabilities"]
@@ -137,8 +138,8 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
 
     path = Path(path)
     if path.is_dir():
-        state_file = path / "state.json"
-        state = read_json(state_file, f"{path}: neither a .keras model nor a saved learner (no state.json)")
+        state_file = checkpoint.state_file(path)
+        state = checkpoint.read_state(path, "neither a .keras model nor a saved learner")
         if not isinstance(state, dict):
             raise AiftError(f"{state_file}: not a saved learner's state (a JSON object expected)")
         if state.get("store_sha256") != store.sha256:
@@ -152,7 +153,7 @@ def load_scoring_model(path, store, split: str = "train", distribution=None):
             raise AiftError(f"{state_file}: field labeled_ids must be a list of candidate ids in 0 .. "
                             f"{store.n - 1}; got {str(raw)[:80]}")
         labeled = np.asarray(raw, dtype=np.int64)
-        model_file = path / "model.keras"
+        model_file = checkpoint.model_file(path)
     else:
         labeled = np.zeros(0, dtype=np.int64)
         model_file = path
@@ -265,7 +266,7 @@ def score_shard(store, model, out, shard=(0, 1), mode: str = "contiguous", split
     if isinstance(shard, str):
         shard = parse_shard(shard)
     index, count = parse_shard(f"{shard[0]}/{shard[1]}")
-    check_out(out, [getattr(store, "path", store), model, Path(model) / "model.keras"])
+    check_out(out, [getattr(store, "path", store), model, checkpoint.model_file(model)])
     if isinstance(store, (str, Path)):
         with open_store(store) as s:
             return score_shard(s, model, out, (index, count), mode, split, batch_size, distribute, progress)

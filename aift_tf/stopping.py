@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aift_tf import checkpoint
 from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
 
@@ -189,7 +190,7 @@ def checkpoint_agreement(store, checkpoints, *, threshold: float = DEFAULT_THRES
     for d in dirs:
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / f"{tag}-{file_sha256(d / 'model.keras')[:16]}.npy"
+            cached = Path(cache_dir) / f"{tag}-{file_sha256(checkpoint.model_file(d))[:16]}.npy"
             if cached.is_file():
                 preds.append(np.load(cached))
                 continue

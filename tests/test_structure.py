@@ -7,10 +7,19 @@
 - no import cycle among the harness's modules (``simulate.parallel`` gets the worker's experiment from a factory
   the caller passes, so it never imports ``simulate.experiment``), counting imports inside functions too;
 - one checks module: ``check_int`` is defined once in ``aift_tf`` (:mod:`aift_tf.checks`, with ``where=`` for values
-  read back from a file).
+  read back from a file);
+- one owner per persisted format: no module of ``aift_tf`` or ``simulate`` but :mod:`aift_tf.checkpoint` names the
+  learner's checkpoint files (``state.json``, ``model.keras``, ``m0.weights.h5``) in a string (docstrings aside);
+  :mod:`aift_tf.export` may name its own export folder's ``model.keras``, another format;
+- round names through one function: no string outside :mod:`aift_tf.files` builds a ``-NNN`` round number by hand
+  (``f"round-{k:03d}"``, ``"round-{:03d}"``, ``f"{ADJUDICATION}-{k:03d}"``): :func:`aift_tf.files.round_name`
+  does; and the patterns that parse such names are written once: the round number (``\\d{3,}``,
+  ``aift_tf.files.ROUND_DIGITS``) and the annotator name (``[^\\W_][\\w.-]{0,63}``,
+  ``aift_tf.annotation.checks.NAME_PATTERN``).
 """
 
 import ast
+import re
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "aift_tf"
@@ -144,3 +153,75 @@ def test_no_import_cycle_in_the_harness():
         if m not in state:
             visit(m, [m])
     assert not cycles, "import cycles among simulate modules:\n" + "\n".join(cycles)
+
+
+def _sources():
+    """Every module of the library and of the harness: ``(path relative to the repository, tree)``."""
+    for path in sorted(LIB.rglob("*.py")) + sorted(HARNESS.rglob("*.py")):
+        yield path.relative_to(LIB.parent).as_posix(), ast.parse(path.read_text(), filename=str(path))
+
+
+def _strings(tree):
+    """``(node, text)`` of every string constant of ``tree`` but docstrings, the pieces of f-strings included."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node, node.value
+
+
+CHECKPOINT_OWNER = "aift_tf/checkpoint.py"
+CHECKPOINT_FILES = ("state.json", "model.keras", "m0.weights.h5")
+#: a module that writes another format holding a file of the same name: {module: names it may use}
+OTHER_FORMATS = {"aift_tf/export.py": {"model.keras"}}  # the export folder: saved_model/, model.keras, provenance
+
+
+def test_only_the_checkpoint_module_names_checkpoint_files():
+    names = "|".join(re.escape(n) for n in CHECKPOINT_FILES)
+    rx = re.compile(rf"(?<![\w.-])({names})(?!\w)")
+    bad = []
+    for where, tree in _sources():
+        if where == CHECKPOINT_OWNER:
+            continue
+        for node, text in _strings(tree):
+            bad += [f"{where}:{node.lineno}: {m.group(1)!r} in {text!r}" for m in rx.finditer(text)
+                    if m.group(1) not in OTHER_FORMATS.get(where, ())]
+    assert not bad, ("the learner's checkpoint files are named only by aift_tf/checkpoint.py (its constants and "
+                     "*_file functions):\n" + "\n".join(bad))
+
+
+ROUND_NAME_OWNER = "aift_tf/files.py"
+
+
+def test_round_names_are_built_only_by_round_name():
+    template = re.compile(r"-(\{[^{}]*:03d?\}|%03d)")  # "round-{:03d}", "round-{k:03d}", "round-%03d"
+    bad = []
+    for where, tree in _sources():
+        if where == ROUND_NAME_OWNER:
+            continue
+        bad += [f"{where}:{node.lineno}: {text!r}" for node, text in _strings(tree) if template.search(text)]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for before, value in zip(node.values, node.values[1:]):
+                spec = value.format_spec if isinstance(value, ast.FormattedValue) else None
+                spec = "".join(c.value for c in spec.values if isinstance(c, ast.Constant)) if spec else ""
+                if (re.fullmatch(r"03d?", spec) and isinstance(before, ast.Constant)
+                        and str(before.value).endswith("-")):
+                    bad.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    assert not bad, "round names are built by aift_tf.files.round_name only:\n" + "\n".join(bad)
+
+
+#: {pattern as written in a regex: the one module that may write it}
+NAME_PATTERNS = {r"\d{3,}": ROUND_NAME_OWNER, r"[^\W_][\w.-]": "aift_tf/annotation/checks.py"}
+
+
+def test_round_number_and_annotator_name_patterns_are_written_once():
+    bad = [f"{where}:{node.lineno}: {text!r}" for where, tree in _sources() for node, text in _strings(tree)
+           for pattern, owner in NAME_PATTERNS.items() if pattern in text and where != owner]
+    assert not bad, ("the round-number and annotator-name patterns are aift_tf.files.ROUND_DIGITS and "
+                     "aift_tf.annotation.checks.NAME_PATTERN:\n" + "\n".join(bad))

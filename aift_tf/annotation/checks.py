@@ -15,8 +15,10 @@ from aift_tf.checks import printable, shown
 from aift_tf.errors import AiftError
 
 #: Annotator names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-`` (at most 64); they become
-#: parts of file names (``queries-NAME.csv``), so nothing else is allowed.
-NAME_RE = re.compile(r"^[^\W_][\w.-]{0,63}$")
+#: parts of file names (``queries-NAME.csv``), so nothing else is allowed. The one pattern: the file names
+#: that hold an annotator's name are parsed with it too (the labeling page's JavaScript has its own copy).
+NAME_PATTERN = r"[^\W_][\w.-]{0,63}"
+NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 MAX_NOTE = 2000
 #: Upper bounds of the fine-tuning settings (``aift init`` refuses more; config.json is checked against them, so a
 #: hand-edited absurd value cannot start a fine-tune that never ends).

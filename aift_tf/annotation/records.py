@@ -1,6 +1,7 @@
-"""The project's JSON records checked field by field: ``config.json``, a checkpoint's ``state.json`` and a
-round's ``query.json``. Each check raises a one-line :class:`~aift_tf.errors.AiftError` naming the file and
-the field (and quoting the bad value); nothing here imports TensorFlow.
+"""The project's JSON records checked field by field: ``config.json``, a checkpoint's ``state.json`` (the file
+is named and located by :mod:`aift_tf.checkpoint`) and a round's ``query.json``. Each check raises a
+one-line :class:`~aift_tf.errors.AiftError` naming the file and the field (and quoting the bad value); nothing
+here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def check_state(st, path, n: int, K: int) -> dict:
     """A checkpoint's state.json: round, labeled ids/labels/rounds, history (the fields the project reads).
 
     Example:
-    >>> check_state(read_json_file(cp / "state.json"), cp / "state.json", 56, 2)["round"]
+    >>> check_state(read_json_file(state_file(cp)), state_file(cp), 56, 2)["round"]   # aift_tf.checkpoint
     1
     """
     w = str(path)
