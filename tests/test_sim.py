@@ -252,8 +252,14 @@ def test_end_to_end_every_output(reference_run, tiny):
 
     rows = _rows(out)
     assert list(rows[0]) == ["strategy", "seed", "round", "labels", "positives_found", "test_auc", "sens_fp1",
-                             "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds", "stop_kappa"]
+                             "sens_fp2", "sens_fp3", "finetune_seconds", "scoring_seconds", "stop_kappa",
+                             "class_recall", "class_labels"]
     assert all(x["stop_kappa"] == "" for x in rows)  # no --stop: the column is there, empty
+    # per-class columns (issue 23): K = 2 values each; labeled counts sum to the row's labels
+    for x in rows:
+        counts = [float(v) for v in x["class_labels"].split(";")]
+        assert len(counts) == 2 and sum(counts) == int(x["labels"]), x
+        assert len(x["class_recall"].split(";")) == 2
     key = [(x["strategy"], x["seed"], x["round"], int(x["labels"])) for x in rows]
     expect = [("full", "0", "1", 38), ("full", "1", "1", 38)]
     for st in ("aift", "random"):
