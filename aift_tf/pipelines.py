@@ -474,41 +474,52 @@ def examples_dataset(x, y, batch_size: int, seed: int = 0, augment: bool = False
     y_t = tf.constant(y)
     is_uint8 = x.dtype == np.uint8
 
-    def gather(i):
-        xb = tf.gather(x_t, i)
-        xb = tf.cast(xb, tf.float32) / 255.0 if is_uint8 else tf.cast(xb, tf.float32)
-        return xb, tf.gather(y_t, i)
+    def one_stream(_=None):
+        def gather(i):
+            xb = tf.gather(x_t, i)
+            xb = tf.cast(xb, tf.float32) / 255.0 if is_uint8 else tf.cast(xb, tf.float32)
+            return xb, tf.gather(y_t, i)
 
-    classes = np.unique(y)
-    if balance and classes.shape[0] > 1:
-        per_class = []
-        for k in classes:
-            idx = np.flatnonzero(y == k).astype(np.int64)
-            per_class.append(
-                tf.data.Dataset.from_tensor_slices(idx)
-                .shuffle(idx.shape[0], seed=seed + 1 + int(k), reshuffle_each_iteration=True)
-                .repeat()
+        classes = np.unique(y)
+        if balance and classes.shape[0] > 1:
+            per_class = []
+            for k in classes:
+                idx = np.flatnonzero(y == k).astype(np.int64)
+                per_class.append(
+                    tf.data.Dataset.from_tensor_slices(idx)
+                    .shuffle(idx.shape[0], seed=seed + 1 + int(k), reshuffle_each_iteration=True)
+                    .repeat()
+                )
+            weights = [1.0 / len(per_class)] * len(per_class)
+            index = tf.data.Dataset.sample_from_datasets(
+                per_class, weights=weights, seed=seed, rerandomize_each_iteration=True
+            ).take(n_p)
+        elif shuffle:
+            index = tf.data.Dataset.range(n_p).shuffle(n_p, seed=seed, reshuffle_each_iteration=True)
+        else:
+            index = tf.data.Dataset.range(n_p)
+
+        ds = index.batch(bs).map(gather, num_parallel_calls=AUTOTUNE)
+        if augment:
+            rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            seed_t = tf.constant(seed, tf.int64)
+            ds = tf.data.Dataset.zip((ds, rand)).map(
+                lambda xy, r: (augment_batch(xy[0], tf.stack([r, seed_t])), xy[1]),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
             )
-        weights = [1.0 / len(per_class)] * len(per_class)
-        index = tf.data.Dataset.sample_from_datasets(
-            per_class, weights=weights, seed=seed, rerandomize_each_iteration=True
-        ).take(n_p)
-    elif shuffle:
-        index = tf.data.Dataset.range(n_p).shuffle(n_p, seed=seed, reshuffle_each_iteration=True)
-    else:
-        index = tf.data.Dataset.range(n_p)
+        steps = math.ceil(n_p / bs)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+        if repeat:
+            ds = ds.repeat()
+        return ds
 
-    ds = index.batch(bs).map(gather, num_parallel_calls=AUTOTUNE)
-    if augment:
-        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        seed_t = tf.constant(seed, tf.int64)
-        ds = tf.data.Dataset.zip((ds, rand)).map(
-            lambda xy, r: (augment_batch(xy[0], tf.stack([r, seed_t])), xy[1]),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
-        )
-    steps = math.ceil(n_p / bs)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
-    if repeat:
-        ds = ds.repeat()
-    return ds.prefetch(AUTOTUNE)
+    if not repeat:
+        return one_stream().prefetch(AUTOTUNE)
+    # Repeated (a fit of a fixed number of steps): built inside a flat_map so that every new iterator
+    # starts from the first seeded shuffle. Under a tf.distribute strategy Keras draws one batch from
+    # a first iterator before training and then trains on a second one; with the shuffle's state
+    # shared by both, the second iterator's order depended on how far the first one had prefetched
+    # (a race between runs). The first iterator's batches are exactly the plain stream's.
+    ds = tf.data.Dataset.range(1).flat_map(one_stream)
+    return ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)).prefetch(AUTOTUNE)

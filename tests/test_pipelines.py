@@ -147,6 +147,30 @@ def test_training_dataset_seeded_shuffle(store):
     np.testing.assert_array_equal(x1b, x2b)
 
 
+def test_repeated_training_dataset_restarts_its_seeded_order_on_every_iterator(store):
+    """Keras draws one batch under a tf.distribute strategy, then trains on a second iterator: that
+    iterator must give the first one's batches, however far the first one prefetched (a race before)."""
+    import time
+
+    ids, labels = np.arange(8), np.array([0, 1, 0, 0, 1, 0, 0, 0])
+    for kw in ({}, {"augment": True}, {"balance": True}):
+        ds = P.training_dataset(store, ids, labels, batch_size=8, seed=3, repeat=True, **kw)
+        it = iter(ds)
+        first = [next(it) for _ in range(5)]  # 5 batches: past the end of the first pass (3 batches)
+        del it
+        it = iter(ds)
+        next(it)
+        time.sleep(0.3)  # let the prefetch run ahead
+        del it
+        it = iter(ds)
+        second = [next(it) for _ in range(5)]
+        for (xa, ya), (xb, yb) in zip(first, second):
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+        assert not np.array_equal(first[0][0].numpy(), first[3][0].numpy())  # passes still reshuffle
+        assert int(ds.cardinality()) == -1  # infinite
+
+
 def test_training_dataset_balance(store):
     ids = np.arange(8)
     labels = np.array([0, 1, 0, 0, 0, 0, 0, 0])  # 1 positive of 8 candidates
