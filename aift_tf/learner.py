@@ -59,6 +59,8 @@ class Query:
         probabilities: float32 `(len(ids), m, K)` patch probabilities of the chosen candidates under
             the current model when the strategy used them (else `None`).
         seconds: time spent choosing (scoring and selection).
+        strategy: the `aift_tf.selection.Strategy` the query used (the learner's or the query's own).
+        omega: the ω the query used (checked, a float >= 1).
 
     For backwards compatibility a `Query` behaves as the pair `(ids, scores)`: it unpacks
     (`ids, scores = learner.query(query_size)`), indexes (`q[0]` is `ids`, `q[1]` is `scores`) and has length 2.
@@ -72,6 +74,8 @@ class Query:
     scores: np.ndarray
     probabilities: Optional[np.ndarray] = None
     seconds: float = 0.0
+    strategy: Optional[Strategy] = None
+    omega: Optional[float] = None
 
     def __iter__(self):
         return iter((self.ids, self.scores))
@@ -509,7 +513,7 @@ class ActiveLearner:
         probs = kw.get("probs")
         return Query(ids=pool[picked], scores=worth,
                      probabilities=None if probs is None else np.asarray(probs)[picked],
-                     seconds=self.last_query_seconds)
+                     seconds=self.last_query_seconds, strategy=spec, omega=omega)
 
     # ------------------------------------------------------------------ labels
     def _check_labels(self, ids, labels):

@@ -319,7 +319,11 @@ def test_learner_strategy_attribute_and_config(store):
 def test_learner_checks_query_size_and_omega_once_with_one_message_form(store):
     lr = _learner(store)
     left = lr.unlabeled_ids().size
-    want = lr.query(3, rng_seed=1).ids
+    q = lr.query(3, rng_seed=1)
+    want = q.ids
+    assert q.strategy == AIFT and q.omega == 1.0 and len(q) == 2  # what the query used; still unpacks as a pair
+    q = lr.query(3, strategy="random", omega="2", rng_seed=1)
+    assert q.strategy == Strategy.parse("random") and q.omega == 2.0 and isinstance(q.omega, float)
     np.testing.assert_array_equal(lr.query(query_size=3, rng_seed=1).ids, want)
     np.testing.assert_array_equal(lr.query(np.int64(3), rng_seed=1).ids, want)
     with pytest.warns(DeprecationWarning, match="query_size"):
