@@ -1,8 +1,8 @@
 """`ActiveLearner`: the state of an AIFT run and its two verbs, `query` and `teach`.
 
 A learner holds M0 (the pre-trained starting weights), the current model M_t, the candidate pool, the
-labeled set and the round number. `query(b)` scores the unlabeled pool with M_t and returns the b most
-worthy candidates; `teach(ids, labels)` records the oracle's labels and fine-tunes according to the
+labeled set and the round number. `query(query_size)` scores the unlabeled pool with M_t and returns the
+`query_size` most worthy candidates; `teach(ids, labels)` records the oracle's labels and fine-tunes according to the
 learning strategy. `save`/`load` round-trip the whole state (labels, round, weights, optimizer slots,
 RNG) so that a loop resumes after a crash exactly where it stopped.
 
@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import inspect
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -40,7 +41,8 @@ from aift_tf.finetune import (
     learning_plan,
     reset_optimizer,
 )
-from aift_tf.selection import parse_strategy, select_batch, strategy_needs
+from aift_tf.checks import check_int
+from aift_tf.selection import Strategy, as_strategy, select_batch
 
 STATE_FORMAT = 1
 
@@ -57,9 +59,11 @@ class Query:
         probabilities: float32 `(len(ids), m, K)` patch probabilities of the chosen candidates under
             the current model when the strategy used them (else `None`).
         seconds: time spent choosing (scoring and selection).
+        strategy: the `aift_tf.selection.Strategy` the query used (the learner's or the query's own).
+        omega: the ω the query used (checked, a float >= 1).
 
     For backwards compatibility a `Query` behaves as the pair `(ids, scores)`: it unpacks
-    (`ids, scores = learner.query(b)`), indexes (`q[0]` is `ids`, `q[1]` is `scores`) and has length 2.
+    (`ids, scores = learner.query(query_size)`), indexes (`q[0]` is `ids`, `q[1]` is `scores`) and has length 2.
 
     Example:
     >>> q = learner.query(10)
@@ -70,6 +74,8 @@ class Query:
     scores: np.ndarray
     probabilities: Optional[np.ndarray] = None
     seconds: float = 0.0
+    strategy: Optional[Strategy] = None
+    omega: Optional[float] = None
 
     def __iter__(self):
         return iter((self.ids, self.scores))
@@ -98,9 +104,11 @@ class ActiveLearner:
         model: an optional Keras model to start from (M0). When `None`, M0 is built with
             `aift_tf.zoo.build_model(model_name, store.patch_shape, store.num_classes, weights, trainable)`.
         model_name, weights, trainable: zoo options used when `model` is None.
-        strategy: selection strategy: `"random"`, `"entropy"`, `"diversity"`, `"entropy+diversity"`
-            (each optionally `@ALPHA`), `"aift"` (= `entropy+diversity@0.25`), or a baseline
-            (`"least-confidence"`, `"margin"`, `"mean-entropy"`).
+        strategy: selection strategy, a string parsed once here (or an `aift_tf.selection.Strategy`):
+            `"random"`, `"entropy"`, `"diversity"`, `"entropy+diversity"` (each optionally `@ALPHA`),
+            `"aift"` (= `entropy+diversity@0.25`), or a baseline (`"least-confidence"`, `"margin"`,
+            `"mean-entropy"`). `learner.strategy` is the string (as given; the canonical string of a
+            Strategy), `learner.parsed_strategy` the Strategy; assigning `learner.strategy` parses anew.
         learning: learning strategy, one of `aift_tf.finetune.LEARNING_STRATEGIES`.
         omega: randomization extension ω ≥ 1 (1 = plain top-b).
         finetune: a `FineTuneConfig` (or dict).
@@ -144,7 +152,7 @@ class ActiveLearner:
         model_name: str = "small_cnn",
         weights=None,
         trainable: str = "all",
-        strategy: str = "aift",
+        strategy="aift",
         learning: str = "ACFT-LQ",
         omega: float = 1.0,
         finetune=None,
@@ -159,8 +167,7 @@ class ActiveLearner:
     ):
         self.store = store
         self.max_per_group = _check_max_per_group(max_per_group)
-        parse_strategy(strategy)  # validates
-        self.strategy = strategy
+        self.strategy = strategy  # parsed once (the property's setter)
         self.learning = check_learning(learning)
         self.omega = _check_omega(omega)
         if finetune is None:
@@ -199,6 +206,23 @@ class ActiveLearner:
                 self.m0_weights = [np.array(w) for w in model.get_weights()]
                 compile_model(self.model, self.config)
             self._setup_source(cache_trunk)
+
+    # ------------------------------------------------------------------ strategy
+    @property
+    def strategy(self) -> str:
+        """The learner's selection strategy as a string (JSON-able: `get_config`, state.json, project files)."""
+        return self._strategy_text
+
+    @strategy.setter
+    def strategy(self, value) -> None:
+        spec = as_strategy(value)  # the one parse of the learner's strategy
+        self._strategy_text = value if isinstance(value, str) else str(spec)
+        self._strategy = spec
+
+    @property
+    def parsed_strategy(self) -> Strategy:
+        """The learner's selection strategy as an `aift_tf.selection.Strategy` (parsed once)."""
+        return self._strategy
 
     # ------------------------------------------------------------------ configuration
     def get_config(self) -> dict:
@@ -414,16 +438,22 @@ class ActiveLearner:
         return self._features.pooled(ids)
 
     # ------------------------------------------------------------------ query
-    def query(self, b: int, *, scores=None, strategy: Optional[str] = None, omega: Optional[float] = None,
-              pool=None, rng_seed=None) -> Query:
-        """Choose `b` unlabeled candidates to annotate.
+    def query(self, query_size: Optional[int] = None, *, scores=None, strategy=None,
+              omega: Optional[float] = None, pool=None, rng_seed=None, b: Optional[int] = None) -> Query:
+        """Choose `query_size` unlabeled candidates to annotate.
+
+        This is the boundary where a query's settings are checked, once: the strategy (a string is parsed
+        here into an `aift_tf.selection.Strategy`, which is passed down), ω and the query size; the
+        selection functions below do not check them again.
 
         Args:
-            b: how many.
+            query_size: how many (an integer >= 1, at most the unlabeled candidates of the pool).
+                `b=` is a deprecated alias.
             scores: merged scores of the current model over exactly the unlabeled pool
                 (`aift_tf.scoring.read_scores(path)` or the path), used instead of scoring the pool
                 here (sharded scoring, docs/distributed.md); checked against the pool, store and model.
-            strategy: a selection strategy for this query only (default: the learner's).
+            strategy: a selection strategy for this query only, a string or a `Strategy` (default: the
+                learner's).
             omega: ω for this query only (default: the learner's).
             pool: query among these candidate ids only (each in the learner's pool; labeled ones
                 are skipped); default: the whole pool.
@@ -433,22 +463,26 @@ class ActiveLearner:
 
         Returns:
             A :class:`Query` (`ids`, `scores`, `probabilities`, `seconds`), which also unpacks as
-            `ids, scores = learner.query(b)`.
+            `ids, scores = learner.query(query_size)`.
 
         Example:
         >>> q = learner.query(20, strategy="entropy", rng_seed=[0, 3])
         >>> q.ids.shape, q.probabilities.shape
         ((20,), (20, 5, 2))
         """
-        strategy = self.strategy if strategy is None else strategy
-        parse_strategy(strategy)  # validates
-        omega = self.omega if omega is None else _check_omega(omega)
+        if b is not None:  # the old name of query_size
+            if query_size is not None:
+                raise TypeError("ActiveLearner.query() got both query_size and its deprecated alias b")
+            warnings.warn("ActiveLearner.query(b=...) is deprecated; use query_size=...", DeprecationWarning,
+                          stacklevel=2)
+            query_size = b
+        spec = self._strategy if strategy is None else as_strategy(strategy)
+        omega = _check_omega(self.omega if omega is None else omega)
         pool = self.unlabeled_ids(pool)
-        b = int(b)
-        if b < 1:
-            raise AiftError(f"batch size must be >= 1, got {b}")
-        if b > pool.size:
-            raise AiftError(f"budget {b} is larger than the {pool.size} unlabeled candidates left in the pool")
+        query_size = check_int(query_size, "query_size", 1, coerce=True)
+        if query_size > pool.size:
+            raise AiftError(f"query_size {query_size} is larger than the {pool.size} unlabeled candidates left "
+                            f"in the pool")
         given = None
         if scores is not None:
             from aift_tf.scoring import pool_probabilities
@@ -464,23 +498,22 @@ class ActiveLearner:
                                 f"got {rng_seed!r}") from None
         qseed = int(rng.integers(2**31 - 1))
         t0 = time.perf_counter()
-        needs = strategy_needs(strategy)
         kw = {}
-        if "probs" in needs:
+        if spec.needs_probs:
             kw["probs"] = self.predict(pool) if given is None else given
-        if "mc" in needs:
-            kw["mc_probs"] = self.predict_stochastic(pool, parse_strategy(strategy)[1], seed=qseed)
-        if "features" in needs:
+        if spec.needs_mc:
+            kw["mc_probs"] = self.predict_stochastic(pool, spec.passes, seed=qseed)
+        if spec.needs_features:
             kw["features"] = self.candidate_features(pool)
             kw["centers"] = self.candidate_features(self.labeled_ids) if self.labeled_ids.size else None
         if self.max_per_group is not None:
             kw.update(groups=self.store.groups[pool], max_per_group=self.max_per_group)
-        picked, worth = select_batch(strategy, b, n=pool.size, omega=omega, seed=qseed, **kw)
+        picked, worth = select_batch(spec, query_size, n=pool.size, omega=omega, seed=qseed, checked=True, **kw)
         self.last_query_seconds = time.perf_counter() - t0
         probs = kw.get("probs")
         return Query(ids=pool[picked], scores=worth,
                      probabilities=None if probs is None else np.asarray(probs)[picked],
-                     seconds=self.last_query_seconds)
+                     seconds=self.last_query_seconds, strategy=spec, omega=omega)
 
     # ------------------------------------------------------------------ labels
     def _check_labels(self, ids, labels):

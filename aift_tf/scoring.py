@@ -343,20 +343,22 @@ def _check_scores(path, ids, probs, pool, worth, attrs) -> None:
 _SAME = ("store_sha256", "model_fingerprint", "split", "shard_count", "shard_mode")
 
 
-def merge_shards(parts, out, strategy: str = "aift") -> Path:
+def merge_shards(parts, out, strategy="aift") -> Path:
     """Merge part files into one scores file with per-candidate probabilities and worth.
 
     Checks that every part comes from the same store, model, pool and sharding, that no shard index is
     given twice, and that every pool id is in exactly one part: a missing or doubled id is a one-line
     :class:`AiftError` naming it (and the files). The worth is
-    ``aift_tf.selection.strategy_scores(probs, strategy)``.
+    ``aift_tf.selection.strategy_scores(probs, strategy)``; ``strategy`` is a string (parsed once, here, and
+    written to the file as given) or an ``aift_tf.selection.Strategy`` (written as its canonical string).
 
     Example:
     >>> merge_shards(sorted(Path(".").glob("part-*.h5")), "scores.h5")
     """
-    from aift_tf.selection import parse_strategy, strategy_scores
+    from aift_tf.selection import as_strategy, strategy_scores
 
-    if parse_strategy(strategy)[0] == "random":
+    spec = as_strategy(strategy)
+    if spec.is_random:
         raise AiftError("strategy 'random' ranks by a seeded draw, not by scores; merge with another strategy")
     paths = [Path(p) for p in parts]
     if not paths:
@@ -398,10 +400,11 @@ def merge_shards(parts, out, strategy: str = "aift") -> Path:
     if extra.size:
         raise AiftError(f"candidate id {int(extra[0])} is in a part but not in the pool")
     probs = np.concatenate([s.probs for s in read])[order]
-    worth = strategy_scores(probs, strategy)
+    worth = strategy_scores(probs, spec)
     attrs = {k: first.attrs[k] for k in _SAME}
     _write(out, {"ids": ids, "probs": probs, "pool_ids": pool, "worth": worth},
-           {**attrs, "kind": "merged", "strategy": strategy, "shard_index": -1})
+           {**attrs, "kind": "merged", "strategy": strategy if isinstance(strategy, str) else str(spec),
+            "shard_index": -1})
     return Path(out)
 
 

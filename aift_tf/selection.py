@@ -42,8 +42,11 @@ This module imports numpy only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from fractions import Fraction
+from typing import Optional
 
 import numpy as np
 
@@ -59,6 +62,9 @@ __all__ = [
     "worth_matrix",
     "majority",
     "baseline_scores",
+    "Strategy",
+    "AIFT",
+    "as_strategy",
     "parse_strategy",
     "strategy_scores",
     "select",
@@ -320,28 +326,8 @@ def _parse_number(strategy, text, what):
         raise AiftError(f"strategy {strategy!r}: {what} {text!r} is not a number") from None
 
 
-def parse_strategy(strategy: str) -> tuple[str, float | int | None]:
-    """Split a strategy string into ``(method, parameter)``.
-
-    * ``"entropy"``, ``"diversity"`` and ``"entropy+diversity"`` may carry ``"@ALPHA"`` (a decimal or a
-      fraction: ``"entropy@0.25"``, ``"diversity@1/4"``); without it alpha is 1. ``"aift"`` is
-      ``"entropy+diversity@0.25"``.
-    * ``"bald"`` and ``"mc-entropy"`` may carry ``"@T"``, the number of stochastic (MC-dropout) passes,
-      an integer >= 2 (default :data:`DEFAULT_MC_PASSES`).
-    * ``"aift+coreset"`` may carry ``"@W"`` >= 1: k-center greedy runs among the top ``W·b`` candidates
-      by AIFT worth (default :data:`DEFAULT_PREFILTER`).
-    * Baselines (``BASELINES``) and ``"coreset"`` take no parameter and return ``None``.
-
-    Args:
-        strategy: the strategy string (case and surrounding spaces are ignored).
-
-    Returns:
-        ``(method, parameter)``: alpha (float), T (int), W (float) or None.
-
-    Example:
-    >>> parse_strategy("entropy+diversity@1/4"), parse_strategy("bald@20")
-    (('entropy+diversity', 0.25), ('bald', 20))
-    """
+def _parse_fields(strategy) -> tuple:
+    """The grammar of a strategy string, once: ``(name, alpha, passes, prefilter)`` or a one-line AiftError."""
     if not isinstance(strategy, str):
         raise AiftError(f"strategy must be a string, got {strategy!r}")
     s = strategy.strip().lower()
@@ -356,59 +342,242 @@ def parse_strategy(strategy: str) -> tuple[str, float | int | None]:
         if sep:
             raise AiftError(f"strategy {strategy!r}: aift is entropy+diversity@0.25 and takes no @ALPHA; "
                             f"write entropy+diversity@ALPHA instead")
-        return AIFT_ALIAS
+        return base, AIFT_ALIAS[1], None, None
     if base in BASELINES or base == "coreset":
         if sep:
             raise AiftError(f"strategy {strategy!r}: {base} takes no @ parameter (@ALPHA applies only to "
                             f"{', '.join(METHODS)}, @T to {', '.join(MC_METHODS)}, @W to aift+coreset)")
-        return base, None
+        return base, None, None, None
     if base in MC_METHODS:
         if not sep:
-            return base, DEFAULT_MC_PASSES
+            return base, None, DEFAULT_MC_PASSES, None
         t = _parse_number(strategy, param, "passes T")
         if t != int(t) or t < 2:
             raise AiftError(f"strategy {strategy!r}: passes T {param.strip()} must be an integer >= 2")
-        return base, int(t)
+        return base, None, int(t), None
     if base == "aift+coreset":
         if not sep:
-            return base, DEFAULT_PREFILTER
+            return base, None, None, DEFAULT_PREFILTER
         w = _parse_number(strategy, param, "factor W")
         if not (math.isfinite(w) and w >= 1):
             raise AiftError(f"strategy {strategy!r}: factor W {param.strip()} must be >= 1")
-        return base, w
+        return base, None, None, w
     if not sep:
-        return base, 1.0
+        return base, 1.0, None, None
     alpha = _parse_number(strategy, param, "alpha")
     if not 0.0 < alpha <= 1.0:
         raise AiftError(f"strategy {strategy!r}: alpha {param.strip()} is outside (0, 1]")
-    return base, alpha
+    return base, alpha, None, None
 
 
-def strategy_needs(strategy: str) -> frozenset:
+def _number_text(x) -> str:
+    """A float as the shortest text that parses back to it exactly (``0.25``, ``3``, ``0.3333333333333333``)."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A selection strategy, parsed once (:meth:`parse`) and then passed around as this object.
+
+    Attributes:
+        name: the strategy's name, one of :data:`STRATEGIES` (``"aift"`` stays ``"aift"``).
+        alpha: majority-selection ratio in (0, 1] of ``entropy`` / ``diversity`` / ``entropy+diversity``
+            (1 without ``@ALPHA``) and of ``aift`` (0.25); ``None`` for the others.
+        passes: ``T`` of ``bald`` / ``mc-entropy`` (default :data:`DEFAULT_MC_PASSES`); else ``None``.
+        prefilter: ``W`` of ``aift+coreset`` (default :data:`DEFAULT_PREFILTER`); else ``None``.
+
+    ``str(strategy)`` is the canonical string (lower case, the parameter only where it differs from
+    the default: ``"aift"``, ``"entropy@0.25"``, ``"bald"``, ``"aift+coreset@2"``), and
+    ``Strategy.parse(str(s)) == s``. ω (randomised top-b) and the query size are not part of a
+    strategy: they are arguments of the query.
+
+    Example:
+    >>> s = Strategy.parse("Entropy+Diversity@1/4")
+    >>> s.method, s.alpha, s.needs_probs, str(s)
+    ('entropy+diversity', 0.25, True, 'entropy+diversity@0.25')
+    >>> Strategy.from_config(Strategy.parse("bald@20").get_config())
+    Strategy(name='bald', alpha=None, passes=20, prefilter=None)
+    """
+
+    name: str
+    alpha: Optional[float] = None
+    passes: Optional[int] = None
+    prefilter: Optional[float] = None
+
+    def __post_init__(self):
+        # A Strategy built field by field is checked through its canonical string: same grammar, same messages.
+        name = self.name.strip().lower() if isinstance(self.name, str) else self.name
+        if not isinstance(name, str) or name not in STRATEGIES:
+            raise AiftError(f"unknown strategy {self.name!r}; valid strategies: {', '.join(STRATEGIES)}")
+        defaults = _parse_fields(name)[1:]
+        given = (self.alpha, self.passes, self.prefilter)
+        for what, value, default in zip(("alpha", "passes", "prefilter"), given, defaults):
+            if value is not None and default is None:
+                raise AiftError(f"strategy {name!r} takes no {what}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+                raise AiftError(f"strategy {name!r}: {what} {value!r} is not a number")
+        want = tuple(d if v is None else v for v, d in zip(given, defaults))
+        if name == "aift" and float(want[0]) != AIFT_ALIAS[1]:
+            raise AiftError(f"strategy 'aift' is entropy+diversity@0.25 and takes no other alpha; got {want[0]!r} "
+                            f"(use entropy+diversity@ALPHA)")
+        for field, value in zip(("name", "alpha", "passes", "prefilter"), _parse_fields(_canonical(name, *want))):
+            object.__setattr__(self, field, value)
+
+    @classmethod
+    def parse(cls, text) -> "Strategy":
+        """The Strategy of a strategy string (case and surrounding spaces are ignored).
+
+        Raises:
+            AiftError: the string is not a strategy (the message names the valid ones).
+        """
+        fields = _parse_fields(text)
+        self = object.__new__(cls)  # the fields are already checked: no second parse in __post_init__
+        for field, value in zip(("name", "alpha", "passes", "prefilter"), fields):
+            object.__setattr__(self, field, value)
+        return self
+
+    def __str__(self) -> str:
+        return _canonical(self.name, self.alpha, self.passes, self.prefilter)
+
+    # ------------------------------------------------------------------ what it is, what it needs
+    @property
+    def method(self) -> str:
+        """The scoring method: ``"entropy+diversity"`` for ``aift``, else :attr:`name`."""
+        return AIFT_ALIAS[0] if self.name == "aift" else self.name
+
+    @property
+    def parameter(self):
+        """The one parameter (alpha, T, W) or None: the second item of :func:`parse_strategy`."""
+        return next((v for v in (self.alpha, self.passes, self.prefilter) if v is not None), None)
+
+    @property
+    def needs(self) -> frozenset:
+        """What a query needs from the model: a subset of ``{"probs", "mc", "features"}``
+        (see :func:`strategy_needs`)."""
+        if self.name == "random":
+            return frozenset()
+        if self.name in MC_METHODS:
+            return frozenset({"mc"})
+        if self.name == "coreset":
+            return frozenset({"features"})
+        if self.name == "aift+coreset":
+            return frozenset({"probs", "features"})
+        return frozenset({"probs"})
+
+    @property
+    def needs_probs(self) -> bool:
+        """Whether the query needs the model's patch probabilities over the pool."""
+        return "probs" in self.needs
+
+    @property
+    def needs_mc(self) -> bool:
+        """Whether the query needs :attr:`passes` stochastic (MC-dropout) passes over the pool."""
+        return self.name in MC_METHODS
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the query needs candidate features (k-center strategies)."""
+        return self.name in BATCH_METHODS
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the strategy ranks by a seeded uniform draw (``random``), not by the model."""
+        return self.name == "random"
+
+    @property
+    def is_batch(self) -> bool:
+        """Whether the strategy is a batch rule (k-center greedy), not a score per candidate."""
+        return self.name in BATCH_METHODS
+
+    # ------------------------------------------------------------------ configuration
+    def get_config(self) -> dict:
+        """The fields as a JSON-able dict; :meth:`from_config` builds the same Strategy."""
+        return {"name": self.name, "alpha": self.alpha, "passes": self.passes, "prefilter": self.prefilter}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Strategy":
+        """The Strategy of :meth:`get_config`'s dict (checked as a parsed string is)."""
+        if not isinstance(config, dict):
+            raise AiftError(f"a strategy config must be a dict, got {type(config).__name__}")
+        known = ("name", "alpha", "passes", "prefilter")
+        for key in config:
+            if key not in known:
+                raise AiftError(f"unknown strategy config key {key!r}; valid: {', '.join(known)}")
+        if "name" not in config:
+            raise AiftError("a strategy config needs a 'name'")
+        return cls(**config)
+
+
+def _canonical(name, alpha, passes, prefilter) -> str:
+    """The canonical string of a strategy's fields (see :class:`Strategy`)."""
+    if name in METHODS and alpha is not None and float(alpha) != 1.0:
+        return f"{name}@{_number_text(alpha)}"
+    if name in MC_METHODS and passes is not None and passes != DEFAULT_MC_PASSES:
+        return f"{name}@{passes}" if isinstance(passes, (int, np.integer)) else f"{name}@{_number_text(passes)}"
+    if name == "aift+coreset" and prefilter is not None and float(prefilter) != DEFAULT_PREFILTER:
+        return f"{name}@{_number_text(prefilter)}"
+    return name
+
+
+#: the AIFT strategy (``entropy+diversity@0.25``), e.g. the worth that ``aift+coreset`` prefilters by
+AIFT = Strategy.parse("aift")
+
+
+def as_strategy(strategy) -> Strategy:
+    """``strategy`` as a :class:`Strategy`: a Strategy is returned as it is, a string is parsed (once).
+
+    Example:
+    >>> as_strategy("aift") is not None and as_strategy(AIFT) is AIFT
+    True
+    """
+    if isinstance(strategy, Strategy):
+        return strategy
+    return Strategy.parse(strategy)
+
+
+def parse_strategy(strategy) -> tuple[str, float | int | None]:
+    """Split a strategy string into ``(method, parameter)`` (the tuple form of :class:`Strategy`).
+
+    * ``"entropy"``, ``"diversity"`` and ``"entropy+diversity"`` may carry ``"@ALPHA"`` (a decimal or a
+      fraction: ``"entropy@0.25"``, ``"diversity@1/4"``); without it alpha is 1. ``"aift"`` is
+      ``"entropy+diversity@0.25"``.
+    * ``"bald"`` and ``"mc-entropy"`` may carry ``"@T"``, the number of stochastic (MC-dropout) passes,
+      an integer >= 2 (default :data:`DEFAULT_MC_PASSES`).
+    * ``"aift+coreset"`` may carry ``"@W"`` >= 1: k-center greedy runs among the top ``W·query_size``
+      candidates by AIFT worth (default :data:`DEFAULT_PREFILTER`).
+    * Baselines (``BASELINES``) and ``"coreset"`` take no parameter and return ``None``.
+
+    Args:
+        strategy: the strategy string (case and surrounding spaces are ignored), or a :class:`Strategy`.
+
+    Returns:
+        ``(method, parameter)``: alpha (float), T (int), W (float) or None.
+
+    Example:
+    >>> parse_strategy("entropy+diversity@1/4"), parse_strategy("bald@20")
+    (('entropy+diversity', 0.25), ('bald', 20))
+    """
+    s = as_strategy(strategy)
+    return s.method, s.parameter
+
+
+def strategy_needs(strategy) -> frozenset:
     """What a strategy's query needs from the model: a subset of ``{"probs", "mc", "features"}``.
 
     ``"probs"``: patch probabilities ``(n, m, K)`` of the unlabeled pool; ``"mc"``: ``T`` stochastic
     passes ``(T, n, m, K)``; ``"features"``: candidate features ``(n, d)`` of the pool and of the labeled
-    set (the k-center's initial centers). ``random`` needs nothing.
+    set (the k-center's initial centers). ``random`` needs nothing. (:attr:`Strategy.needs`.)
 
     Example:
     >>> sorted(strategy_needs("aift+coreset"))
     ['features', 'probs']
     """
-    method, _ = parse_strategy(strategy)
-    if method == "random":
-        return frozenset()
-    if method in MC_METHODS:
-        return frozenset({"mc"})
-    if method == "coreset":
-        return frozenset({"features"})
-    if method == "aift+coreset":
-        return frozenset({"probs", "features"})
-    return frozenset({"probs"})
+    return as_strategy(strategy).needs
 
 
-def strategy_scores(probs, strategy: str, seed: int | None = None) -> np.ndarray:
-    """Scores for a strategy string as used by the harness (see ``parse_strategy``).
+def strategy_scores(probs, strategy, seed: int | None = None) -> np.ndarray:
+    """Scores for a strategy (a string or a :class:`Strategy`) as used by the harness.
 
     Args:
         probs: ``(n, m, K)`` or ``(n, m)``.
@@ -422,16 +591,19 @@ def strategy_scores(probs, strategy: str, seed: int | None = None) -> np.ndarray
     >>> strategy_scores([[0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6]], "aift").round(2)
     array([2.02])
     """
-    method, param = parse_strategy(strategy)
-    if method in MC_METHODS:
-        return mc_scores(probs, method)
-    if method in BATCH_METHODS:
-        raise AiftError(f"strategy {strategy!r} is a batch rule (k-center greedy on candidate features), not a "
-                        f"score per candidate; use select_batch")
-    if param is None:
-        return baseline_scores(probs, method, seed=seed)
-    return score_candidates(probs, method, param)
+    return _strategy_scores(probs, as_strategy(strategy), seed)
 
+
+def _strategy_scores(probs, strategy: Strategy, seed) -> np.ndarray:
+    """:func:`strategy_scores` of a parsed Strategy."""
+    if strategy.needs_mc:
+        return mc_scores(probs, strategy.method)
+    if strategy.is_batch:
+        raise AiftError(f"strategy {str(strategy)!r} is a batch rule (k-center greedy on candidate features), not "
+                        f"a score per candidate; use select_batch")
+    if strategy.alpha is None:
+        return baseline_scores(probs, strategy.method, seed=seed)
+    return score_candidates(probs, strategy.method, strategy.alpha)
 
 # ----------------------------------------------------------------------------- MC dropout
 
@@ -514,8 +686,8 @@ def _check_cap(groups, max_per_group, n: int):
     return g.astype(np.int64), k
 
 
-def _cap_short(b, k, groups, taken) -> AiftError:
-    return AiftError(f"max_per_group {k}: only {taken} of the {b} candidates asked can be taken from the "
+def _cap_short(query_size, k, groups, taken) -> AiftError:
+    return AiftError(f"max_per_group {k}: only {taken} of the {query_size} candidates asked can be taken from the "
                      f"{np.unique(groups).size} groups of the pool")
 
 
@@ -532,11 +704,11 @@ def _weighted_positions(weight, k, rng, uniform: bool) -> np.ndarray:
     return np.concatenate([nonzero, fill])
 
 
-def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=None,
-           max_per_group: int | None = None) -> np.ndarray:
-    """Indices of the ``b`` candidates to query.
+def select(scores, query_size: int | None = None, omega: float = 1.0, seed: int | None = None, groups=None,
+           max_per_group: int | None = None, *, b: int | None = None) -> np.ndarray:
+    """Indices of the ``query_size`` candidates to query.
 
-    ``omega = 1``: the top ``b`` by worth (stable: equal worth → lower index first).
+    ``omega = 1``: the top ``query_size`` (b) by worth (stable: equal worth → lower index first).
 
     ``omega > 1`` (journal randomisation): keep the top ``w = min(ceil(omega · b), n)``;
     rescale their worth ``a' = (a − a_w) / (a_1 − a_w)`` (``a_1`` the largest, ``a_w`` the
@@ -555,17 +727,17 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=N
 
     Args:
         scores: ``(n,)`` finite worth, larger = better.
-        b: budget, 1 ≤ b ≤ n.
+        query_size: how many to pick (b of the papers), 1 ≤ query_size ≤ n. ``b=`` is a deprecated alias.
         omega: randomisation factor ≥ 1.
         seed: int or None.
         groups: ``(n,)`` integer group of every candidate (video, volume, patient); needed with a cap.
         max_per_group: K ≥ 1, or None (no cap).
 
     Returns:
-        int64 ``(b,)`` indices into ``scores``, ordered by decreasing worth.
+        int64 ``(query_size,)`` indices into ``scores``, ordered by decreasing worth.
 
     Raises:
-        AiftError: bad input, or the cap cannot be met (fewer than ``b`` candidates allowed).
+        AiftError: bad input, or the cap cannot be met (fewer than ``query_size`` candidates allowed).
 
     Example:
     >>> select([0.1, 0.9, 0.5, 0.9], 2)
@@ -579,18 +751,28 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=N
     if bad.any():
         i = int(np.argmax(bad))
         raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
-    b = check_int(b, "budget", 1)
-    if b > n:
-        raise AiftError(f"budget {b} is larger than the pool of {n} candidates")
+    query_size = check_int(_query_size(query_size, b, "select"), "budget", 1)
+    if query_size > n:
+        raise AiftError(f"budget {query_size} is larger than the pool of {n} candidates")
     check_number(omega, "omega", low=1)
-    groups, cap = _check_cap(groups, max_per_group, n)
+    return _select(s, query_size, omega, seed, groups, max_per_group)
 
+
+def _select(scores, query_size: int, omega: float, seed, groups, max_per_group) -> np.ndarray:
+    """:func:`select` with ``query_size`` (1..n) and ``omega`` (>= 1) already checked by the caller."""
+    s = as_scores(scores)
+    n = s.shape[0]
+    bad = ~np.isfinite(s)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
+    groups, cap = _check_cap(groups, max_per_group, n)
     order = np.argsort(-s, kind="stable")
-    w = min(n, math.ceil(float(omega) * b - 1e-9))
-    if w <= b:
+    w = min(n, math.ceil(float(omega) * query_size - 1e-9))
+    if w <= query_size:
         if cap is None:
-            return order[:b].astype(np.int64)
-        return _cap_walk(order, groups, cap, b, np.zeros(0, np.int64))
+            return order[:query_size].astype(np.int64)
+        return _cap_walk(order, groups, cap, query_size, np.zeros(0, np.int64))
 
     rng = np.random.default_rng(seed)
     kept = order[:w]
@@ -598,7 +780,7 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=N
     a1, aw = a[0], a[-1]
     uniform = bool(a1 == aw)
     weight = np.ones(w) if uniform else (a - aw) / (a1 - aw)
-    pos = _weighted_positions(weight, b, rng, uniform)
+    pos = _weighted_positions(weight, query_size, rng, uniform)
     if cap is None:
         return kept[np.sort(pos)].astype(np.int64)
     # capped: keep the drawn ones that fit (in worth order), draw again among the kept ones still allowed
@@ -609,41 +791,41 @@ def select(scores, b: int, omega: float = 1.0, seed: int | None = None, groups=N
         for p in np.sort(pos):
             avail[p] = False
             g = int(groups[kept[p]])
-            if counts.get(g, 0) < cap and len(taken) < b:
+            if counts.get(g, 0) < cap and len(taken) < query_size:
                 taken.append(p)
                 counts[g] = counts.get(g, 0) + 1
         full = np.array([counts.get(int(g), 0) >= cap for g in groups[kept]])
         avail &= ~full
         cand = np.flatnonzero(avail)
-        if len(taken) >= b or cand.size == 0:
+        if len(taken) >= query_size or cand.size == 0:
             break
-        k = min(b - len(taken), cand.size)
+        k = min(query_size - len(taken), cand.size)
         pos = cand[_weighted_positions(weight[cand], k, rng, uniform)]
     picked = kept[np.sort(np.asarray(taken, dtype=np.int64))]
-    if picked.size < b:  # the kept set ran out: the rest of the pool in worth order
-        picked = _cap_walk(order[w:], groups, cap, b, picked)
+    if picked.size < query_size:  # the kept set ran out: the rest of the pool in worth order
+        picked = _cap_walk(order[w:], groups, cap, query_size, picked)
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n)
         picked = picked[np.argsort(rank[picked])]
     return picked.astype(np.int64)
 
 
-def _cap_walk(order, groups, cap, b, already) -> np.ndarray:
+def _cap_walk(order, groups, cap, query_size, already) -> np.ndarray:
     """``already`` plus candidates of ``order`` (a priority order) whose group has fewer than ``cap``
-    picks, until ``b`` are taken (AiftError when the order runs out)."""
+    picks, until ``query_size`` are taken (AiftError when the order runs out)."""
     counts: dict = {}
     for i in already.tolist():
         counts[int(groups[i])] = counts.get(int(groups[i]), 0) + 1
     out = list(already.tolist())
     for i in order.tolist():
-        if len(out) >= b:
+        if len(out) >= query_size:
             break
         g = int(groups[i])
         if counts.get(g, 0) < cap:
             out.append(i)
             counts[g] = counts.get(g, 0) + 1
-    if len(out) < b:
-        raise _cap_short(b, cap, groups, len(out))
+    if len(out) < query_size:
+        raise _cap_short(query_size, cap, groups, len(out))
     return np.asarray(out, dtype=np.int64)
 
 
@@ -674,9 +856,9 @@ def _min_sq_dist(x: np.ndarray, centers: np.ndarray, chunk: int = 2048) -> np.nd
     return np.maximum(out, 0.0)
 
 
-def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, groups=None,
-                   max_per_group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """k-center greedy (Sener & Savarese, ICLR 2018): ``b`` candidates that cover ``features`` best.
+def kcenter_greedy(features, query_size: int | None = None, centers=None, seed: int | None = None, groups=None,
+                   max_per_group: int | None = None, *, b: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k-center greedy (Sener & Savarese, ICLR 2018): ``query_size`` candidates that cover ``features`` best.
 
     Start from ``centers`` (the labeled set); repeatedly take the candidate farthest (Euclidean) from
     its nearest center and make it a center. Ties → the lower index. Without centers, the first pick is
@@ -685,14 +867,14 @@ def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, grou
 
     Args:
         features: ``(n, d)`` candidate features (e.g. trunk features pooled per candidate).
-        b: picks, 1 ≤ b ≤ n.
+        query_size: picks, 1 ≤ query_size ≤ n (``b=`` is a deprecated alias).
         centers: ``(l, d)`` features of the already labeled candidates, or None.
         seed: seeds the first pick when there is no center.
         groups, max_per_group: optional group cap (see :func:`select`).
 
     Returns:
-        ``(indices, radius)``: int64 ``(b,)`` indices into ``features`` in pick order, and float64
-        ``(b,)`` the distance of each pick to its nearest center when picked (non-increasing but for
+        ``(indices, radius)``: int64 ``(query_size,)`` indices into ``features`` in pick order, and float64
+        ``(query_size,)`` the distance of each pick to its nearest center when picked (non-increasing but for
         the cap; ``nan`` for a seeded first pick).
 
     Example:
@@ -700,8 +882,13 @@ def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, grou
     array([3, 2])
     """
     x = _as_features(features, "features")
+    query_size = check_int(_query_size(query_size, b, "kcenter_greedy"), "budget", 1, x.shape[0])
+    return _kcenter_greedy(x, query_size, centers, seed, groups, max_per_group)
+
+
+def _kcenter_greedy(x: np.ndarray, query_size: int, centers, seed, groups, max_per_group):
+    """:func:`kcenter_greedy` of checked features ``x`` (n, d) and a checked ``query_size`` (1..n)."""
     n = x.shape[0]
-    b = check_int(b, "budget", 1, n)
     groups, cap = _check_cap(groups, max_per_group, n)
     if centers is not None:
         c = _as_features(centers, "centers")
@@ -713,10 +900,10 @@ def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, grou
     eligible = np.ones(n, dtype=bool)
     counts: dict = {}
     picks, radius = [], []
-    for _ in range(b):
+    for _ in range(query_size):
         cand = np.flatnonzero(eligible)
         if cand.size == 0:
-            raise _cap_short(b, cap, groups, len(picks))
+            raise _cap_short(query_size, cap, groups, len(picks))
         if np.isinf(dist[cand]).all():
             i = int(cand[np.random.default_rng(seed).integers(cand.size)])
             r = float("nan")
@@ -735,26 +922,29 @@ def kcenter_greedy(features, b: int, centers=None, seed: int | None = None, grou
     return np.asarray(picks, dtype=np.int64), np.asarray(radius, dtype=np.float64)
 
 
-def select_batch(strategy: str, b: int, *, n: int | None = None, probs=None, mc_probs=None, features=None,
-                 centers=None, omega: float = 1.0, seed: int | None = None, groups=None,
-                 max_per_group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One query of any strategy: ``(indices, scores)`` of the ``b`` candidates to label.
+def select_batch(strategy, query_size: int | None = None, *, n: int | None = None, probs=None, mc_probs=None,
+                 features=None, centers=None, omega: float = 1.0, seed: int | None = None, groups=None,
+                 max_per_group: int | None = None, checked: bool = False,
+                 b: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One query of any strategy: ``(indices, scores)`` of the ``query_size`` candidates to label.
 
-    Give what :func:`strategy_needs` names: ``probs`` ``(n, m, K)``, ``mc_probs`` ``(T, n, m, K)`` or
+    Give what :attr:`Strategy.needs` names: ``probs`` ``(n, m, K)``, ``mc_probs`` ``(T, n, m, K)`` or
     ``features`` ``(n, d)`` with ``centers`` ``(l, d)`` (the labeled set). Score strategies rank by
     :func:`strategy_scores` and pick with :func:`select` (ω, group cap); ``coreset`` is
     :func:`kcenter_greedy` over the pool (scores = the pick's distance to its nearest center);
-    ``aift+coreset@W`` keeps the top ``min(n, ceil(W·b))`` by AIFT worth and runs k-center greedy among
-    them (scores = their AIFT worth). ω does not apply to the k-center strategies (a greedy batch
+    ``aift+coreset@W`` keeps the top ``min(n, ceil(W·query_size))`` by AIFT worth and runs k-center greedy
+    among them (scores = their AIFT worth). ω does not apply to the k-center strategies (a greedy batch
     rule, not a ranking). ``random`` needs only ``n``.
 
     Args:
-        strategy: a strategy string (:func:`parse_strategy`).
-        b: candidates to pick.
+        strategy: a :class:`Strategy`, or a strategy string (parsed here, once).
+        query_size: candidates to pick (``b=`` is a deprecated alias).
         n: pool size (for ``random``; otherwise taken from the arrays).
         probs, mc_probs, features, centers: the model's outputs on the pool (see above).
         omega, seed: randomised top-b (score strategies) and the random draws.
         groups, max_per_group: optional group cap.
+        checked: True when the caller has already checked ``query_size`` (an int in 1..n) and ``omega``
+            (>= 1), as ``ActiveLearner.query`` does: they are then not checked again.
 
     Returns:
         ``(indices, scores)``: int64 indices into the pool arrays and float64 scores of the picks.
@@ -764,39 +954,62 @@ def select_batch(strategy: str, b: int, *, n: int | None = None, probs=None, mc_
     >>> idx
     array([1])
     """
-    method, param = parse_strategy(strategy)
-    needs = strategy_needs(strategy)
+    return _select_batch(as_strategy(strategy), _query_size(query_size, b, "select_batch"), n=n, probs=probs,
+                         mc_probs=mc_probs, features=features, centers=centers, omega=omega, seed=seed,
+                         groups=groups, max_per_group=max_per_group, checked=checked)
+
+
+def _select_batch(strategy: Strategy, query_size, *, n=None, probs=None, mc_probs=None, features=None,
+                  centers=None, omega=1.0, seed=None, groups=None, max_per_group=None,
+                  checked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_batch` of a parsed Strategy (``checked``: see there)."""
     for key, value in (("probs", probs), ("mc", mc_probs), ("features", features)):
-        if key in needs and value is None:
-            raise AiftError(f"strategy {strategy!r} needs {'mc_probs' if key == 'mc' else key}")
-    if method == "coreset":
-        return kcenter_greedy(features, b, centers=centers, seed=seed, groups=groups, max_per_group=max_per_group)
-    if method == "aift+coreset":
-        worth = strategy_scores(probs, "aift")
+        if key in strategy.needs and value is None:
+            raise AiftError(f"strategy {str(strategy)!r} needs {'mc_probs' if key == 'mc' else key}")
+    if strategy.name == "coreset":
+        if not checked:
+            return kcenter_greedy(features, query_size, centers=centers, seed=seed, groups=groups,
+                                  max_per_group=max_per_group)
+        return _kcenter_greedy(_as_features(features, "features"), query_size, centers, seed, groups, max_per_group)
+    if strategy.name == "aift+coreset":
+        worth = _strategy_scores(probs, AIFT, None)
         x = _as_features(features, "features")
         if x.shape[0] != worth.shape[0]:
             raise AiftError(f"features have {x.shape[0]} rows for {worth.shape[0]} candidates")
-        b = check_int(b, "budget", 1, worth.shape[0])
+        if not checked:
+            query_size = check_int(query_size, "budget", 1, worth.shape[0])
         order = np.argsort(-worth, kind="stable")
-        top = order[:min(worth.shape[0], math.ceil(float(param) * b - 1e-9))]
+        top = order[:min(worth.shape[0], math.ceil(float(strategy.prefilter) * query_size - 1e-9))]
         g, cap = _check_cap(groups, max_per_group, worth.shape[0])
-        if cap is not None and _allowed(g[top], cap) < b:
-            top = order  # the top W·b cannot fill b under the cap: widen to the whole pool
-        sub, _ = kcenter_greedy(x[top], b, centers=centers, seed=seed, groups=None if cap is None else g[top],
-                                max_per_group=cap)
+        if cap is not None and _allowed(g[top], cap) < query_size:
+            top = order  # the top W·query_size cannot fill query_size under the cap: widen to the whole pool
+        sub, _ = _kcenter_greedy(x[top], query_size, centers, seed, None if cap is None else g[top], cap)
         idx = top[sub]
         return idx.astype(np.int64), worth[idx]
-    if method == "random":
+    if strategy.is_random:
         size = n if n is not None else next((np.asarray(a).shape[0] for a in (probs, features) if a is not None), None)
         if size is None:
             raise AiftError("strategy 'random' needs the pool size n")
-        scores = strategy_scores(np.zeros((int(size), 1)), "random", seed=seed)
-    elif method in MC_METHODS:
-        scores = mc_scores(mc_probs, method)
+        scores = _strategy_scores(np.zeros((int(size), 1)), strategy, seed)
+    elif strategy.needs_mc:
+        scores = mc_scores(mc_probs, strategy.method)
     else:
-        scores = strategy_scores(probs, strategy, seed=seed)
-    idx = select(scores, b, omega=omega, seed=seed, groups=groups, max_per_group=max_per_group)
+        scores = _strategy_scores(probs, strategy, seed)
+    if checked:
+        idx = _select(scores, query_size, omega, seed, groups, max_per_group)
+    else:
+        idx = select(scores, query_size, omega=omega, seed=seed, groups=groups, max_per_group=max_per_group)
     return idx, scores[idx]
+
+
+def _query_size(query_size, b, where: str):
+    """``query_size``, or the value of its deprecated alias ``b`` (with a DeprecationWarning)."""
+    if b is None:
+        return query_size
+    if query_size is not None:
+        raise TypeError(f"{where}() got both query_size and its deprecated alias b")
+    warnings.warn(f"{where}(b=...) is deprecated; use query_size=...", DeprecationWarning, stacklevel=3)
+    return b
 
 
 def _allowed(groups, cap) -> int:
