@@ -21,6 +21,7 @@ from __future__ import annotations
 import click
 
 from aift_tf.cli_support import run_cli, version_option
+from aift_tf.annotation import layout
 from aift_tf.annotation.checks import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, quoted
 from aift_tf.export import KERAS_FILE, PROVENANCE, SAVED_MODEL  # the export folder's names (no TensorFlow)
 from aift_tf.files import round_name
@@ -133,9 +134,9 @@ def query(project, n, strategy, omega, annotators, overlap, force, quiet):
         f"{info['strategy']}, model of teach round {info['model_round']}")
     shares = info.get("annotators") or {None: info["ids"]}
     for name, ids in shares.items():
-        suffix = f"-{name}" if name else ""
-        say(f"  {name + ': ' if name else ''}label {len(ids)} in {folder / f'gallery{suffix}.html'} "
-            f"(Download labels → {folder.name}{suffix}-labels.csv), or fill {folder / f'queries{suffix}.csv'}")
+        say(f"  {name + ': ' if name else ''}label {len(ids)} in {folder / layout.gallery_name(name)} "
+            f"(Download labels → {layout.download_name(folder.name, name)}), or fill "
+            f"{folder / layout.queries_name(name)}")
     if info.get("shared"):
         say(f"  {len(info['shared'])} candidate(s) shared by every annotator (agreement)")
     say(f"  then:  aift teach {quoted(project)} CSV")
@@ -215,8 +216,8 @@ def adjudicate(project, quiet):
     for i in res["ids"]:
         votes = ", ".join(f"{e(a)}={e(names[lab])}" for a, lab in res["votes"][str(i)].items())
         lines.append(f"  id {i}: {votes}")
-    lines.append(f"  decide in {folder / 'gallery.html'} (Download labels → {folder.name}-labels.csv) or fill "
-                 f"{folder / 'queries.csv'}; then: aift teach {quoted(project)} CSV")
+    lines.append(f"  decide in {folder / layout.GALLERY} (Download labels → {layout.download_name(folder.name)}) "
+                 f"or fill {folder / layout.QUERIES}; then: aift teach {quoted(project)} CSV")
     click.echo("\n".join(lines))
 
 

@@ -29,9 +29,10 @@ from urllib.parse import quote
 
 import numpy as np
 
+from aift_tf.annotation import layout
+from aift_tf.annotation.layout import PATCHES
 from aift_tf.files import atomic_path, round_name, write_text_atomic
 
-PATCHES = "patches"
 MIN_TILE = 96  # patches are upscaled (nearest neighbour) to at least this many pixels
 
 
@@ -445,7 +446,7 @@ def render_html(rows, info, *, project_name="", app="", m=1, group_names=None, i
         f"Your labels are kept in this browser (reloading loses nothing). <b>Download labels</b> saves "
         f"<code>{_esc(download)}</code>; then run <code>{_esc(teach.replace('{CSV}', download))}</code> (unsure and "
         f"skipped candidates stay in the pool). Without JavaScript, fill the <code>label</code> column of "
-        f"<code>queries{'-' + _esc(annotator) if annotator else ''}.csv</code> beside this page instead. "
+        f"<code>{_esc(layout.queries_name(annotator))}</code> beside this page instead. "
         f"<span class=\"legend\">Classes: {legend}</span></div>\n"
         f"<main>\n" + "\n".join(cards) + "\n</main>\n"
         '<div id="zoom" class="zoom" hidden><div><canvas id="zcanvas" width="1" height="1"></canvas>'
@@ -475,7 +476,7 @@ def write_page(path, rows, info, store, *, project, annotator=None, kind="query"
     project = Path(project)
     h, w = (int(x) for x in tuple(store.patch_shape)[:2])
     planes = store_planes(store)
-    stem = download.rsplit("-labels", 1)[0]  # round-001[-alice] (the page may be written in a temporary folder)
+    stem = layout.download_stem(download)  # round-001[-alice] (the page may be written in a temporary folder)
     token = page_token(str(project.resolve()), stem, info.get("created", ""), annotator or "")
     page = render_html(rows, info, project_name=project.name, app=store.app, m=store.m,
                        group_names=store.attrs.get("group_names"), planes=planes, annotator=annotator, kind=kind,
@@ -489,5 +490,5 @@ def write_gallery(folder, store, rows, info, *, project_name="", group_names=Non
     """Write ``folder/patches/<id>.png`` for every row and ``folder/gallery.html`` (one annotator)."""
     folder = Path(folder)
     write_patches(folder, store, [r["id"] for r in rows])
-    return write_page(folder / "gallery.html", rows, info, store, project=Path(project_name or folder.name),
-                      download=f"{round_name(info.get('round', 0))}-labels.csv")
+    return write_page(folder / layout.GALLERY, rows, info, store, project=Path(project_name or folder.name),
+                      download=layout.download_name(round_name(info.get("round", 0))))

@@ -56,7 +56,6 @@ import csv
 import datetime
 import json
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -64,8 +63,8 @@ import numpy as np
 
 from aift_tf.files import (atomic_dir, clean_temporaries, fsync_dir, remove_folder, write_bytes_atomic,
                            write_json_atomic, write_text_atomic)
-from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, NAME_PATTERN,
-                                       check_name, printable, quoted)
+from aift_tf.annotation.checks import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LEARNING_RATE, MAX_SEED, check_name,
+                                       printable, quoted)
 from aift_tf.annotation.labels_csv import problems_error, read_label_csv
 from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, consensus,
                                        missing_classes, read_ledger, trained_by_round)
@@ -76,24 +75,17 @@ from aift_tf.zoo.pretrained import M0_CHOICES
 from aift_tf.errors import AiftError
 from aift_tf.zoo.pretrained import parse_weights  # noqa: F401 (re-exported: the one weights vocabulary)
 # the one round-folder name (also the run folder's) and its parser
-from aift_tf.files import ROUND_DIGITS, round_name, round_number
+from aift_tf.files import round_name, round_number  # noqa: F401 (round_name re-exported)
+
+from aift_tf.annotation import layout
+# the project's file and folder names (re-exported; their one owner is aift_tf.annotation.layout)
+from aift_tf.annotation.layout import (ADJUDICATION, CHECKPOINTS, CONFIG, GALLERY, LEDGER, LOCK,  # noqa: F401
+                                       QUERIES, QUERY_INFO)
 
 PROJECT_FORMAT = 1
-CONFIG = "config.json"
-LEDGER = "ledger.jsonl"
-CHECKPOINTS = "checkpoints"
-QUERIES = "queries.csv"
-GALLERY = "gallery.html"
-QUERY_INFO = "query.json"
 QUERY_COLUMNS = ("id", "group", "score", "probability", "label")
-ADJUDICATION = "adjudication"
 KEEP_CHECKPOINTS = 2  # besides M0
 CRASH_HOOK = "AIFT_TEST_CRASH_AFTER_LEDGER"
-# an annotator's sheet (queries-NAME.csv) and the name the labeling page gives a downloaded CSV (browsers add
-# " (1)" to a second download), both from the one annotator-name and round-number patterns
-_QUERIES_RE = re.compile(rf"^queries(?:-({NAME_PATTERN}))?\.csv$")
-_DOWNLOAD_RE = re.compile(rf"^(round|{ADJUDICATION})-({ROUND_DIGITS})(?:-({NAME_PATTERN}))?"
-                          rf"-labels(?: ?\(\d+\))?\.csv$")
 
 
 def _now() -> str:
@@ -143,10 +135,6 @@ def _not_curable_by_recover(reason: str) -> Optional[str]:
 # ------------------------------------------------------------------------------------------------
 # locking
 # ------------------------------------------------------------------------------------------------
-
-
-#: the project's lock file (empty; created by ``init``, kept): ``filelock`` locks it on POSIX and Windows alike
-LOCK = ".aift.lock"
 
 
 @contextlib.contextmanager
@@ -299,7 +287,7 @@ def init_project(path, data, *, model="small_cnn", weights="m0", trainable="all"
             write_text_atomic(tmp / LEDGER, "")
             write_text_atomic(tmp / LOCK, "")
             (tmp / CHECKPOINTS).mkdir()
-            learner.save(tmp / CHECKPOINTS / round_name(0))
+            learner.save(layout.checkpoint_folder(tmp, 0))
     return path
 
 
@@ -413,7 +401,7 @@ class Project:
         new = "".join(json.dumps(e, sort_keys=False) + "\n" for e in entries).encode("utf-8")
         backup = None
         if keep_old:
-            backup = self.path / f".{LEDGER}.{os.getpid()}.old"
+            backup = layout.ledger_backup(self.path, os.getpid())
             try:
                 with contextlib.suppress(FileNotFoundError):
                     backup.unlink()
@@ -552,10 +540,7 @@ class Project:
                 break
             except (DamagedCheckpoint, LedgerMismatch):
                 pass
-            k, target = 0, d / f"{p.name}.damaged"
-            while target.exists() or target.is_symlink():
-                k += 1
-                target = d / f"{p.name}.damaged-{k}"
+            target = layout.damaged_folder(p)
             os.rename(p, target)
             fsync_dir(d)
             self.echo(f"set aside the damaged checkpoint {p.name} as {target}")
@@ -578,13 +563,12 @@ class Project:
                                     val_split=c.get("val_split", "val"), progress=self.progress)
         except (KeyError, TypeError, ValueError) as e:
             raise AiftError(f"{self.path / CONFIG}: cannot rebuild M0 ({type(e).__name__}: {e})") from None
-        (self.path / CHECKPOINTS).mkdir(exist_ok=True)
-        learner.save(self.path / CHECKPOINTS / round_name(0))
+        layout.checkpoints_folder(self.path).mkdir(exist_ok=True)
+        learner.save(layout.checkpoint_folder(self.path, 0))
         self._learner = None
 
     def _save_checkpoint(self, learner) -> Path:
-        d = self.path / CHECKPOINTS
-        target = d / round_name(learner.round)
+        target = layout.checkpoint_folder(self.path, learner.round)
         if target.exists():  # a stale checkpoint of the same round (cannot normally happen)
             remove_folder(target)
         learner.save(target)
@@ -672,10 +656,9 @@ class Project:
     def round_names(self, kind: str = "round") -> list:
         """Every ``round-NNN`` (or ``adjudication-NNN``) entry of the project folder [(k, path)] in order, complete
         or not (any file type)."""
-        prefix = "round" if kind == "round" else ADJUDICATION
         out = []
         for p in self.path.iterdir():
-            k = round_number(p.name, prefix)
+            k = layout.round_folder_number(p.name, kind)
             if k is not None:
                 out.append((k, p))
         return sorted(out)
@@ -780,7 +763,7 @@ class Project:
                 "probability": "P(positive)" if K == 2 else "max-class probability"}
         if names:
             info.update(annotators=shares, shared=shared, overlap=overlap)
-        target = self.path / round_name(k)
+        target = layout.round_folder(self.path, k)
         self._write_round(target, rows, info, shares)
         info["path"] = target
         return info
@@ -795,10 +778,9 @@ class Project:
             sheets = ([(None, rows)] if not shares else
                       [(name, [r for r in rows if r["id"] in set(mine)]) for name, mine in shares.items()])
             for name, sub in sheets:
-                suffix = f"-{name}" if name else ""
-                write_text_atomic(tmp / f"queries{suffix}.csv", _queries_csv(sub, votes=(kind != "query")))
-                write_page(tmp / f"gallery{suffix}.html", sub, info, self.store, project=self.path,
-                           annotator=name, kind=kind, download=f"{stem}{suffix}-labels.csv")
+                write_text_atomic(tmp / layout.queries_name(name), _queries_csv(sub, votes=(kind != "query")))
+                write_page(tmp / layout.gallery_name(name), sub, info, self.store, project=self.path,
+                           annotator=name, kind=kind, download=layout.download_name(stem, name))
             write_json_atomic(tmp / QUERY_INFO, info)
 
     # -- adjudication
@@ -836,7 +818,7 @@ class Project:
         info = {"kind": "adjudication", "round": k, "created": _now(), "n": len(ids), "ids": ids, "votes": votes,
                 "class_names": self.class_names, "model_round": int(self.state()["round"]),
                 "pool_left": int(self.unlabeled_ids(cons).size)}
-        target = self.path / round_name(k, ADJUDICATION)
+        target = layout.round_folder(self.path, k, ADJUDICATION)
         self._write_round(target, rows, info, kind="adjudication")
         return {"ids": ids, "votes": votes, "path": target, "existing": False}
 
@@ -855,15 +837,14 @@ class Project:
         except OSError:
             return ctx
         inside = rp.parent.parent == self.path.resolve()
-        mq, md = _QUERIES_RE.match(rp.name), _DOWNLOAD_RE.match(rp.name)
-        kr, ka = round_number(rp.parent.name), round_number(rp.parent.name, ADJUDICATION)
-        if inside and mq and (kr is not None or ka is not None):
+        (is_sheet, sheet_name), md = layout.parse_queries_name(rp.name), layout.parse_download_name(rp.name)
+        kr, ka = layout.round_folder_number(rp.parent.name), layout.round_folder_number(rp.parent.name, ADJUDICATION)
+        if inside and is_sheet and (kr is not None or ka is not None):
             kind, k = ("query", kr) if kr is not None else ("adjudication", ka)
-            name, folder = mq.group(1), rp.parent
+            name, folder = sheet_name, rp.parent
         elif md:
-            kind = "query" if md.group(1) == "round" else "adjudication"
-            k, name = int(md.group(2)), md.group(3)
-            folder = self.path / (round_name(k) if kind == "query" else round_name(k, ADJUDICATION))
+            kind, k, name = md
+            folder = layout.round_folder(self.path, k, kind)
         else:
             return ctx
         ctx.update(kind=kind, k=k, folder=folder, annotator=annotator or name, name=name)
@@ -1028,7 +1009,7 @@ class Project:
             record = self._apply(target, r)  # fine-tune, then the checkpoint
         except Exception:
             # a failed command changes nothing: unless the checkpoint already exists, put the ledger back
-            if checkpoint.state_file(self.path / CHECKPOINTS / round_name(r)).is_file():
+            if checkpoint.state_file(layout.checkpoint_folder(self.path, r)).is_file():
                 self._drop_backup(backup)
             else:
                 self._restore_ledger(backup)
@@ -1145,7 +1126,7 @@ class Project:
 def _project_above(path: Path) -> Optional[Path]:
     """The project folder ``path`` is (or lies in), else None: a folder holding config.json and ledger.jsonl."""
     for a in (path, *path.parents):
-        if (a / CONFIG).is_file() and (a / LEDGER).exists():
+        if layout.is_project(a):
             return a
     return None
 
