@@ -152,3 +152,11 @@ def is_project(folder) -> bool:
     """Whether ``folder`` is a project folder (it holds config.json and ledger.jsonl)."""
     folder = Path(folder)
     return (folder / CONFIG).is_file() and (folder / LEDGER).exists()
+
+
+def project_above(path: Path) -> Optional[Path]:
+    """The project folder ``path`` is (or lies in), else None: a folder holding config.json and ledger.jsonl."""
+    for a in (path, *path.parents):
+        if is_project(a):
+            return a
+    return None
