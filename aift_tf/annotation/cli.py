@@ -117,7 +117,8 @@ def init(project, data, model, weights, m0, trainable, strategy, learning, omega
 @click.option("--strategy", default=None, help="Override the project's selection strategy for this round. " + STRATEGY_HELP)
 @click.option("--omega", type=click.FloatRange(min=1), default=None, help="Override the project's ω for this round.")
 @click.option("--annotators", default=None, metavar="A,B,...",
-              help="Several annotators: one queries-NAME.csv + gallery-NAME.html each, candidates dealt out in rank order.")
+              help=f"Several annotators: one {layout.queries_name('NAME')} + {layout.gallery_name('NAME')} each, candidates "
+                   f"dealt out in rank order.")
 @click.option("--overlap", type=click.FloatRange(0, 1), default=None,
               help="With --annotators: the fraction of -n every annotator labels (agreement, kappa).  [default: 0.2]")
 @click.option("--force", is_flag=True, help="Query even though the previous round is still unanswered.")
@@ -147,7 +148,8 @@ def query(project, n, strategy, omega, annotators, overlap, force, quiet):
 @click.argument("csv_file", metavar="CSV", type=click.Path())
 @click.option("--relabel", is_flag=True, help="Allow changing the label of already-labeled candidates.")
 @click.option("--annotator", default=None, metavar="NAME",
-              help="Who labeled CSV (recorded per ledger entry; default: the CSV's annotator column or queries-NAME.csv).")
+              help=f"Who labeled CSV (recorded per ledger entry; default: the CSV's annotator column or "
+                   f"{layout.queries_name('NAME')}).")
 @quiet_option
 def teach(project, csv_file, relabel, annotator, quiet):
     """Import the labels of CSV (columns id,label[,note,annotator]) and fine-tune the model with them."""
@@ -263,7 +265,7 @@ def status(project, quiet):
         lines.append(f"  {round_name(q['round'])}: {q['n']} queried, {q['labeled']} labeled"
                      + ("" if q["answered"] else " (unanswered)") + who)
     for name in s["incomplete_rounds"]:
-        lines.append(f"  {e(name)}: no query.json (not written by `aift query`; left as it is)")
+        lines.append(f"  {e(name)}: no {layout.QUERY_INFO} (not written by `aift query`; left as it is)")
     per = ", ".join(f"{e(k)} {v}" for k, v in s["per_class"].items())
     lines.append(f"labels: {s['labels']} ({per})")
     for r in s["pending_rounds"]:
@@ -340,7 +342,7 @@ def recover(project, quiet):
         _say(quiet)(f"nothing to recover: the newest checkpoint of {quoted(project)} loads and matches the ledger")
         return
     _say(quiet)(f"recovered {project}: {len(res['set_aside'])} damaged checkpoint(s) set aside"
-                + ("; M0 rebuilt from config.json" if res["rebuilt_m0"] else "")
+                + (f"; M0 rebuilt from {layout.CONFIG}" if res["rebuilt_m0"] else "")
                 + f"; {len(res['records'])} round(s) re-trained from the ledger; the model is at teach round "
                   f"{res['round']}")
 

@@ -155,7 +155,7 @@ class Project:
         for key, want in theirs.items():
             if mine[key] != want:
                 raise AiftError(f"{cfg}: \"{key}\" is {printable(json.dumps(mine[key]))} but the project's store "
-                                f"has {printable(json.dumps(want))} (config.json was edited? put the value back)")
+                                f"has {printable(json.dumps(want))} ({CONFIG} was edited? put the value back)")
 
     def _cleanup_temporaries(self) -> None:
         """Remove temporaries left by an interrupted atomic write (never a complete file/folder)."""
