@@ -15,7 +15,16 @@
   (``f"round-{k:03d}"``, ``"round-{:03d}"``, ``f"{ADJUDICATION}-{k:03d}"``): :func:`aift_tf.files.round_name`
   does; and the patterns that parse such names are written once: the round number (``\\d{3,}``,
   ``aift_tf.files.ROUND_DIGITS``) and the annotator name (``[^\\W_][\\w.-]{0,63}``,
-  ``aift_tf.annotation.checks.NAME_PATTERN``).
+  ``aift_tf.annotation.checks.NAME_PATTERN``);
+- one owner of a project folder's layout: no module but :mod:`aift_tf.annotation.layout` names a project's files in
+  a string (docstrings aside): ``ledger.jsonl``, ``query.json``, ``.aift.lock``, ``queries[-NAME].csv``,
+  ``gallery[-NAME].html``, the labeling page's ``…-labels.csv`` download, in ``aift_tf`` and ``simulate`` alike;
+  ``config.json``, ``checkpoints/`` and ``adjudication-`` only in ``aift_tf`` (a simulation run folder has a
+  ``config.json`` of its own, which :mod:`simulate.run_folder` owns; the harness is checked for the names that are
+  the project's alone);
+- the annotation application lives in :mod:`aift_tf.annotation`: the old paths ``aift_tf/project.py``,
+  ``cli.py`` and ``gallery.py`` only re-export it (imports, and ``python -m aift_tf.cli``), no module of
+  ``aift_tf.annotation`` imports them, and its modules import one another without a cycle.
 """
 
 import ast
@@ -225,3 +234,86 @@ def test_round_number_and_annotator_name_patterns_are_written_once():
            for pattern, owner in NAME_PATTERNS.items() if pattern in text and where != owner]
     assert not bad, ("the round-number and annotator-name patterns are aift_tf.files.ROUND_DIGITS and "
                      "aift_tf.annotation.checks.NAME_PATTERN:\n" + "\n".join(bad))
+
+
+LAYOUT_OWNER = "aift_tf/annotation/layout.py"
+#: a project's own files, in any module of the library or the harness
+PROJECT_FILES = re.compile(r"(?<![\w.-])(ledger\.jsonl|query\.json|\.aift\.lock|queries(?:-[\w.{}]+)?\.csv"
+                           r"|gallery(?:-[\w.{}]+)?\.html|[\w.{}-]*-labels(?: ?\(\d+\))?\.csv)(?![\w])")
+#: names a simulation run folder shares with a project (config.json) or that are too plain to refuse in the harness
+LIBRARY_ONLY = re.compile(r"(?<![\w.-])(config\.json|checkpoints(?=/|$)|adjudication-)")
+
+
+def test_only_the_layout_module_names_project_files():
+    bad = []
+    for where, tree in _sources():
+        if where == LAYOUT_OWNER:
+            continue
+        for node, text in _strings(tree):
+            found = [m.group(1) for m in PROJECT_FILES.finditer(text)]
+            if where.startswith("aift_tf/"):
+                found += [m.group(1) for m in LIBRARY_ONLY.finditer(text)]
+            bad += [f"{where}:{node.lineno}: {f!r} in {text!r}" for f in found]
+    assert not bad, ("a project folder's files are named by aift_tf.annotation.layout only (its constants and "
+                     "*_name / *_folder functions):\n" + "\n".join(bad))
+
+
+OLD_PATHS = {"aift_tf/project.py", "aift_tf/cli.py", "aift_tf/gallery.py"}
+
+
+def test_the_old_paths_only_re_export_the_annotation_package():
+    bad = []
+    for name in sorted(OLD_PATHS):
+        path = LIB.parent / name
+        tree = ast.parse(path.read_text(), filename=str(path))
+        body = tree.body[1:] if ast.get_docstring(tree) is not None else tree.body
+        for node in body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aift_tf."):
+                continue
+            main = ("if __name__ == '__main__':\n    main()")
+            if isinstance(node, ast.If) and ast.unparse(node) == main:
+                continue
+            bad.append(f"{name}:{node.lineno}: {ast.unparse(node).splitlines()[0]}")
+    assert not bad, "aift_tf/project.py, cli.py and gallery.py only re-export aift_tf.annotation:\n" + "\n".join(bad)
+
+
+def _annotation_imports() -> dict:
+    """``{module: {aift_tf modules it imports}}`` for every module of ``aift_tf.annotation`` (imports inside
+    functions too)."""
+    graph = {}
+    for path in sorted((LIB / "annotation").rglob("*.py")):
+        here = _module_name(path)
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                src = _resolve(node, here, path.name == "__init__.py")
+                deps.add(src)
+                deps.update(f"{src}.{a.name}" for a in node.names)  # from aift_tf.annotation import layout
+        graph[here] = {d for d in deps if d in MODULES and d != here}
+    return graph
+
+
+def test_the_annotation_package_never_imports_its_old_paths_and_has_no_cycle():
+    graph = _annotation_imports()
+    assert "aift_tf.annotation.project" in graph and "aift_tf.annotation.layout" in graph
+    old = {"aift_tf.project", "aift_tf.cli", "aift_tf.gallery"}
+    bad = [f"{m} imports {d}" for m, deps in sorted(graph.items()) for d in sorted(deps & old)]
+    assert not bad, "aift_tf.annotation imports the old re-export modules:\n" + "\n".join(bad)
+    inner = {m: {d for d in deps if d in graph and d != "aift_tf.annotation"} for m, deps in graph.items()}
+    cycles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in sorted(inner[m]):
+            if state.get(d) == "open":
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+
+    for m in sorted(inner):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles among aift_tf.annotation modules:\n" + "\n".join(cycles)

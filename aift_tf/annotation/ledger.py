@@ -23,12 +23,17 @@ is a *disagreement*: it stays out of training until ``aift adjudicate`` settles 
 **What a teach round trained** is a function of the ledger alone: teach round T trained the consensus of the
 ledger up to its last entry marked ``round: T``. So a crash after the ledger was appended is repaired by
 re-training from the newest checkpoint, and nothing in the ledger is ever edited.
+
+Reading (:func:`read_ledger`) and writing (:func:`append_ledger`, with :func:`restore_ledger` to put back the
+ledger of before a command that failed) are both here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +42,7 @@ from typing import Optional
 from aift_tf.annotation.checks import MAX_NOTE, NAME_RE, printable, shown
 from aift_tf.checks import check_int
 from aift_tf.errors import AiftError
+from aift_tf.files import fsync_dir, write_bytes_atomic
 
 LEDGER_VERSION = 2
 LEDGER_VERSIONS = (1, 2)
@@ -124,6 +130,55 @@ def read_ledger(path: Path, n: int, class_names) -> list:
     except OSError as e:
         raise AiftError(f"{path}: unreadable ({e.strerror or e})") from None
     return out
+
+
+def append_ledger(path: Path, entries: list, backup: Optional[Path] = None) -> Optional[Path]:
+    """Append ``entries`` to the ledger ``path`` atomically (old bytes + new lines into a temporary, fsync,
+    rename).
+
+    With ``backup`` (a hidden sibling, :func:`aift_tf.annotation.layout.ledger_backup`), the old ledger is first
+    hard-linked there (no space needed) and that path returned, so that :func:`restore_ledger` can put it back if
+    the command fails later; None is returned where hard links cannot be made.
+    """
+    f = Path(path)
+    try:
+        old = f.read_bytes()
+    except OSError as e:
+        raise AiftError(f"{f}: unreadable ({e.strerror or e})") from None
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    new = "".join(json.dumps(e, sort_keys=False) + "\n" for e in entries).encode("utf-8")
+    if backup is not None:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                backup.unlink()
+            os.link(f, backup)
+        except OSError:
+            backup = None  # no hard links here: a failed fine-tune then keeps the labels (re-trained later)
+    try:
+        write_bytes_atomic(f, old + new)
+    except BaseException:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
+        raise
+    return backup
+
+
+def restore_ledger(path: Path, backup: Optional[Path]) -> None:
+    """Put the ledger of before :func:`append_ledger` back (a rename: works on a full disk)."""
+    if backup is None:
+        return
+    path = Path(path)
+    os.replace(backup, path)
+    fsync_dir(path.parent)
+
+
+def drop_backup(backup: Optional[Path]) -> None:
+    """Remove the backup :func:`append_ledger` made (best effort)."""
+    if backup is not None:
+        with contextlib.suppress(OSError):
+            backup.unlink()
 
 
 def voter(e: dict) -> str:

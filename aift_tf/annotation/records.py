@@ -6,6 +6,7 @@ here imports TensorFlow.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,11 @@ from aift_tf.errors import AiftError
 #: config.json formats this version reads (1: every project so far).
 CONFIG_FORMATS = (1,)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def now() -> str:
+    """The time stamp a record or ledger entry is written with (UTC, ISO 8601, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def read_json_file(path: Path):
