@@ -287,13 +287,12 @@ class Project:
         >>> with Project("pe-project") as p:
         ...     p.query(20, annotators=["alice", "bob"], overlap=0.2)["shared"]
         """
-        from aift_tf.selection import parse_strategy
-
         from aift_tf.checks import check_int as check_integer
+        from aift_tf.selection import as_strategy
 
+        # the CLI's boundary: checked before anything is loaded; the learner takes the parsed object
         n = check_integer(n, "query_size", 1, coerce=True)
-        if strategy is not None:
-            parse_strategy(strategy)
+        parsed = None if strategy is None else as_strategy(strategy)
         omega = check_number(omega, "omega", low=1, optional=True, coerce=True)
         names = parse_annotators(annotators)
         if overlap is not None and not names:
@@ -317,12 +316,10 @@ class Project:
         self.recover()
         learner = self.learner()
         k = self.next_round()  # never the number of an existing round-NNN (complete or not)
-        strategy = strategy or learner.strategy
-        omega = float(omega) if omega is not None else learner.omega
         # The pool is `left`: labels recorded but not trained (held out, a class missing) are not
         # re-queried. Query randomness depends on (seed, query round) only: re-running a query is
         # repeatable and no checkpoint has to be rewritten for the RNG.
-        q = learner.query(n, strategy=strategy, omega=omega, pool=left, rng_seed=[int(learner.seed), k])
+        q = learner.query(n, strategy=parsed, omega=omega, pool=left, rng_seed=[int(learner.seed), k])
         ids, scores = q.ids, q.scores
         probs = learner.predict(ids)  # (n, m, K)
         mean = probs.mean(axis=1)
@@ -336,8 +333,8 @@ class Project:
                  "predicted": self.class_names[int(c)]}
                 for i, g, s, q, c in zip(ids, groups, scores, prob, pred)]
         shares, shared = assign_annotators([r["id"] for r in rows], names, overlap, seed=[int(learner.seed), k, 7])
-        info = {"round": k, "created": now(), "model_round": int(learner.round), "strategy": strategy,
-                "omega": omega, "n": n, "pool_left": int(left.size), "ids": [int(i) for i in ids],
+        info = {"round": k, "created": now(), "model_round": int(learner.round), "strategy": strategy or learner.strategy,
+                "omega": q.omega, "n": n, "pool_left": int(left.size), "ids": [int(i) for i in ids],
                 "class_names": self.class_names,
                 "probability": "P(positive)" if K == 2 else "max-class probability"}
         if names:
