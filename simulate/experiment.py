@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -47,7 +46,6 @@ from typing import Optional
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.files import write_text_atomic
 from aift_tf.progress import Progress as BaseProgress
 from simulate import run_folder as rf
 from simulate.config import (
@@ -574,7 +572,7 @@ class Experiment:
         return target
 
     def _tb_eval(self, strategy, seed, row):
-        w = _scalar_writer(rf.tb_dir(self.out, strategy, seed) / "eval")
+        w = _scalar_writer(rf.eval_tb_dir(self.out, strategy, seed))
         _write_scalar(w, "test_auc", row["test_auc"], row["labels"])
         _write_scalar(w, "positives_found", row["positives_found"], row["labels"])
         w.flush()
@@ -593,7 +591,7 @@ class Experiment:
         export_model(learner.model, target, patches_per_candidate=int(self.store.m), provenance=provenance)
 
     def _final_export_done(self, strategy, seed):
-        return (rf.export_dir(self.out, strategy, seed) / ".final").is_file()
+        return rf.final_export_done(self.out, strategy, seed)
 
     def _wants_export(self, seed):
         """Final models are exported for the first seed (every seed with --export-every-round): a
@@ -602,18 +600,8 @@ class Experiment:
 
     def _do_final_export(self, learner, strategy, seed):
         """Export the final model into models/<strategy>/seed<k>/ (next to any round-NNN/ exports)."""
-        d = rf.export_dir(self.out, strategy, seed)
-        d.mkdir(parents=True, exist_ok=True)
-        staging = d / ".final-export"
-        shutil.rmtree(staging, ignore_errors=True)
-        self._export(learner, strategy, seed, staging / "model", learner.round)
-        for item in (staging / "model").iterdir():
-            dest = d / item.name
-            if dest.exists():
-                shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
-            os.replace(item, dest)
-        shutil.rmtree(staging, ignore_errors=True)
-        write_text_atomic(d / ".final", f"round {learner.round}\n")
+        self._export(learner, strategy, seed, rf.final_export_staging(self.out, strategy, seed), learner.round)
+        rf.commit_final_export(self.out, strategy, seed, learner.round)
 
     def _callbacks(self, job, seed, rnd, label):
         cbs = [tensorboard_callback(rf.round_tb_dir(self.out, job, seed, rnd))]
@@ -635,7 +623,7 @@ class Experiment:
             return
         cb = self.progress.stage(label)
         if latest is not None:
-            learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
+            learner = ActiveLearner.load(rf.learner_dir(latest), self.store, progress=cb,
                                          **self._speed_options(cfg.trainable))
             rows = rf.read_rows(latest)
             stop_pred = rf.read_stop_predictions(latest)
@@ -825,7 +813,7 @@ def _open_resumed(out, cache_dir, explicit):
         if bad:
             k, mine, theirs = bad[0]
             raise AiftError(f"--resume: --{k.replace('_', '-')} {mine} conflicts with the run's setting "
-                            f"{theirs!r} in {out / 'config.json'} (drop the option or start a new run)")
+                            f"{theirs!r} in {rf.config_path(out)} (drop the option or start a new run)")
     store_path = Path(saved["data"]["path"])
     if not store_path.exists() and saved["settings"].get("app"):
         store_path = store_path_for(SimConfig.from_dict(saved["settings"]), cache_dir=cache_dir)

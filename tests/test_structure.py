@@ -15,7 +15,9 @@
   (``f"round-{k:03d}"``, ``"round-{:03d}"``, ``f"{ADJUDICATION}-{k:03d}"``): :func:`aift_tf.files.round_name`
   does; and the patterns that parse such names are written once: the round number (``\\d{3,}``,
   ``aift_tf.files.ROUND_DIGITS``) and the annotator name (``[^\\W_][\\w.-]{0,63}``,
-  ``aift_tf.annotation.checks.NAME_PATTERN``).
+  ``aift_tf.annotation.checks.NAME_PATTERN``);
+- an ``aift-sim`` run folder's files and folders (``config.json``, ``rounds.csv``, ``summary.json``, the figures,
+  ``models/``, ``state/`` …) are named in code only by :mod:`simulate.run_folder` (prose in messages aside).
 """
 
 import ast
@@ -225,3 +227,25 @@ def test_round_number_and_annotator_name_patterns_are_written_once():
            for pattern, owner in NAME_PATTERNS.items() if pattern in text and where != owner]
     assert not bad, ("the round-number and annotator-name patterns are aift_tf.files.ROUND_DIGITS and "
                      "aift_tf.annotation.checks.NAME_PATTERN:\n" + "\n".join(bad))
+
+
+RUN_FOLDER_OWNER = "simulate/run_folder.py"
+#: the names of an aift-sim run folder's layout (simulate/run_folder.py's docstring)
+RUN_FOLDER_NAMES = ("config.json", "target.json", "rounds.csv", "full_training.csv", "summary.json", "report.md",
+                    "learning_curves.png", "label_efficiency.png", "positives_found.png", "full_training.png",
+                    "froc.png", "rows.json", "info.json", "test_predictions.npz", "stop_predictions.npy",
+                    ".final", ".final-export", "models", "state", "tb")
+
+
+def test_only_the_run_folder_module_names_run_folder_files():
+    """A string that is a run folder's file or folder name, or a path built of such names (``"state/x"``), is
+    written only in simulate/run_folder.py; sentences that mention a file (help, messages) are prose."""
+    bad = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        where = path.relative_to(LIB.parent).as_posix()
+        if where == RUN_FOLDER_OWNER:
+            continue
+        for node, text in _strings(ast.parse(path.read_text(), filename=str(path))):
+            parts = [p for p in text.strip().split("/") if p]
+            bad += [f"{where}:{node.lineno}: {text!r}" for p in parts if p in RUN_FOLDER_NAMES][:1]
+    assert not bad, "run folder names are simulate.run_folder's (its constants and functions):\n" + "\n".join(bad)
