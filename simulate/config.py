@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -66,9 +67,10 @@ DEFAULT_MAX_LABELS_FACTOR = 4
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SimConfig:
-    """Every setting of a simulation run (see `aift-sim --help` for their meaning).
+    """Every setting of a simulation run (see `aift-sim --help` for their meaning); frozen: :func:`check_config`
+    returns a validated copy, which a run keeps unchanged (config.json's ``settings``).
 
     `None` means "the default for the scale / store" and is resolved by :func:`plan_run`.
     """
@@ -169,7 +171,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     from aift_tf.finetune import check_learning
     from simulate.apps import APP_NAMES, SCALES
 
-    c = dataclasses.replace(cfg)
+    c = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})  # checked, then frozen
     if c.data is not None:
         c.app = None
         c.data = str(Path(c.data).expanduser().resolve())
@@ -240,7 +242,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.cache_trunk = bool(c.cache_trunk)
     if c.cache_trunk:
         check_cacheable(c.trainable, augment=False)
-    return c
+    return SimConfig(**vars(c))
 
 
 def resume_conflicts(saved_settings: dict, explicit: dict) -> list:
@@ -332,9 +334,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
     avail = n_pool - init_max
     if avail < 1:
         raise AiftError(f"the initial random set takes the whole pool of {n_pool} candidates")
-    if B is not None:
-        if B > n_pool:
-            raise AiftError(f"budget {B} labels is larger than the pool of {n_pool} candidates")
+    if B is not None:  # B <= n_pool: checked above
         if B <= init_max:
             raise AiftError(f"budget {B} leaves nothing to query after the initial random set "
                             f"(up to {init_max} labels on these seeds)")
