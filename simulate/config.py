@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
@@ -287,7 +288,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
     Any K >= 2 classes: for K > 2 every AUC of the run is the macro one-vs-rest AUC (:func:`aift_tf.metrics.auc`);
     a class the test split lacks is left out of it (listed in ``test_classes_missing``).
 
-    Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
+    Returns a dict (config.json's ``plan``; a run holds it as :class:`simulate.plan.RunPlan`): seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
     round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size;
     num_classes, class_names, pool_class_counts, test_class_counts, test_classes_missing; initial.rare_classes
@@ -405,7 +406,7 @@ def extra_round_size(plan: dict, labels: int) -> int:
     (no ``max_labels``) gets 0: its runs stop at the planned rounds.
 
     Args:
-        plan: the run's plan (:func:`plan_run`).
+        plan: the run's plan (:class:`simulate.plan.RunPlan`, or :func:`plan_run`'s dict).
         labels: labels the strategy x seed has so far.
 
     Example:
@@ -414,6 +415,8 @@ def extra_round_size(plan: dict, labels: int) -> int:
     >>> extra_round_size({"query_size": 53, "max_labels": 1074, "extra_growth": 0.25}, 1000)
     74
     """
+    if not isinstance(plan, Mapping):
+        plan = plan.to_dict()
     cap = plan.get("max_labels")
     if cap is None:
         return 0
