@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -66,9 +68,10 @@ DEFAULT_MAX_LABELS_FACTOR = 4
 RESUME_NEUTRAL = ("quiet", "out", "resume", "cache_dir")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SimConfig:
-    """Every setting of a simulation run (see `aift-sim --help` for their meaning).
+    """Every setting of a simulation run (see `aift-sim --help` for their meaning); frozen: :func:`check_config`
+    returns a validated copy, which a run keeps unchanged (config.json's ``settings``).
 
     `None` means "the default for the scale / store" and is resolved by :func:`plan_run`.
     """
@@ -169,7 +172,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     from aift_tf.finetune import check_learning
     from simulate.apps import APP_NAMES, SCALES
 
-    c = dataclasses.replace(cfg)
+    c = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})  # checked, then frozen
     if c.data is not None:
         c.app = None
         c.data = str(Path(c.data).expanduser().resolve())
@@ -240,7 +243,7 @@ def check_config(cfg: SimConfig) -> SimConfig:
     c.cache_trunk = bool(c.cache_trunk)
     if c.cache_trunk:
         check_cacheable(c.trainable, augment=False)
-    return c
+    return SimConfig(**vars(c))
 
 
 def resume_conflicts(saved_settings: dict, explicit: dict) -> list:
@@ -285,7 +288,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
     Any K >= 2 classes: for K > 2 every AUC of the run is the macro one-vs-rest AUC (:func:`aift_tf.metrics.auc`);
     a class the test split lacks is left out of it (listed in ``test_classes_missing``).
 
-    Returns a dict: seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
+    Returns a dict (config.json's ``plan``; a run holds it as :class:`simulate.plan.RunPlan`): seeds, query_size (candidates per round), rounds, budget (nominal labels: mean
     initial set + rounds x query size), initial (the rule and each seed's size), steps / epochs per
     round, lr, full_epochs, full_patience, full_seeds (the first seeds get full training), early_stopping_split, target_delta, pool_size, test_size;
     num_classes, class_names, pool_class_counts, test_class_counts, test_classes_missing; initial.rare_classes
@@ -332,9 +335,7 @@ def plan_run(cfg: SimConfig, store) -> dict:
     avail = n_pool - init_max
     if avail < 1:
         raise AiftError(f"the initial random set takes the whole pool of {n_pool} candidates")
-    if B is not None:
-        if B > n_pool:
-            raise AiftError(f"budget {B} labels is larger than the pool of {n_pool} candidates")
+    if B is not None:  # B <= n_pool: checked above
         if B <= init_max:
             raise AiftError(f"budget {B} leaves nothing to query after the initial random set "
                             f"(up to {init_max} labels on these seeds)")
@@ -405,7 +406,7 @@ def extra_round_size(plan: dict, labels: int) -> int:
     (no ``max_labels``) gets 0: its runs stop at the planned rounds.
 
     Args:
-        plan: the run's plan (:func:`plan_run`).
+        plan: the run's plan (:class:`simulate.plan.RunPlan`, or :func:`plan_run`'s dict).
         labels: labels the strategy x seed has so far.
 
     Example:
@@ -414,6 +415,8 @@ def extra_round_size(plan: dict, labels: int) -> int:
     >>> extra_round_size({"query_size": 53, "max_labels": 1074, "extra_growth": 0.25}, 1000)
     74
     """
+    if not isinstance(plan, Mapping):
+        plan = plan.to_dict()
     cap = plan.get("max_labels")
     if cap is None:
         return 0

@@ -29,17 +29,16 @@ Python API::
     summary = build_report(done["out"], runtime=done["runtime"])
     done = run_experiment(None, out="runs/demo", resume=True)      # continue after a crash
 
-The run folder's layout is :mod:`simulate.run_folder`'s. Every random choice depends only on (seed,
+Around the loop: :mod:`simulate.plan` builds, writes and reads back the run's configuration (one frozen
+:class:`simulate.plan.RunConfig`), :mod:`simulate.jobs` lists the jobs and their fine-tuning recipes,
+:mod:`simulate.m0` chooses M0, :mod:`simulate.progress` shows and logs. The run folder's layout is
+:mod:`simulate.run_folder`'s. Every random choice depends only on (seed,
 round): queries on the learner's saved RNG, fine-tuning on ``seed + 1000 * round``, the initial set
 on the seed, so a resumed run reproduces the uninterrupted one.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -47,211 +46,43 @@ from typing import Optional
 import numpy as np
 
 from aift_tf.errors import AiftError
-from aift_tf.files import write_text_atomic
-from aift_tf.progress import Progress as BaseProgress
 from simulate import run_folder as rf
-from simulate.config import (
-    RANDOM_BASELINES,
-    SimConfig,
-    check_config,
-    crossed,
-    draw_initial,
-    extra_round_size,
-    plan_run,
-    resume_conflicts,
-    selection_of,
+from simulate.config import SimConfig, crossed, draw_initial, extra_round_size, selection_of
+from simulate.jobs import (
+    EARLY_STOPPING_CHECKS,  # noqa: F401 (re-exported: the recipe's constants were simulate.experiment's)
+    EARLY_STOPPING_PATIENCE,  # noqa: F401
+    FULL_MONITOR,
+    full_finetune,
+    is_full_training,
+    job_list,
+    job_names,
+    learning_for,
+    planned_rounds,
+    round_finetune,
+    total_units,
+)
+from simulate.m0 import resolve_m0  # noqa: F401 (re-exported: simulate.experiment.resolve_m0)
+from simulate.plan import (  # noqa: F401 (re-exported: simulate.experiment's names before the split)
+    RunConfig,
+    default_out_dir,
+    froc_applies,
+    new_run,
+    new_run_config,
+    read_run,
+    resumed_run,
+    store_path_for,
+)
+from simulate.progress import (  # noqa: F401 (tensorboard_callback re-exported)
+    LineRecorder,
+    Progress,
+    quiet_warnings,
+    tensorboard_callback,
+    write_eval_scalars,
 )
 from simulate.run_folder import FROC_RATES, FULL, SCRATCH
 
-#: rounds with --early-stopping: the round's steps are split into this many checks of the validation AUC
-EARLY_STOPPING_CHECKS = 5
-EARLY_STOPPING_PATIENCE = 2
-#: what full training's early stopping watches on the validation split
-FULL_MONITOR = "val_auc"
 #: seconds between two looks for target.json by a job that needs it before full training has finished
 TARGET_POLL_SECONDS = 1.0
-
-
-# ----------------------------------------------------------------------------------------------
-# data, M0
-
-
-def store_path_for(cfg: SimConfig, cache_dir=None, progress=None) -> Path:
-    """The candidate store of the run: `--data`, or the (cached, generated once) app store."""
-    if cfg.data is not None:
-        return Path(cfg.data)
-    from simulate.apps import cached_store
-
-    return Path(cached_store(cfg.app, scale=cfg.scale, seed=cfg.app_seed, cache_dir=cache_dir,
-                             progress=progress)).resolve()
-
-
-def resolve_m0(cfg: SimConfig, patch_shape, store=None, cache_dir=None, progress=False) -> dict:
-    """Which M0 the run starts from (:func:`aift_tf.zoo.pretrained.resolve_m0`'s record plus ``path``,
-    ``card`` and, without pre-training, a ``note`` the report prints in its first lines).
-
-    The default (``--weights`` not given) is the offline M0 that fits the store (adapted inside the model
-    to grayscale / another patch size), falling back to random initialisation, said loudly, where none
-    fits; ``--weights m0`` insists on it. ``--m0 self-supervised`` pre-trains the model on ``store``'s
-    pool (:func:`aift_tf.ssl.self_supervised_m0`, once per store, cached in ``cache_dir/m0``).
-    """
-    from aift_tf.zoo.pretrained import m0_card
-    from aift_tf.zoo.pretrained import resolve_m0 as library_resolve
-
-    shape = tuple(int(v) for v in patch_shape)
-    if cfg.m0 == "self-supervised":
-        from aift_tf.ssl import self_supervised_m0
-
-        if store is None:
-            raise AiftError("--m0 self-supervised needs the store")
-        return self_supervised_m0(store, cfg.model, cache_dir=cache_dir, progress=progress)[1]
-    w = cfg.weights
-    if w == "imagenet":
-        # fail before the run folder exists: unsupported model, or weights not in the offline Keras cache
-        from aift_tf.zoo import weights as zoo_weights
-
-        zoo_weights.prepare_imagenet(cfg.model, shape)  # also converts efficientnet_lite0 once
-        cached = zoo_weights.keras_cache_dir() / zoo_weights.imagenet_filename(cfg.model, shape)
-        if not cached.exists():
-            raise AiftError(f"--weights imagenet: {cached} is not in the Keras cache (offline); "
-                            f"use --weights m0, none or a weights file")
-    choice = "m0" if w in (None, "default", "m0") else w
-    weights, record = library_resolve(choice, cfg.model, shape, fallback=w in (None, "default"))
-    record = dict(record, weights=weights)
-    if record["source"] == "none":
-        record["note"] = record["summary"]
-    elif weights != "imagenet":
-        record["path"] = weights
-        try:
-            record["card"] = m0_card(weights)
-        except AiftError:
-            record["card"] = None
-    else:
-        record["path"] = str(cached)
-    return record
-
-
-def froc_applies(store) -> bool:
-    """FROC (sensitivity at FPs per volume) is reported for binary PE-like stores (candidates grouped by volume)."""
-    attrs = store.attrs or {}
-    if int(store.num_classes) != 2:  # positives vs false positives: binary stores only
-        return False
-    return store.app == "pulmonary-embolism" or attrs.get("group_kind") == "volume"
-
-
-def _versions() -> dict:
-    import aift_tf
-
-    v = {"aift_tf": aift_tf.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    try:
-        import tensorflow as tf
-
-        v["tensorflow"] = tf.__version__
-    except ImportError:
-        v["tensorflow"] = None
-    try:
-        import keras
-
-        v["keras"] = keras.__version__
-    except ImportError:
-        v["keras"] = None
-    return v
-
-
-# ----------------------------------------------------------------------------------------------
-# progress
-
-
-class Progress(BaseProgress):
-    """The run's bars (:class:`aift_tf.progress.Progress`): an outer "rounds" bar, one bar per scoring stage
-    and per fine-tuning, and per-round lines; silent if quiet."""
-
-    def __init__(self, quiet: bool = False, total: int = 0):
-        super().__init__(quiet, outer="rounds", total=total)
-
-    def advance(self, n: int = 1) -> None:
-        """Advance the outer bar by ``n`` rounds; rounds past the planned ones (until the target) raise its total."""
-        if self.outer is not None and self.outer.total is not None and self.outer.n + n > self.outer.total:
-            self.outer.total = self.outer.n + n
-        super().advance(n)
-
-    def epochs_callback(self, label):
-        """Keras callback: one bar per fine-tuning over its steps (None if quiet)."""
-        return self.fit_callback(f"{label} fine-tune")
-
-
-class _LineRecorder(Progress):
-    """A worker process's progress: no bars; the per-round lines are kept for the parent to print."""
-
-    def __init__(self):
-        super().__init__(quiet=True)
-        self.lines = []
-
-    def line(self, msg: str) -> None:
-        self.lines.append(msg)
-
-
-# ----------------------------------------------------------------------------------------------
-# TensorBoard
-
-
-def _quiet_tf_python_logs() -> None:
-    """TensorFlow's Python logger warns about tf.function retracing when a new model is fitted for
-    every (strategy, seed): expected here, and it would break the progress bars."""
-    import logging
-
-    import tensorflow as tf
-
-    tf.get_logger().setLevel(logging.ERROR)
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
-
-
-def _quiet_warnings(quiet: bool) -> None:
-    import warnings
-
-    # model.fit on a tf.data.Dataset warns that its default shuffle=True is ignored (the training
-    # dataset is shuffled by aift_tf.pipelines); it is noise for every round
-    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-    _quiet_tf_python_logs()
-    if quiet:
-        warnings.simplefilter("ignore")
-
-
-def tensorboard_callback(log_dir: Path):
-    """``keras.callbacks.TensorBoard`` writing the per-epoch scalars (``epoch_loss``, ``epoch_accuracy``, and
-    ``epoch_val_auc`` where validated) of one fine-tuning round under ``log_dir``.
-
-    Keras's TensorBoard callback hooks every batch even with ``update_freq="epoch"`` (it writes
-    ``batch_*`` scalars nobody reads here), which turns each step's logs into Python floats, waits for
-    the step to finish and costs ~10% of a round on a CPU; the per-epoch variant leaves the batch
-    hooks at their defaults, so Keras dispatches the steps without waiting."""
-    import keras
-
-    class EpochTensorBoard(keras.callbacks.TensorBoard):
-        on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
-        on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
-
-    return EpochTensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0, histogram_freq=0,
-                            update_freq="epoch")
-
-
-def _scalar_writer(path: Path):
-    import tensorflow as tf
-
-    path.mkdir(parents=True, exist_ok=True)
-    return tf.summary.create_file_writer(str(path))
-
-
-def _write_scalar(writer, tag, value, step):
-    import tensorflow as tf
-
-    with writer.as_default():
-        tf.summary.scalar(tag, float(value), step=int(step))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,20 +92,20 @@ def _write_scalar(writer, tag, value, step):
 class Experiment:
     """One run folder: the jobs (full training, scratch, strategy x seed) and their state."""
 
-    def __init__(self, out: Path, saved: dict, store, progress: Progress, trunk_cache_dir=None, workers: int = 1,
+    def __init__(self, out: Path, run: RunConfig, store, progress: Progress, trunk_cache_dir=None, workers: int = 1,
                  worker: bool = False):
         self.out = Path(out)
         self.workers = int(workers)
         self.worker = bool(worker)  # a worker process: the parent writes rounds.csv and the curves
-        self.saved = saved
-        self.cfg = SimConfig.from_dict(saved["settings"])
-        self.plan = saved["plan"]
-        self.m0 = saved["m0"]
+        self.run_config = run
+        self.cfg = run.settings
+        self.plan = run.plan
+        self.m0 = run.m0
         self.store = store
         self.progress = progress
-        self.froc = bool(saved["data"]["froc"])
-        self.seeds = list(range(int(self.plan["seeds"])))
-        self.full_seeds = self.seeds[: int(self.plan["full_seeds"])]
+        self.froc = bool(run.data["froc"])
+        self.seeds = list(range(int(self.plan.seeds)))
+        self.full_seeds = self.seeds[: int(self.plan.full_seeds)]
         self.rows = {}  # (job, seed) -> rows
         self.curves = {}  # (job, seed) -> full-training curve rows
         self._m0_eval = {}  # seed -> evaluation of M0 (shared by the strategies)
@@ -286,36 +117,6 @@ class Experiment:
             self.distribution = get_distribution(self.cfg.distribute)
 
     # -------------------------------------------------------------- helpers
-    def _round_finetune(self, seed):
-        """The rounds' recipe: `steps` gradient steps (or `epochs` passes) at the run's rate; with
-        --early-stopping the steps are split into checks of the validation AUC."""
-        from aift_tf.finetune import FineTuneConfig
-
-        p = self.plan
-        kw = dict(batch_size=self.cfg.train_batch_size, learning_rate=p["lr"], seed=int(seed))
-        passes = p.get("round_passes")  # a plan written before the recipe grew with the labeled set: None
-        if passes is not None and not self.cfg.early_stopping:
-            kw["min_passes"] = float(passes)
-        if p["steps"] is None:
-            return FineTuneConfig(epochs=p["epochs"], patience=EARLY_STOPPING_PATIENCE if self.cfg.early_stopping
-                                  else None, **kw)
-        if self.cfg.early_stopping:
-            per = max(1, -(-p["steps"] // EARLY_STOPPING_CHECKS))
-            return FineTuneConfig(epochs=EARLY_STOPPING_CHECKS, steps_per_epoch=per,
-                                  patience=EARLY_STOPPING_PATIENCE, **kw)
-        return FineTuneConfig(epochs=1, steps_per_epoch=p["steps"], **kw)
-
-    def _full_finetune(self, seed):
-        """Full training's recipe: the rounds' rate and batch size, passes over the whole pool until the
-        validation AUC stops improving (at most full_epochs). The validation loss was tried too and
-        stopped PE's full training after ~7 epochs, far below its AUC peak (docs/results/PROTOCOL.md)."""
-        from aift_tf.finetune import FineTuneConfig
-
-        p = self.plan
-        return FineTuneConfig(epochs=p["full_epochs"], batch_size=self.cfg.train_batch_size, learning_rate=p["lr"],
-                              patience=p["full_patience"] if p["early_stopping_split"] else None,
-                              monitor=FULL_MONITOR, seed=int(seed))
-
     def _speed_options(self, trainable) -> dict:
         """ActiveLearner options that change speed only: frozen-trunk cache (one side file per store
         and trunk, shared by every strategy and seed) and the distribution (tf.distribute)."""
@@ -323,14 +124,6 @@ class Experiment:
         if self.cfg.cache_trunk and trainable != "all":
             cache = str(self.trunk_cache_dir) if self.trunk_cache_dir is not None else True
         return {"cache_trunk": cache, "distribute": self.distribution}
-
-    def _learning_for(self, strategy):
-        fixed = RANDOM_BASELINES.get(strategy)
-        if fixed is not None:
-            return fixed
-        if strategy == "random" and self.cfg.random_learning is not None:
-            return self.cfg.random_learning
-        return self.cfg.learning
 
     def _evaluate(self, learner) -> dict:
         from aift_tf.metrics import class_recall, froc
@@ -351,11 +144,11 @@ class Experiment:
         """The seed's stop set (with --stop), shared by every strategy of the seed."""
         from aift_tf.stopping import draw_stop_set
 
-        return draw_stop_set(self.store.ids("train"), seed=int(seed), size=self.plan["stop"]["stop_set_size"])
+        return draw_stop_set(self.store.ids("train"), seed=int(seed), size=self.plan.stop["stop_set_size"])
 
     def _stop_check(self, learner, seed, previous):
         """(stop-set classes of the current model, kappa vs `previous`) with --stop; (None, None) without."""
-        if not self.plan.get("stop"):
+        if not self.plan.stop:
             return None, None
         from aift_tf.stopping import agreement, predicted_classes
 
@@ -376,11 +169,8 @@ class Experiment:
             "class_recall": rf.per_class_text(ev["class_recall"]), "class_labels": rf.per_class_text(counts),
         }
 
-    def _jobs(self):
-        return [FULL] + ([SCRATCH] if self.cfg.scratch else []) + list(self.cfg.strategies)
-
     def all_rows(self) -> list:
-        order = self._jobs()
+        order = job_names(self.cfg)
         keys = sorted(self.rows, key=lambda k: (order.index(k[0]), k[1]))
         return [row for k in keys for row in sorted(self.rows[k], key=lambda r: r["round"])]
 
@@ -397,16 +187,16 @@ class Experiment:
     def initial_ids(self, seed):
         """The cold-start set of a seed: the same for every strategy (see simulate.config.draw_initial)."""
         pool = self.store.ids("train")
-        return draw_initial(pool, self.store.labels[pool], seed, self.plan["initial"]["minimum"],
-                            self.plan["initial"]["per_class"], self.store.num_classes)
+        return draw_initial(pool, self.store.labels[pool], seed, self.plan.initial["minimum"],
+                            self.plan.initial["per_class"], self.store.num_classes)
 
     def _label(self, strategy, seed):
         return f"{strategy} s{seed}"
 
     def n_rounds(self):
-        """Planned learner rounds of a strategy: the initial set, then `rounds` queries (more follow until
-        the target is crossed: :meth:`next_size`)."""
-        return 1 + int(self.plan["rounds"])
+        """Planned learner rounds of a strategy (:func:`simulate.jobs.planned_rounds`; more follow until the
+        target is crossed: :meth:`next_size`)."""
+        return planned_rounds(self.plan)
 
     def next_size(self, rows, target) -> int:
         """Candidates the next round of a strategy x seed queries (0 = the job is done).
@@ -418,7 +208,7 @@ class Experiment:
         planned rounds).
         """
         if len(rows) - 1 < self.n_rounds():  # rounds finished (round 0 = M0) < planned
-            return int(self.plan["query_size"])
+            return int(self.plan.query_size)
         if target is None:
             raise AiftError("the target is needed past the planned rounds")
         if crossed(rows, float(target["target_auc"])):
@@ -430,7 +220,7 @@ class Experiment:
         """Read every job's rows from its latest state (for resume and for the progress total)."""
         done = 0
         for seed in self.seeds:
-            for job in self._jobs():
+            for job in job_names(self.cfg):
                 if job in (FULL, SCRATCH) and seed not in self.full_seeds:
                     continue
                 sdir = rf.state_dir(self.out, job, seed)
@@ -445,11 +235,10 @@ class Experiment:
         return done
 
     def total_units(self):
-        per = self.n_rounds()
-        return len(self.seeds) * len(self.cfg.strategies) * per + len(self.full_seeds) * (1 + bool(self.cfg.scratch))
+        return total_units(self.cfg, self.plan, self.seeds, self.full_seeds)
 
     def run(self):
-        _quiet_warnings(self.progress.quiet)
+        quiet_warnings(self.progress.quiet)
         if self.workers > 1:
             return self._run_parallel()
         # the ceiling first: the savings target is fixed from it alone
@@ -486,16 +275,13 @@ class Experiment:
             time.sleep(TARGET_POLL_SECONDS)
 
     def job_list(self) -> list:
-        """Every (job, seed) of the run in the sequential order: full training (and scratch) first."""
-        jobs = []
-        for seed in self.full_seeds:
-            jobs += [(FULL, seed)] + ([(SCRATCH, seed)] if self.cfg.scratch else [])
-        return jobs + [(strategy, seed) for seed in self.seeds for strategy in self.cfg.strategies]
+        """Every (job, seed) of the run in the sequential order (:func:`simulate.jobs.job_list`)."""
+        return job_list(self.cfg, self.seeds, self.full_seeds)
 
     def job_pending(self, name, seed) -> bool:
         """Whether (job, seed) still has rounds to run or (first seed) its final export to write."""
         r, latest = rf.latest_round(rf.state_dir(self.out, name, seed))
-        if name in (FULL, SCRATCH):
+        if is_full_training(name):
             return latest is None
         if latest is None or (self._wants_export(seed) and not self._final_export_done(name, seed)):
             return True
@@ -505,13 +291,10 @@ class Experiment:
         target = rf.read_target(self.out)
         return target is None or self.next_size(rows, target) > 0
 
-    def job_units(self, name) -> int:
-        return 1 if name in (FULL, SCRATCH) else self.n_rounds()
-
     def run_job(self, name, seed) -> dict:
         """Run one job (in a worker process) and return its rows, curve and progress lines."""
         self.progress.lines = []
-        (self.run_full if name in (FULL, SCRATCH) else self.run_active)(name, seed)
+        (self.run_full if is_full_training(name) else self.run_active)(name, seed)
         return {"rows": self.rows[(name, seed)], "curve": self.curves.get((name, seed)),
                 "lines": list(self.progress.lines)}
 
@@ -531,7 +314,7 @@ class Experiment:
             self.flush_csv()
             for msg in result["lines"]:
                 self.progress.line(msg)
-            units = 1 if name in (FULL, SCRATCH) else len(result["rows"]) - 1
+            units = 1 if is_full_training(name) else len(result["rows"]) - 1
             self.progress.advance(max(0, units - self._units_done.get(job, 0)))
             full_left.discard(job)
             if not full_left:
@@ -563,7 +346,7 @@ class Experiment:
             return target
         aucs = [self.rows[(FULL, s)][0]["test_auc"] for s in self.full_seeds]
         mean = float(np.mean(aucs))
-        delta = float(self.plan["target_delta"])
+        delta = float(self.plan.target_delta)
         target = {"target_auc": mean - delta, "full_auc_mean": mean, "delta": delta, "seeds": len(aucs),
                   "rule": f"mean full-training test AUC over {len(aucs)} seeds − {delta:g}, fixed from full "
                           f"training alone"}
@@ -574,26 +357,22 @@ class Experiment:
         return target
 
     def _tb_eval(self, strategy, seed, row):
-        w = _scalar_writer(rf.tb_dir(self.out, strategy, seed) / "eval")
-        _write_scalar(w, "test_auc", row["test_auc"], row["labels"])
-        _write_scalar(w, "positives_found", row["positives_found"], row["labels"])
-        w.flush()
-        w.close()
+        write_eval_scalars(rf.eval_tb_dir(self.out, strategy, seed), row)
 
     def _export(self, learner, strategy, seed, target: Path, rnd):
         from aift_tf.export import export_model
 
         provenance = {
             "strategy": strategy, "learning": learner.learning, "round": int(rnd), "seed": int(seed),
-            "labeled": int(learner.labeled_ids.size), "data": self.saved["data"]["path"],
-            "data_sha256": self.saved["data"]["sha256"], "model": self.cfg.model,
+            "labeled": int(learner.labeled_ids.size), "data": self.run_config.data["path"],
+            "data_sha256": self.run_config.data["sha256"], "model": self.cfg.model,
             "m0": self.m0.get("path") or self.m0.get("source"), "run": str(self.out),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
         export_model(learner.model, target, patches_per_candidate=int(self.store.m), provenance=provenance)
 
     def _final_export_done(self, strategy, seed):
-        return (rf.export_dir(self.out, strategy, seed) / ".final").is_file()
+        return rf.final_export_done(self.out, strategy, seed)
 
     def _wants_export(self, seed):
         """Final models are exported for the first seed (every seed with --export-every-round): a
@@ -602,18 +381,8 @@ class Experiment:
 
     def _do_final_export(self, learner, strategy, seed):
         """Export the final model into models/<strategy>/seed<k>/ (next to any round-NNN/ exports)."""
-        d = rf.export_dir(self.out, strategy, seed)
-        d.mkdir(parents=True, exist_ok=True)
-        staging = d / ".final-export"
-        shutil.rmtree(staging, ignore_errors=True)
-        self._export(learner, strategy, seed, staging / "model", learner.round)
-        for item in (staging / "model").iterdir():
-            dest = d / item.name
-            if dest.exists():
-                shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
-            os.replace(item, dest)
-        shutil.rmtree(staging, ignore_errors=True)
-        write_text_atomic(d / ".final", f"round {learner.round}\n")
+        self._export(learner, strategy, seed, rf.final_export_staging(self.out, strategy, seed), learner.round)
+        rf.commit_final_export(self.out, strategy, seed, learner.round)
 
     def _callbacks(self, job, seed, rnd, label):
         cbs = [tensorboard_callback(rf.round_tb_dir(self.out, job, seed, rnd))]
@@ -622,32 +391,27 @@ class Experiment:
             cbs.append(bar)
         return cbs
 
-    def run_active(self, strategy, seed):
+    def _start_active(self, strategy, seed, sdir, latest, label):
+        """(learner, rows, stop-set classes) of a strategy x seed: resumed from its latest saved round, or
+        built from M0 with round 0 (M0's evaluation) saved."""
         from aift_tf.learner import ActiveLearner
 
-        cfg = self.cfg
-        sdir = rf.state_dir(self.out, strategy, seed)
-        r, latest = rf.latest_round(sdir)
-        label = self._label(strategy, seed)
-        need_export = self._wants_export(seed) and not self._final_export_done(strategy, seed)
-        if latest is not None and not need_export and not self.job_pending(strategy, seed):
-            self.rows[(strategy, seed)] = rf.read_rows(latest)
-            return
         cb = self.progress.stage(label)
+        cfg = self.cfg
         if latest is not None:
-            learner = ActiveLearner.load(latest / "learner", self.store, progress=cb,
+            learner = ActiveLearner.load(rf.learner_dir(latest), self.store, progress=cb,
                                          **self._speed_options(cfg.trainable))
             rows = rf.read_rows(latest)
             stop_pred = rf.read_stop_predictions(latest)
             if stop_pred is None:  # a run folder from before --stop saved them: recompute (same model)
                 stop_pred, _ = self._stop_check(learner, seed, None)
         else:
-            val = self.plan["early_stopping_split"] if cfg.early_stopping else None
+            val = self.plan.early_stopping_split if cfg.early_stopping else None
             learner = ActiveLearner(
                 self.store, model_name=cfg.model, weights=self.m0["weights"], trainable=cfg.trainable,
-                strategy=selection_of(strategy), learning=self._learning_for(strategy), omega=cfg.omega,
+                strategy=selection_of(strategy), learning=learning_for(cfg, strategy), omega=cfg.omega,
                 max_per_group=cfg.max_per_group,
-                finetune=self._round_finetune(seed), seed=seed, progress=cb, val_split=val,
+                finetune=round_finetune(cfg, self.plan, seed), seed=seed, progress=cb, val_split=val,
                 **self._speed_options(cfg.trainable),
             )
             # every strategy of a seed starts from the same M0: evaluate it once per seed
@@ -661,6 +425,20 @@ class Experiment:
             self.flush_csv()
             self._tb_eval(strategy, seed, rows[-1])
             self.progress.line(f"{strategy:>24} seed {seed} round 0: {0:5d} labels  AUC {ev['auc']:.4f}  (M0)")
+        return learner, rows, stop_pred
+
+    def run_active(self, strategy, seed):
+        """Run (or continue) a strategy x seed: round 0 = M0, round 1 the cold-start set, then queries until the
+        planned rounds are done and the target is crossed (or the label cap is reached); final export."""
+        cfg = self.cfg
+        sdir = rf.state_dir(self.out, strategy, seed)
+        r, latest = rf.latest_round(sdir)
+        label = self._label(strategy, seed)
+        need_export = self._wants_export(seed) and not self._final_export_done(strategy, seed)
+        if latest is not None and not need_export and not self.job_pending(strategy, seed):
+            self.rows[(strategy, seed)] = rf.read_rows(latest)
+            return
+        learner, rows, stop_pred = self._start_active(strategy, seed, sdir, latest, label)
         while True:
             rnd = learner.round + 1
             size = self.next_size(rows, None if rnd <= self.n_rounds() else self.wait_target())
@@ -723,8 +501,8 @@ class Experiment:
                                 trainable="all", train_batchnorm=True, seed=int(seed))
         learner = ActiveLearner(
             self.store, model, model_name=cfg.model, weights=weights, trainable=trainable, strategy="random",
-            learning="RFT", finetune=self._full_finetune(seed), seed=seed,
-            val_split=self.plan["early_stopping_split"], progress=self.progress.stage(label),
+            learning="RFT", finetune=full_finetune(cfg, self.plan, seed), seed=seed,
+            val_split=self.plan.early_stopping_split, progress=self.progress.stage(label),
             **self._speed_options(trainable),
         )
         pool = self.store.ids("train")
@@ -737,9 +515,9 @@ class Experiment:
                   "val_auc": float(hist["val_auc"][e]) if "val_auc" in hist else None,
                   "val_loss": float(hist["val_loss"][e]) if "val_loss" in hist else None}
                  for e in range(len(hist.get("loss", [])))]
-        info = {"max_epochs": self.plan["full_epochs"], "epochs_run": hist.get("epochs"), "monitor": FULL_MONITOR,
+        info = {"max_epochs": self.plan.full_epochs, "epochs_run": hist.get("epochs"), "monitor": FULL_MONITOR,
                 "best_epoch": hist.get("best_epoch"), "best_val_auc": hist.get("best_val_auc"),
-                "early_stopping_split": self.plan["early_stopping_split"], "weights": weights, "curve": curve}
+                "early_stopping_split": self.plan.early_stopping_split, "weights": weights, "curve": curve}
         rf.save_round(sdir, 1, [row], None, ev, extra=info)
         self.rows[(name, seed)] = [row]
         self.curves[(name, seed)] = curve
@@ -762,108 +540,10 @@ def worker_experiment(out: Path, store_path: Path, trunk_cache_dir=None) -> Expe
     from aift_tf.store import open_store
 
     out = Path(out)
-    exp = Experiment(out, rf.load_config(out), open_store(store_path), _LineRecorder(),
+    exp = Experiment(out, read_run(out), open_store(store_path), LineRecorder(),
                      trunk_cache_dir=trunk_cache_dir, worker=True)
-    _quiet_warnings(True)
+    quiet_warnings(True)
     return exp
-
-
-def new_run_config(cfg: SimConfig, store_path: Path, store, plan: dict, m0: dict, argv=None) -> dict:
-    return {
-        "format": rf.CONFIG_FORMAT,
-        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": list(argv) if argv is not None else None,
-        "command_line": " ".join(_quote(a) for a in argv) if argv is not None else None,
-        "settings": cfg.to_dict(),
-        "plan": plan,
-        "m0": m0,
-        "data": {
-            "path": str(store_path), "sha256": store.sha256, "app": store.app, "n": int(store.n),
-            "m": int(store.m), "patch_shape": list(store.patch_shape), "class_names": list(store.class_names),
-            "split_counts": {k: int(v) for k, v in store.split_counts().items()},
-            "froc": froc_applies(store), "attrs": store.attrs,
-        },
-        "versions": _versions(),
-        "machine": {"node": platform.node(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "notes": {
-            "seeds": "seed k (0..seeds-1) builds M0's head, draws the initial random set, seeds the learner's "
-                     "query RNG and fine-tuning (seed + 1000*round); every strategy of a seed shares them",
-            "full_training": "M0 fine-tuned on the whole labeled pool with the rounds' recipe until the validation "
-                             "AUC stops improving (at most plan.full_epochs epochs); it may use validation labels",
-            "rounds": "plan.rounds query rounds after the initial set (plan.budget labels); past them every strategy "
-                      "x seed keeps querying until its curve crosses target.json's target (plan.until_target) or "
-                      "has plan.max_labels labels; each round trains max(plan.steps, plan.round_passes passes over "
-                      "the labeled patches) gradient steps",
-        },
-    }
-
-
-def _quote(a: str) -> str:
-    import shlex
-
-    return shlex.quote(str(a))
-
-
-def default_out_dir(cfg: SimConfig) -> Path:
-    """`runs/<YYYYmmdd-HHMMSS>-<app or store name>` under the current folder."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.app or Path(cfg.data).stem}"
-
-
-def _open_resumed(out, cache_dir, explicit):
-    from aift_tf.store import open_store
-
-    if out is None:
-        raise AiftError("--resume needs --out DIR (the run to continue)")
-    out = Path(out).expanduser().resolve()
-    try:
-        saved = rf.load_config(out)
-    except AiftError as e:
-        raise AiftError(f"--resume: {e}") from None
-    if explicit:
-        bad = resume_conflicts(saved["settings"], explicit)
-        if bad:
-            k, mine, theirs = bad[0]
-            raise AiftError(f"--resume: --{k.replace('_', '-')} {mine} conflicts with the run's setting "
-                            f"{theirs!r} in {out / 'config.json'} (drop the option or start a new run)")
-    store_path = Path(saved["data"]["path"])
-    if not store_path.exists() and saved["settings"].get("app"):
-        store_path = store_path_for(SimConfig.from_dict(saved["settings"]), cache_dir=cache_dir)
-    store = open_store(store_path)
-    if store.sha256 != saved["data"]["sha256"]:
-        store.close()
-        raise AiftError(f"--resume: {store_path} has changed since the run started (sha256 "
-                        f"{store.sha256[:12]}…, run has {saved['data']['sha256'][:12]}…)")
-    return out, saved, store
-
-
-def _open_new(config, out, quiet, argv, cache_dir):
-    from aift_tf.store import open_store
-
-    cfg = check_config(config if config is not None else SimConfig())
-    out = rf.check_new_out_dir(out if out is not None else default_out_dir(cfg))
-
-    bars = BaseProgress(quiet=quiet or cfg.data is not None)
-    try:
-        store_path = store_path_for(cfg, cache_dir=cache_dir,
-                                    progress=None if bars.quiet else bars.counter(f"generating {cfg.app} ({cfg.scale})",
-                                                                                  "item"))
-    finally:
-        bars.close()
-    store = open_store(store_path)
-    try:
-        plan = plan_run(cfg, store)
-        if cfg.m0 == "self-supervised" and cache_dir is None:
-            from aift_tf.files import default_cache_dir
-
-            cache_dir = default_cache_dir()
-        m0 = resolve_m0(cfg, store.patch_shape, store=store, cache_dir=cache_dir, progress=not quiet)
-    except BaseException:
-        store.close()
-        raise
-    saved = new_run_config(cfg, store_path, store, plan, m0, argv)
-    rf.write_config(out, saved)
-    return out, saved, store
 
 
 def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = False, quiet: bool = True,
@@ -890,12 +570,12 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
     t_start = time.perf_counter()
     if resume:
         check_workers(workers)
-        out, saved, store = _open_resumed(out, cache_dir, explicit)
+        out, run, store = resumed_run(out, cache_dir, explicit)
     else:
         from aift_tf.distribute import canonical_name
 
         check_workers(workers, canonical_name(getattr(config, "distribute", "none") or "none"))
-        out, saved, store = _open_new(config, out, quiet, argv, cache_dir)
+        out, run, store = new_run(config, out, quiet, argv, cache_dir)
     try:
         from aift_tf.cli_support import quiet_tensorflow
 
@@ -905,7 +585,7 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
 
         trunk_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "trunk"
         trunk_dir.mkdir(parents=True, exist_ok=True)
-        exp = Experiment(out, saved, store, prog, trunk_cache_dir=trunk_dir)
+        exp = Experiment(out, run, store, prog, trunk_cache_dir=trunk_dir)
         done = exp.load_existing()
         exp.workers = resolve_workers(workers, sum(exp.job_pending(*job) for job in exp.job_list()),
                                       exp.cfg.distribute)
@@ -913,12 +593,12 @@ def run_experiment(config: Optional[SimConfig], out=None, *, resume: bool = Fals
             prog.outer.total = exp.total_units()
             prog.outer.n = min(done, exp.total_units())
             prog.outer.refresh()
-        m0, plan = saved["m0"], saved["plan"]
+        m0, plan = run.m0, run.plan
         prog.line(f"run folder: {out}")
-        prog.line(f"data: {saved['data']['path']} (pool {plan['pool_size']}, test {plan['test_size']})")
+        prog.line(f"data: {run.data['path']} (pool {plan.pool_size}, test {plan.test_size})")
         prog.line(f"M0: {m0.get('path') or m0.get('source')}" + (f" — {m0['note']}" if m0.get("note") else ""))
-        prog.line(f"plan: {plan['seeds']} paired seeds; initial random set (mean {plan['initial']['mean']:.1f}) + "
-                  f"{plan['rounds']} rounds x {plan['query_size']} (budget ~{plan['budget']})")
+        prog.line(f"plan: {plan.seeds} paired seeds; initial random set (mean {plan.initial['mean']:.1f}) + "
+                  f"{plan.rounds} rounds x {plan.query_size} (budget ~{plan.budget})")
         if resume and done:
             prog.line(f"resuming: {done} finished round(s) found")
         if exp.workers > 1:

@@ -47,14 +47,13 @@ initial random set, shared by every strategy of a seed):
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from aift_tf.files import atomic_path, write_json_atomic, write_text_atomic
+from aift_tf.files import atomic_path
 from simulate import run_folder as rf
 from simulate.run_folder import FULL, SCRATCH
 
@@ -1322,27 +1321,27 @@ def build_report(out, runtime=None) -> dict:
     rows = rf.read_rounds(out)
     curves = rf.read_training_curves(out)
     target = rf.read_target(out)
-    if runtime is None and (out / "summary.json").is_file():
-        try:
-            runtime = json.loads((out / "summary.json").read_text()).get("runtime")
-        except (OSError, ValueError):
-            runtime = None
+    if runtime is None:
+        previous = rf.read_summary(out)
+        runtime = previous.get("runtime") if isinstance(previous, dict) else None
     summary = summarize(rows, config, target, curves, runtime=runtime)
     figures = []
+
+    def figure(key, title, plot, *args):
+        path = rf.figure_path(out, key)
+        if plot(*args, path) is not False:
+            figures.append((title, path.name))
+
     if summary["strategies"]:
-        plot_learning_curves(summary, out / "learning_curves.png")
-        figures.append(("Learning curves and the paired difference to random", "learning_curves.png"))
-        if plot_label_efficiency(summary, out / "label_efficiency.png"):
-            figures.append(("Label efficiency", "label_efficiency.png"))
+        figure("learning_curves", "Learning curves and the paired difference to random", plot_learning_curves, summary)
+        figure("label_efficiency", "Label efficiency", plot_label_efficiency, summary)
         if (summary.get("num_classes") or 2) <= 2:  # positives: binary stores only
-            plot_positives(summary, out / "positives_found.png")
-            figures.append(("Positives found", "positives_found.png"))
-    if plot_full_training(curves, out / "full_training.png"):
-        figures.append(("Full training (validation AUC per epoch)", "full_training.png"))
-    if summary["froc"] and plot_froc(out, summary, out / "froc.png"):
-        figures.append(("FROC of each seed's last model", "froc.png"))
-    write_json_atomic(out / "summary.json", summary)
-    write_text_atomic(out / "report.md", render_markdown(summary, config, figures))
+            figure("positives", "Positives found", plot_positives, summary)
+    figure("full_training", "Full training (validation AUC per epoch)", plot_full_training, curves)
+    if summary["froc"]:
+        figure("froc", "FROC of each seed's last model", plot_froc, out, summary)
+    rf.write_summary(out, summary)
+    rf.write_report(out, render_markdown(summary, config, figures))
     return summary
 
 
@@ -1356,7 +1355,7 @@ def main(argv=None):
     def cli(run_dir):
         """Rebuild summary.json, figures and report.md of an aift-sim run folder."""
         build_report(run_dir)
-        click.echo(f"{Path(run_dir) / 'report.md'}")
+        click.echo(f"{rf.report_path(run_dir)}")
 
     run_cli(cli, argv, prog_name="python -m simulate.report")
 

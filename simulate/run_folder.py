@@ -26,7 +26,8 @@ Crash safety: a round's state folder is written atomically (a temporary sibling 
 before older round folders are removed, so at least one complete resume point always exists.
 
 Names that several modules share live here once: the reserved job names :data:`FULL` and
-:data:`SCRATCH`, the FROC rates, the rounds.csv schema.
+:data:`SCRATCH`, the FROC rates, the rounds.csv schema, and every file and folder name of the layout above
+(no other module of ``simulate`` spells one; tests/test_structure.py checks it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -59,6 +61,25 @@ ROUND_FIELDS = (
 CURVE_FIELDS = ("job", "seed", "epoch", "loss", "val_auc", "val_loss")
 _INTS = {"seed", "round", "labels", "positives_found", "epoch"}
 _OLD_ROUND_RE = re.compile(r"^round(\d+)$")  # state folders of runs written before round-NNN
+
+# the files and folders of a run folder (the layout above)
+CONFIG_FILE = "config.json"
+TARGET_FILE = "target.json"
+ROUNDS_FILE = "rounds.csv"
+CURVES_FILE = "full_training.csv"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+#: the report's figures: key -> file name beside report.md
+FIGURES = {
+    "learning_curves": "learning_curves.png", "label_efficiency": "label_efficiency.png",
+    "positives": "positives_found.png", "full_training": "full_training.png", "froc": "froc.png",
+}
+_STATE, _TB, _MODELS, _TB_EVAL = "state", "tb", "models", "eval"
+# inside a round folder of state/
+_ROWS, _INFO, _LEARNER = "rows.json", "info.json", "learner"
+_TEST_PREDICTIONS, _STOP_PREDICTIONS = "test_predictions.npz", "stop_predictions.npy"
+# inside a final export folder (models/<job>/seed<k>/): the marker of a finished export and its staging folder
+_FINAL_MARKER, _FINAL_STAGING, _STAGED_MODEL = ".final", ".final-export", "model"
 
 
 def slug(name: str) -> str:
@@ -92,9 +113,19 @@ def check_new_out_dir(out) -> Path:
     return out.resolve()
 
 
+def config_path(out) -> Path:
+    """The run's config.json (the settings, the plan, data, M0, versions, command line)."""
+    return Path(out) / CONFIG_FILE
+
+
+def is_run(out) -> bool:
+    """Whether `out` holds a run's config.json (a run that can be resumed)."""
+    return config_path(out).is_file()
+
+
 def write_config(out: Path, config: dict) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(out) / "config.json", config)
+    write_json_atomic(config_path(out), config)
 
 
 def load_config(out) -> dict:
@@ -102,8 +133,8 @@ def load_config(out) -> dict:
     out = Path(out).expanduser()
     if not out.is_dir():
         raise AiftError(f"{out} is not a folder")
-    f = out / "config.json"
-    saved = read_json(f, f"{out} is not an aift-sim run (no config.json)")
+    f = config_path(out)
+    saved = read_json(f, f"{out} is not an aift-sim run (no {CONFIG_FILE})")
     if not isinstance(saved, dict) or "settings" not in saved:
         raise AiftError(f"{f} is not an aift-sim run configuration")
     if saved.get("format") != CONFIG_FORMAT:
@@ -113,12 +144,12 @@ def load_config(out) -> dict:
 
 
 def write_target(out: Path, target: dict) -> None:
-    write_json_atomic(Path(out) / "target.json", target)
+    write_json_atomic(Path(out) / TARGET_FILE, target)
 
 
 def read_target(out: Path):
     """The fixed savings target (target.json) or None before full training has finished."""
-    f = Path(out) / "target.json"
+    f = Path(out) / TARGET_FILE
     return read_json(f, f"{f}: missing") if f.is_file() else None
 
 
@@ -127,15 +158,49 @@ def read_target(out: Path):
 
 
 def state_dir(out: Path, job: str, seed: int) -> Path:
-    return Path(out) / "state" / slug(job) / f"seed{int(seed)}"
+    return Path(out) / _STATE / slug(job) / f"seed{int(seed)}"
 
 
 def tb_dir(out: Path, job: str, seed: int) -> Path:
-    return Path(out) / "tb" / slug(job) / f"seed{int(seed)}"
+    return Path(out) / _TB / slug(job) / f"seed{int(seed)}"
 
 
 def export_dir(out: Path, job: str, seed: int) -> Path:
-    return Path(out) / "models" / slug(job) / f"seed{int(seed)}"
+    return Path(out) / _MODELS / slug(job) / f"seed{int(seed)}"
+
+
+def eval_tb_dir(out: Path, job: str, seed: int) -> Path:
+    """TensorBoard folder of a job's test AUC and positives per label count: ``tb/<job>/seed<k>/eval``."""
+    return tb_dir(out, job, seed) / _TB_EVAL
+
+
+def final_export_done(out: Path, job: str, seed: int) -> bool:
+    """Whether the job's final model export (``models/<job>/seed<k>/``) has finished."""
+    return (export_dir(out, job, seed) / _FINAL_MARKER).is_file()
+
+
+def final_export_staging(out: Path, job: str, seed: int) -> Path:
+    """The folder to export the job's final model into (inside an empty staging folder: a previous attempt's
+    is removed); then :func:`commit_final_export`."""
+    d = export_dir(out, job, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    staging = d / _FINAL_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging / _STAGED_MODEL
+
+
+def commit_final_export(out: Path, job: str, seed: int, rnd: int) -> None:
+    """Move the staged export into ``models/<job>/seed<k>/`` (next to any round-NNN/ exports), replacing an
+    older one item by item, and mark it finished (round ``rnd``)."""
+    d = export_dir(out, job, seed)
+    staging = d / _FINAL_STAGING
+    for item in (staging / _STAGED_MODEL).iterdir():
+        dest = d / item.name
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+        os.replace(item, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    write_text_atomic(d / _FINAL_MARKER, f"round {rnd}\n")
 
 
 def round_tb_dir(out: Path, job: str, seed: int, r: int) -> Path:
@@ -167,7 +232,7 @@ def round_dirs(sdir: Path) -> dict:
     if sdir.is_dir():
         for p in sorted(sdir.iterdir(), key=lambda q: round_number(q.name) is not None):
             r = _parse_round(p.name)
-            if r is not None and p.is_dir() and (p / "rows.json").is_file():
+            if r is not None and p.is_dir() and (p / _ROWS).is_file():
                 found[r] = p
     return found
 
@@ -186,7 +251,7 @@ def _prune(sdir: Path, keep: Path) -> None:
     if not sdir.is_dir():
         return
     for p in sdir.iterdir():
-        if p != keep and _parse_round(p.name) is not None and p.is_dir() and (p / "rows.json").is_file():
+        if p != keep and _parse_round(p.name) is not None and p.is_dir() and (p / _ROWS).is_file():
             remove_folder(p)
 
 
@@ -198,40 +263,45 @@ def save_round(sdir: Path, r: int, rows: list, learner=None, evaluation=None, ex
     target = sdir / round_name(r)
     with atomic_dir(target) as tmp:
         if stop_predictions is not None:
-            np.save(tmp / "stop_predictions.npy", np.asarray(stop_predictions, dtype=np.int64))
+            np.save(tmp / _STOP_PREDICTIONS, np.asarray(stop_predictions, dtype=np.int64))
         if learner is not None:
-            learner.save(tmp / "learner")
+            learner.save(learner_dir(tmp))
         if evaluation is not None:
-            np.savez(tmp / "test_predictions.npz", ids=evaluation["ids"], probability=evaluation["probability"],
+            np.savez(tmp / _TEST_PREDICTIONS, ids=evaluation["ids"], probability=evaluation["probability"],
                      labels=evaluation["labels"], groups=evaluation["groups"])
         if extra is not None:
-            write_json_atomic(tmp / "info.json", extra)
-        write_json_atomic(tmp / "rows.json", rows)
+            write_json_atomic(tmp / _INFO, extra)
+        write_json_atomic(tmp / _ROWS, rows)
     _prune(sdir, target)
     return target
 
 
+def learner_dir(round_folder: Path) -> Path:
+    """The learner state saved with a round (:meth:`aift_tf.learner.ActiveLearner.load` reads it)."""
+    return Path(round_folder) / _LEARNER
+
+
 def read_rows(round_folder: Path) -> list:
-    return json.loads((Path(round_folder) / "rows.json").read_text())
+    return json.loads((Path(round_folder) / _ROWS).read_text())
 
 
 def read_stop_predictions(round_folder: Path):
     """The stop set's predicted classes saved with a round, or None."""
-    f = Path(round_folder) / "stop_predictions.npy"
+    f = Path(round_folder) / _STOP_PREDICTIONS
     return np.load(f) if f.is_file() else None
 
 
 def read_info(round_folder: Path) -> dict:
-    f = Path(round_folder) / "info.json"
+    f = Path(round_folder) / _INFO
     return read_json(f, f"{f}: missing") if f.is_file() else {}
 
 
 def final_predictions(out: Path, job: str, seed: int):
     """The test predictions saved with a job's newest round, or None."""
     _, p = latest_round(state_dir(out, job, seed))
-    if p is None or not (p / "test_predictions.npz").is_file():
+    if p is None or not (p / _TEST_PREDICTIONS).is_file():
         return None
-    with np.load(p / "test_predictions.npz") as z:
+    with np.load(p / _TEST_PREDICTIONS) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -288,20 +358,52 @@ def per_class_text(values) -> str:
 
 
 def write_rounds(out: Path, rows: list) -> None:
-    _write_csv(Path(out) / "rounds.csv", ROUND_FIELDS, rows)
+    _write_csv(Path(out) / ROUNDS_FILE, ROUND_FIELDS, rows)
 
 
 def read_rounds(out: Path) -> list:
-    f = Path(out) / "rounds.csv"
+    f = Path(out) / ROUNDS_FILE
     if not f.is_file():
-        raise AiftError(f"{out}: no rounds.csv yet (the run has not finished a round)")
+        raise AiftError(f"{out}: no {ROUNDS_FILE} yet (the run has not finished a round)")
     return _read_csv(f, ROUND_FIELDS, {"strategy", "class_recall", "class_labels"})
 
 
 def write_training_curves(out: Path, rows: list) -> None:
-    _write_csv(Path(out) / "full_training.csv", CURVE_FIELDS, rows)
+    _write_csv(Path(out) / CURVES_FILE, CURVE_FIELDS, rows)
 
 
 def read_training_curves(out: Path) -> list:
-    f = Path(out) / "full_training.csv"
+    f = Path(out) / CURVES_FILE
     return _read_csv(f, CURVE_FIELDS, {"job"}) if f.is_file() else []
+
+
+# ----------------------------------------------------------------------------------------------
+# the report (simulate.report)
+
+
+def report_path(out) -> Path:
+    return Path(out) / REPORT_FILE
+
+
+def figure_path(out, key: str) -> Path:
+    """The report figure ``key`` of :data:`FIGURES` (its file name is :data:`FIGURES`'s value)."""
+    return Path(out) / FIGURES[key]
+
+
+def read_summary(out):
+    """The run's summary.json, or None (missing or unreadable: the report rebuilds it)."""
+    f = Path(out) / SUMMARY_FILE
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_summary(out, summary: dict) -> None:
+    write_json_atomic(Path(out) / SUMMARY_FILE, summary)
+
+
+def write_report(out, text: str) -> None:
+    write_text_atomic(report_path(out), text)

@@ -10,7 +10,6 @@ the run's setting is rejected (exit 2) rather than silently ignored; --quiet may
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -184,14 +183,18 @@ def cli(ctx, **opts):
     except KeyboardInterrupt:
         import shlex
 
-        if (Path(out) / "config.json").is_file():
+        from simulate.run_folder import is_run
+
+        if is_run(out):
             click.echo(f"interrupted; continue with: aift-sim --out {shlex.quote(str(out))} --resume", err=True)
         raise
     from simulate.report import build_report
 
     build_report(done["out"], runtime=done["runtime"])
     if not quiet:
-        click.echo(f"report: {done['out'] / 'report.md'}")
+        from simulate.run_folder import report_path
+
+        click.echo(f"report: {report_path(done['out'])}")
     return 0
 
 

@@ -150,6 +150,33 @@ def test_plan_and_config_without_tensorflow(tiny):
         check_config(SimConfig(data=str(tiny), omega=0.5))
 
 
+def test_run_config_is_written_once_and_read_back_as_it_was(tiny, tmp_path):
+    """simulate.plan.RunConfig: config.json's content (plan keys in plan_run's order), read back equal and frozen."""
+    import dataclasses
+
+    from aift_tf.store import open_store
+    from simulate import run_folder as rf
+    from simulate.config import SimConfig, check_config, plan_run
+    from simulate.plan import RunPlan, read_run, run_config
+
+    cfg = check_config(SimConfig(data=str(tiny), rounds=2, query_size=3, seeds=2))
+    with open_store(tiny) as store:
+        plan = plan_run(cfg, store)
+        run = run_config(cfg, Path(tiny), store, RunPlan.from_dict(plan), {"source": "none", "weights": None},
+                         argv=["aift-sim", "--data", str(tiny)])
+    assert run.plan.to_dict() == plan and list(run.plan.to_dict()) == list(plan)
+    rf.write_config(tmp_path, run.to_dict())
+    saved = json.loads(rf.config_path(tmp_path).read_text())
+    assert list(saved) == ["format", "created", "command", "command_line", "settings", "plan", "m0", "data",
+                           "versions", "machine", "notes"]
+    back = read_run(tmp_path)
+    assert back.settings == cfg and back.plan.query_size == 3 and back.to_dict() == saved
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.plan.rounds = 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.settings.rounds = 5
+
+
 def test_cold_start_draws_until_every_class_has_two_labels():
     from aift_tf.errors import AiftError
     from simulate.config import draw_initial

@@ -25,6 +25,8 @@
 - the annotation application lives in :mod:`aift_tf.annotation`: the old paths ``aift_tf/project.py``,
   ``cli.py`` and ``gallery.py`` only re-export it (imports, and ``python -m aift_tf.cli``), no module of
   ``aift_tf.annotation`` imports them, and its modules import one another without a cycle.
+- an ``aift-sim`` run folder's files and folders (``config.json``, ``rounds.csv``, ``summary.json``, the figures,
+  ``models/``, ``state/`` …) are named in code only by :mod:`simulate.run_folder` (prose in messages aside).
 """
 
 import ast
@@ -317,3 +319,25 @@ def test_the_annotation_package_never_imports_its_old_paths_and_has_no_cycle():
         if m not in state:
             visit(m, [m])
     assert not cycles, "import cycles among aift_tf.annotation modules:\n" + "\n".join(cycles)
+
+
+RUN_FOLDER_OWNER = "simulate/run_folder.py"
+#: the names of an aift-sim run folder's layout (simulate/run_folder.py's docstring)
+RUN_FOLDER_NAMES = ("config.json", "target.json", "rounds.csv", "full_training.csv", "summary.json", "report.md",
+                    "learning_curves.png", "label_efficiency.png", "positives_found.png", "full_training.png",
+                    "froc.png", "rows.json", "info.json", "test_predictions.npz", "stop_predictions.npy",
+                    ".final", ".final-export", "models", "state", "tb")
+
+
+def test_only_the_run_folder_module_names_run_folder_files():
+    """A string that is a run folder's file or folder name, or a path built of such names (``"state/x"``), is
+    written only in simulate/run_folder.py; sentences that mention a file (help, messages) are prose."""
+    bad = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        where = path.relative_to(LIB.parent).as_posix()
+        if where == RUN_FOLDER_OWNER:
+            continue
+        for node, text in _strings(ast.parse(path.read_text(), filename=str(path))):
+            parts = [p for p in text.strip().split("/") if p]
+            bad += [f"{where}:{node.lineno}: {text!r}" for p in parts if p in RUN_FOLDER_NAMES][:1]
+    assert not bad, "run folder names are simulate.run_folder's (its constants and functions):\n" + "\n".join(bad)
