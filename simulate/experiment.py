@@ -59,7 +59,6 @@ from simulate.jobs import (
     learning_for,
     planned_rounds,
     round_finetune,
-    submission_order,
     total_units,
 )
 from simulate.m0 import resolve_m0  # noqa: F401 (re-exported: simulate.experiment.resolve_m0)
@@ -332,7 +331,7 @@ class Experiment:
         if not full_left:
             self.fix_target()
         if pending:
-            run_jobs(submission_order(pending, self.cfg), min(self.workers, len(pending)), make_worker=worker_experiment, out=self.out,
+            run_jobs(pending, min(self.workers, len(pending)), make_worker=worker_experiment, out=self.out,
                      store_path=self.store.path, trunk_dir=self.trunk_cache_dir, on_done=on_done)
         self.fix_target()
 

@@ -43,22 +43,6 @@ def job_list(settings, seeds, full_seeds) -> list:
     return jobs + [(strategy, seed) for seed in seeds for strategy in settings.strategies]
 
 
-def submission_order(jobs, settings) -> list:
-    """``jobs`` in the order they are handed to worker processes (:mod:`simulate.parallel`).
-
-    Full training first (the target is fixed from it alone), then the strategies whose every round restarts
-    from M0 on all labels (RFT, e.g. ``random-rft``: the longest jobs, about 1.6x the others in the committed
-    runs), then the rest; seeds in order within each group (a stable sort). Longest first, a run ends on
-    short jobs and its last worker waits less for the other. A job's results do not depend on the order.
-    """
-
-    def group(job):
-        name = job[0]
-        return 0 if is_full_training(name) else 1 if learning_for(settings, name) == "RFT" else 2
-
-    return sorted(jobs, key=group)
-
-
 def planned_rounds(plan) -> int:
     """Planned learner rounds of a strategy: the initial set, then ``plan.rounds`` queries (more follow until
     the target is crossed)."""

@@ -25,21 +25,6 @@ def test_resolve_workers():
         check_workers(2, distribute="mirrored")
 
 
-def test_workers_get_full_training_first_then_the_longest_jobs():
-    from simulate.config import SimConfig
-    from simulate.jobs import job_list, submission_order
-
-    settings = SimConfig(strategies=("aift", "random", "random-rft"))
-    jobs = job_list(settings, [0, 1, 2], [0, 1])
-    order = submission_order(jobs, settings)
-    assert sorted(order) == sorted(jobs)  # the same jobs, once each
-    assert order[:2] == [("full", 0), ("full", 1)]  # the target is fixed from full training alone
-    assert order[2:5] == [("random-rft", 0), ("random-rft", 1), ("random-rft", 2)]  # RFT: restarts, longest
-    assert order[5:] == [("aift", 0), ("random", 0), ("aift", 1), ("random", 1), ("aift", 2), ("random", 2)]
-    rft = SimConfig(strategies=("aift", "random"), random_learning="RFT")
-    assert submission_order(job_list(rft, [0], [0]), rft) == [("full", 0), ("random", 0), ("aift", 0)]
-
-
 def test_cli_refuses_bad_workers_before_the_run_folder(tmp_path):
     from simulate.sim_cli import main
 
