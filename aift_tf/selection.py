@@ -668,6 +668,16 @@ def as_scores(scores) -> np.ndarray:
     return s
 
 
+def _finite_scores(scores) -> np.ndarray:
+    """:func:`as_scores`, refusing a non-finite score with its value and index."""
+    s = as_scores(scores)
+    bad = ~np.isfinite(s)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
+    return s
+
+
 def _check_cap(groups, max_per_group, n: int):
     """Validated ``(groups (n,) int64, K)`` or ``(None, None)`` without a cap."""
     if max_per_group is None:
@@ -745,12 +755,8 @@ def select(scores, query_size: int | None = None, omega: float = 1.0, seed: int 
     >>> select([0.1, 0.9, 0.5, 0.9], 2, groups=[0, 1, 0, 1], max_per_group=1)
     array([1, 2])
     """
-    s = as_scores(scores)
+    s = _finite_scores(scores)
     n = s.shape[0]
-    bad = ~np.isfinite(s)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
     query_size = check_int(_query_size(query_size, b, "select"), "budget", 1)
     if query_size > n:
         raise AiftError(f"budget {query_size} is larger than the pool of {n} candidates")
@@ -760,12 +766,8 @@ def select(scores, query_size: int | None = None, omega: float = 1.0, seed: int 
 
 def _select(scores, query_size: int, omega: float, seed, groups, max_per_group) -> np.ndarray:
     """:func:`select` with ``query_size`` (1..n) and ``omega`` (>= 1) already checked by the caller."""
-    s = as_scores(scores)
+    s = _finite_scores(scores)
     n = s.shape[0]
-    bad = ~np.isfinite(s)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AiftError(f"scores contain non-finite value {s[i]} at index {i}")
     groups, cap = _check_cap(groups, max_per_group, n)
     order = np.argsort(-s, kind="stable")
     w = min(n, math.ceil(float(omega) * query_size - 1e-9))

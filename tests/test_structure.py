@@ -145,10 +145,9 @@ def _harness_imports() -> dict:
     return graph
 
 
-def test_no_import_cycle_in_the_harness():
-    graph = _harness_imports()
-    assert "simulate.experiment" in graph and "simulate.parallel" in graph
-    assert "simulate.experiment" not in graph["simulate.parallel"], "simulate.parallel imports simulate.experiment"
+def _import_cycles(graph: dict) -> list:
+    """Every import cycle found by a depth-first walk of ``graph`` (module -> modules it imports), as
+    ``"a -> b -> a"`` lines."""
     cycles, state = [], {}
 
     def visit(m, stack):
@@ -163,6 +162,14 @@ def test_no_import_cycle_in_the_harness():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
+    return cycles
+
+
+def test_no_import_cycle_in_the_harness():
+    graph = _harness_imports()
+    assert "simulate.experiment" in graph and "simulate.parallel" in graph
+    assert "simulate.experiment" not in graph["simulate.parallel"], "simulate.parallel imports simulate.experiment"
+    cycles = _import_cycles(graph)
     assert not cycles, "import cycles among simulate modules:\n" + "\n".join(cycles)
 
 
@@ -304,20 +311,7 @@ def test_the_annotation_package_never_imports_its_old_paths_and_has_no_cycle():
     bad = [f"{m} imports {d}" for m, deps in sorted(graph.items()) for d in sorted(deps & old)]
     assert not bad, "aift_tf.annotation imports the old re-export modules:\n" + "\n".join(bad)
     inner = {m: {d for d in deps if d in graph and d != "aift_tf.annotation"} for m, deps in graph.items()}
-    cycles, state = [], {}
-
-    def visit(m, stack):
-        state[m] = "open"
-        for d in sorted(inner[m]):
-            if state.get(d) == "open":
-                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
-            elif d not in state:
-                visit(d, stack + [d])
-        state[m] = "done"
-
-    for m in sorted(inner):
-        if m not in state:
-            visit(m, [m])
+    cycles = _import_cycles(inner)
     assert not cycles, "import cycles among aift_tf.annotation modules:\n" + "\n".join(cycles)
 
 
