@@ -3,7 +3,9 @@
 they use are modules of their own: the names of every file and folder (:mod:`aift_tf.annotation.layout`),
 ``init`` and the config schema (:mod:`~aift_tf.annotation.create`), the lock (:mod:`~aift_tf.annotation.lock`),
 the ledger (:mod:`~aift_tf.annotation.ledger`), the checkpoints, crash replay and repair
-(:mod:`~aift_tf.annotation.checkpoints`), round folders and annotators (:mod:`~aift_tf.annotation.rounds`).
+(:mod:`~aift_tf.annotation.checkpoints`), round folders and annotators (:mod:`~aift_tf.annotation.rounds`),
+what a label CSV will change (:mod:`~aift_tf.annotation.label_plan`), the status report
+(:mod:`~aift_tf.annotation.status`) and where an export may write (:mod:`~aift_tf.annotation.export_target`).
 
 Layout of a project folder ``PROJECT/``::
 
@@ -69,18 +71,21 @@ from aift_tf.annotation import rounds as rounds_
 from aift_tf.annotation.checks import check_name, printable, quoted
 from aift_tf.annotation.checkpoints import (KEEP_CHECKPOINTS, Checkpoints, DamagedCheckpoint,  # noqa: F401
                                             LedgerMismatch, cause_line)
-from aift_tf.annotation.create import PROJECT_FORMAT, check_parent_folder, init_project  # noqa: F401
-from aift_tf.annotation.labels_csv import problems_error, read_label_csv
+from aift_tf.annotation.create import PROJECT_FORMAT, init_project  # noqa: F401
+from aift_tf.annotation.export_target import check_export_target
+from aift_tf.annotation.label_plan import plan_labels
+from aift_tf.annotation.labels_csv import read_label_csv
 from aift_tf.annotation.layout import (ADJUDICATION, CHECKPOINTS, CONFIG, GALLERY, LEDGER, LOCK,  # noqa: F401
-                                       QUERIES, QUERY_INFO, project_above)
-from aift_tf.annotation.ledger import (ADJUDICATED, LEDGER_VERSION, UNNAMED, annotator_agreement, append_ledger,
-                                       consensus, drop_backup, missing_classes, read_ledger, restore_ledger)
+                                       QUERIES, QUERY_INFO)
+from aift_tf.annotation.ledger import (LEDGER_VERSION, append_ledger, consensus, drop_backup, missing_classes,
+                                       read_ledger, restore_ledger)
 from aift_tf.annotation.lock import locked
 from aift_tf.annotation.records import check_project_config, now, read_json_file
+from aift_tf.annotation.status import project_status
 from aift_tf.annotation.rounds import QUERY_COLUMNS, assign_annotators, parse_annotators  # noqa: F401
 from aift_tf.checks import check_number
 from aift_tf.errors import AiftError
-from aift_tf.files import clean_temporaries, round_name
+from aift_tf.files import clean_temporaries
 
 CRASH_HOOK = "AIFT_TEST_CRASH_AFTER_LEDGER"
 
@@ -408,73 +413,15 @@ class Project:
         return p
 
     def validate_csv(self, csv_path: Path, relabel=False, annotator=None, warn: Callable = print) -> dict:
-        """Parse and check a label CSV against the project (no writes). Returns the plan."""
+        """Parse and check a label CSV against the project (no writes). Returns the plan
+        (:func:`aift_tf.annotation.label_plan.plan_labels`)."""
         self.check_round_records()
         cons = self.consensus()
         ctx = self.csv_context(csv_path, annotator, warn)
         pool = set(self.pool_ids().tolist())  # also checks config.json against the store
         parsed = read_label_csv(csv_path, int(self.config["n"]), self.class_names)
-        problems = list(parsed.problems)
-        new, same, annotators = [], [], set()
-        adjudicating = ctx["kind"] == "adjudication"
-        where_round = (round_name(ctx["k"]) if ctx["kind"] == "query" else
-                       round_name(ctx["k"], ADJUDICATION) if adjudicating else None)
-        for row in parsed.rows:
-            def bad(msg, line=row.line):
-                problems.append((line, msg))
-
-            if ctx["ids"] is not None and row.id not in ctx["ids"]:
-                bad(f"id {row.id} was not queried in {where_round}" if not adjudicating else
-                    f"id {row.id} is not listed in {where_round}")
-                continue
-            if ctx["ids"] is None and row.id not in pool:
-                bad(f"id {row.id} is not in the {self.config.get('pool_split', 'train')!r} pool (it belongs to the "
-                    f"store's evaluation splits)")
-                continue
-            who = ctx["annotator"]
-            if row.annotator is not None:
-                if annotator is not None and row.annotator != annotator:
-                    bad(f"annotator {row.annotator!r} of id {row.id} differs from --annotator {annotator}")
-                    continue
-                who = row.annotator
-            if ctx["dealt"]:  # a round dealt to several annotators: each label from one who was dealt the id
-                names = ", ".join(ctx["dealt"])
-                if who is None:
-                    bad(f"{where_round} was dealt to {names}: say who labeled id {row.id} (--annotator NAME or an "
-                        f"annotator column)")
-                    continue
-                if who not in ctx["dealt"]:
-                    bad(f"annotator {who!r} was not dealt {where_round} (dealt to {names})")
-                    continue
-                if row.id not in ctx["dealt"][who]:
-                    bad(f"id {row.id} was not dealt to {who} in {where_round}")
-                    continue
-            seed = {"id": row.id, "label": row.label, "line": row.line, "annotator": who, "note": row.note,
-                    "adjudication": adjudicating, "relabel": False}
-            if adjudicating:
-                if cons.votes.get(row.id) == {ADJUDICATED: row.label}:
-                    same.append(row.id)
-                else:
-                    new.append(seed)
-                continue
-            prev = cons.annotated.get(who or UNNAMED, {}).get(row.id)
-            if prev == row.label:
-                same.append(row.id)
-                continue
-            if prev is not None:
-                if not relabel:
-                    by = f" by {who}" if who else ""
-                    bad(f"id {row.id} is already labeled {self.class_names[prev]!r}{by}, not "
-                        f"{self.class_names[row.label]!r}; pass --relabel to change it")
-                    continue
-                seed["relabel"] = True
-            new.append(seed)
-            annotators.add(who)
-        if problems:
-            raise problems_error(str(csv_path), problems, parsed.truncated)
-        return {"new": new, "relabel": [s for s in new if s["relabel"]], "same": same, "empty": parsed.empty,
-                "query_round": ctx["k"] if ctx["kind"] == "query" else None, "kind": ctx["kind"],
-                "rows": len(parsed.rows) + len(parsed.empty), "annotators": annotators, "context": ctx}
+        return plan_labels(parsed, ctx, cons, pool, self.class_names, relabel=relabel, annotator=annotator,
+                           pool_split=self.config.get("pool_split", "train"), where=str(csv_path))
 
     def teach(self, csv_arg, relabel=False, annotator=None, warn: Callable = print) -> dict:
         """Record a label CSV in the ledger and fine-tune on it (when every class has a label).
@@ -546,80 +493,11 @@ class Project:
 
     # -- status
     def status(self) -> dict:
-        """Everything ``aift status`` shows. Read-only (works on a full or read-only disk); rounds in the ledger
-        but not in the model yet are reported as ``pending`` (the next query/teach/export re-trains them)."""
-        ledger = self.ledger()
-        cons = consensus(ledger)
-        damaged = None
-        try:
-            st = self.state()
-            pending = self.pending_rounds(ledger)
-            trained = self.trained()
-            newest = self.checkpoints()[-1][1]
-        except AiftError as e:  # the checkpoints: the rest of the report still answers, naming `aift recover`
-            damaged = str(e)
-            st, pending, trained, newest = {"round": None, "history": []}, [], {}, None
-        K = len(self.class_names)
-        counts = [0] * K
-        for lab in cons.labels.values():
-            counts[lab] += 1
-        behind = sorted(set(i for i in cons.labels if trained.get(i) != cons.labels[i])
-                        | set(i for i in trained if i not in cons.labels))
-        rounds = []
-        for k, p in self.rounds():
-            info = self.round_info(p)
-            rounds.append({"round": k, "n": info["n"], "answered": self.round_answered(k, p, ledger, cons),
-                           "labeled": sum(int(i) in cons.ids for i in info["ids"]),
-                           "annotators": sorted((info.get("annotators") or {}).keys()),
-                           "shared": len(info.get("shared", []))})
-        per_annotator = {}
-        for name, labs in sorted(cons.annotated.items()):
-            c = [0] * K
-            for lab in labs.values():
-                c[lab] += 1
-            per_annotator[name] = {"labels": len(labs), "per_class": dict(zip(self.class_names, c))}
-        incomplete = [p.name for _, p in self.incomplete_rounds()]
-        return {"incomplete_rounds": incomplete, "labels": len(cons.labels), "damaged": damaged,
-                "teach_rounds": None if st["round"] is None else int(st["round"]),
-                "per_class": dict(zip(self.class_names, counts)), "pool": int(self.pool_ids().size),
-                "pool_left": int(self.unlabeled_ids(cons).size), "query_rounds": rounds,
-                "history": st.get("history", []), "checkpoint": newest,
-                "pending_rounds": pending, "not_trained": behind if not (pending or damaged) else [],
-                "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
-                "disagreements": {i: dict(v) for i, v in sorted(cons.disagreements.items())},
-                "adjudicated": len(cons.adjudicated), "annotators": per_annotator,
-                "agreement": annotator_agreement(cons, K)}
+        """Everything ``aift status`` shows (:func:`aift_tf.annotation.status.project_status`). Read-only."""
+        return project_status(self.path, self.cps, self.ledger(), self.pool_ids(), self.class_names,
+                              int(self.config["n"]))
 
     # -- export
-    def _check_export_target(self, out: Path, force: bool) -> None:
-        """Refuse an ``--out`` that is not a new path or (with ``force``) an earlier export; see :meth:`export`."""
-        from aift_tf.export import is_export
-
-        where = f"--out {printable(out)}"
-        if out.is_symlink():
-            raise AiftError(f"{where}: is a symbolic link (give the folder itself); nothing was changed")
-        check_parent_folder(out, "the export")
-        rp = out.resolve()
-        store = Path(self.config["store"]).resolve()
-        if rp == store:
-            raise AiftError(f"{where}: is the project's store; choose a new folder for the export")
-        inside = project_above(rp)
-        if inside is not None:
-            raise AiftError(f"{where}: lies inside the project {printable(inside)} (its files would be replaced or "
-                            f"mixed with the export); choose a folder outside it")
-        if rp.is_dir() and (rp == self.path.resolve().parent or self.path.resolve().is_relative_to(rp)
-                            or store.is_relative_to(rp)):
-            raise AiftError(f"{where}: holds the project or its store; choose a new folder for the export")
-        if not (out.exists() or out.is_symlink()):
-            return
-        if not out.is_dir():
-            raise AiftError(f"{where}: is a file, not an earlier export; choose a new folder (nothing was changed)")
-        if not is_export(out):
-            raise AiftError(f"{where}: already exists and is not an export written by aift_tf (only an earlier "
-                            f"export is replaced, even with --force); choose a new folder (nothing was changed)")
-        if not force:
-            raise AiftError(f"{where}: already exists (an earlier export; pass --force to replace it)")
-
     def export(self, out, force=False) -> Path:
         """Export the current model to ``out`` (see :func:`aift_tf.export.export_model`), written atomically.
 
@@ -636,7 +514,7 @@ class Project:
         from aift_tf.export import export_model
 
         out = Path(out).expanduser()
-        self._check_export_target(out, force)
+        check_export_target(out, force, self.path, Path(self.config["store"]))
         self.check_round_records()
         self.recover()
         learner = self.learner()
