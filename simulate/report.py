@@ -55,6 +55,7 @@ import numpy as np
 
 from aift_tf.files import atomic_path
 from simulate import run_folder as rf
+from simulate.plan import RunConfig, RunPlan, read_run
 from simulate.run_folder import FULL, SCRATCH
 
 #: a round whose test AUC falls by more than this from the round before counts as unstable
@@ -129,9 +130,9 @@ def _planned(by, n_rounds):
     return {s: rs[:n_rounds] for s, rs in by.items()}
 
 
-def label_cap(plan) -> int:
+def label_cap(plan: RunPlan) -> int:
     """The label count a seed may query up to: ``plan.max_labels``, or the planned budget in runs made before it."""
-    return int(plan.get("max_labels") or plan["budget"])
+    return int(plan.max_labels or plan.budget)
 
 
 def _labels_needed(rows_k, level, anchor=None):
@@ -172,7 +173,7 @@ def _unstable_share(by_seed):
 
 def _unfinished(by, target, anchor, plan):
     """Seeds whose curve has neither crossed the target nor reached the cap (nor the pool): still running."""
-    end = min(label_cap(plan), int(plan["pool_size"])) - int(plan["query_size"])
+    end = min(label_cap(plan), int(plan.pool_size)) - int(plan.query_size)
     return [s for s, rs in by.items()
             if _labels_needed(rs, target, anchor)[1] != MEASURED and rs[-1]["labels"] < end]
 
@@ -190,9 +191,9 @@ def _one_shot(rows, job, seeds, plan, curves):
     m, sd = _mean_std(vals)
     ci = _interval([vals], _mean_stat)[1] if all(_finite(v) for v in vals) else None
     epochs = [max((c["epoch"] for c in curves if c["job"] == job and c["seed"] == s), default=0) for s in by]
-    return {"auc_mean": m, "auc_std": sd, "ci95": ci, "labels": plan["pool_size"], "max_epochs": plan["full_epochs"],
+    return {"auc_mean": m, "auc_std": sd, "ci95": ci, "labels": plan.pool_size, "max_epochs": plan.full_epochs,
             "epochs_run_mean": float(np.mean(epochs)) if epochs else None,
-            "early_stopping_split": plan["early_stopping_split"], "seeds_done": sorted(by),
+            "early_stopping_split": plan.early_stopping_split, "seeds_done": sorted(by),
             "per_seed": {str(k): v for k, v in sorted(aucs.items())}}
 
 
@@ -230,8 +231,8 @@ def _savings(mine, ref, target, ref_name, target_rule, plan, anchor):
     c = _compare(_needs(mine, target), _needs(ref, target, anchor), _saving_stat)
     per_seed = c.pop("per_seed")
     return {"reference": ref_name, "target_auc": target, "target_rule": target_rule, **c,
-            "censored": c["censored_seeds"] > 0, "per_seed": per_seed, "budget": plan["budget"],
-            "cap": label_cap(plan), "pool_size": plan["pool_size"]}
+            "censored": c["censored_seeds"] > 0, "per_seed": per_seed, "budget": plan.budget,
+            "cap": label_cap(plan), "pool_size": plan.pool_size}
 
 
 def _label_efficiency(mine, ref, levels, anchor):
@@ -260,7 +261,7 @@ def _saving_at_budget(mine, ref, ref_name, n_rounds, plan, anchor):
         return None
     c = _compare(_needs(mine, level), _needs(ref, level, anchor), _share_stat)
     c.pop("per_seed")
-    return {"reference": ref_name, "auc": level, "budget": plan["budget"], **c}
+    return {"reference": ref_name, "auc": level, "budget": plan.budget, **c}
 
 
 def _labels_needed_curve(by, levels, anchor):
@@ -342,8 +343,8 @@ def _alc_diff(mine, ref, n_rounds):
 
 def _learning(st, settings):
     if st not in RANDOM_REFERENCES:
-        return settings["learning"]
-    return "RFT" if st == "random-rft" else (settings.get("random_learning") or settings["learning"])
+        return settings.learning
+    return "RFT" if st == "random-rft" else (settings.random_learning or settings.learning)
 
 
 def _curve_entry(st, by, by_all, settings):
@@ -441,23 +442,24 @@ def _per_class_block(recall, labeled, names, ref_recall=None, ref_name=None):
     return block
 
 
-def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=None) -> dict:
-    """The summary dict (see the module docstring) from the run folder's files."""
+def summarize(rows: list, run: RunConfig, target: dict | None, curves=(), runtime=None) -> dict:
+    """The summary dict (see the module docstring) from the run folder's files (its configuration read back
+    as a :class:`simulate.plan.RunConfig`)."""
     from aift_tf.metrics import labels_to_target
 
-    settings, plan, data = config["settings"], config["plan"], config["data"]
-    seeds = list(range(int(plan["seeds"])))
-    strategies = list(settings["strategies"])
-    n_rounds = 2 + int(plan["rounds"])  # M0, the initial set, the planned query rounds
+    settings, plan, data = run.settings, run.plan, run.data
+    seeds = list(range(int(plan.seeds)))
+    strategies = list(settings.strategies)
+    n_rounds = 2 + int(plan.rounds)  # M0, the initial set, the planned query rounds
     curves = list(curves)
     full = _one_shot(rows, FULL, seeds, plan, curves) or {
-        "auc_mean": None, "auc_std": None, "ci95": None, "labels": plan["pool_size"], "max_epochs": plan["full_epochs"],
-        "epochs_run_mean": None, "early_stopping_split": plan["early_stopping_split"], "seeds_done": [],
+        "auc_mean": None, "auc_std": None, "ci95": None, "labels": plan.pool_size, "max_epochs": plan.full_epochs,
+        "epochs_run_mean": None, "early_stopping_split": plan.early_stopping_split, "seeds_done": [],
         "per_seed": {}}
-    scratch = _one_shot(rows, SCRATCH, seeds, plan, curves) if settings.get("scratch") else None
+    scratch = _one_shot(rows, SCRATCH, seeds, plan, curves) if settings.scratch else None
     t_auc = target["target_auc"] if target else None
     full_mean = target["full_auc_mean"] if target else None
-    anchor = (plan["pool_size"], full_mean)  # random baselines only, on seeds where they never cross
+    anchor = (plan.pool_size, full_mean)  # random baselines only, on seeds where they never cross
 
     by_all = {st: _curves(rows, st, seeds) for st in strategies}
     by_planned = {st: _planned(by, n_rounds) for st, by in by_all.items()}
@@ -492,7 +494,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
         out_strats[st] = entry
 
     # per-class recall (argmax) and labeled counts at the planned budget, vs the primary random baseline
-    names = list(plan.get("class_names") or data.get("class_names") or [])
+    names = list(plan.class_names or data.get("class_names") or [])
     at = n_rounds - 1
     recall_at = {st: _per_class_at(by_all[st], at, "class_recall") for st in out_strats}
     for st, entry in out_strats.items():
@@ -518,35 +520,35 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
     complete = all(
         st in out_strats and len(out_strats[st]["seeds_done"]) == len(seeds)
         and len(out_strats[st]["labels"]) == n_rounds and not running.get(st) for st in strategies) \
-        and len(full["seeds_done"]) == int(plan.get("full_seeds", len(seeds)))
+        and len(full["seeds_done"]) == int(plan.full_seeds)
     summary = {
-        "app": data.get("app") if settings.get("app") is None else settings["app"],
+        "app": data.get("app") if settings.app is None else settings.app,
         "num_classes": len(names) or None,
         "class_names": names,
         "auc_metric": ("macro one-vs-rest ROC AUC over the classes present in the test split" if len(names) > 2
                        else "ROC AUC of P(class 1)"),
-        "test_class_counts": plan.get("test_class_counts"),
-        "test_classes_missing": plan.get("test_classes_missing") or [],
+        "test_class_counts": plan.test_class_counts,
+        "test_classes_missing": plan.test_classes_missing or [],
         "data": data["path"],
         "data_sha256": data["sha256"],
-        "pool_size": plan["pool_size"],
-        "test_size": plan["test_size"],
+        "pool_size": plan.pool_size,
+        "test_size": plan.test_size,
         "seeds": len(seeds),
         "seed_values": seeds,
-        "query_size": plan["query_size"],
-        "max_per_group": settings.get("max_per_group"),
-        "rounds": plan["rounds"],
-        "budget": plan["budget"],
+        "query_size": plan.query_size,
+        "max_per_group": settings.max_per_group,
+        "rounds": plan.rounds,
+        "budget": plan.budget,
         "max_labels": label_cap(plan),
-        "initial": plan["initial"],
-        "fine_tuning": {"steps": plan["steps"], "epochs": plan["epochs"], "lr": plan["lr"],
-                        "round_passes": plan.get("round_passes") or 0,
-                        "train_batch_size": settings["train_batch_size"],
-                        "early_stopping": bool(settings.get("early_stopping")), "batchnorm": "inference mode"},
-        "learning": settings["learning"],
-        "model": settings["model"],
-        "trainable": settings["trainable"],
-        "m0": config["m0"],
+        "initial": plan.initial,
+        "fine_tuning": {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr,
+                        "round_passes": plan.round_passes or 0,
+                        "train_batch_size": settings.train_batch_size,
+                        "early_stopping": bool(settings.early_stopping), "batchnorm": "inference mode"},
+        "learning": settings.learning,
+        "model": settings.model,
+        "trainable": settings.trainable,
+        "m0": run.m0,
         "complete": complete,
         "target": target,
         "reference": primary,
@@ -559,7 +561,7 @@ def summarize(rows: list, config: dict, target: dict | None, curves=(), runtime=
                                       f"initial set to the target"},
         "strategies": out_strats,
         "froc": _froc_summary(rows, strategies, data.get("froc"), n_rounds),
-        "stopping": _stopping_summary(by_all, plan.get("stop"), full_mean),
+        "stopping": _stopping_summary(by_all, plan.stop, full_mean),
         "verdict": None,
         "definitions": "see simulate/report.py",
     }
@@ -1219,7 +1221,7 @@ def _per_class_markdown(s) -> list:
     return L + [""]
 
 
-def render_markdown(summary, config, figures) -> str:
+def render_markdown(summary, run: RunConfig, figures) -> str:
     s = summary
     m0 = s["m0"]
     L = [f"# aift-sim report: {s['app']}", ""]
@@ -1306,7 +1308,7 @@ def render_markdown(summary, config, figures) -> str:
              if s.get("max_per_group") else ""),
           *_rare_lines(s),
           f"- fine-tuning: {recipe}",
-          f"- command: `{config.get('command_line') or ''}`", ""]
+          f"- command: `{run.command_line or ''}`", ""]
     if s.get("runtime"):
         L += [f"Run time of the last invocation: {s['runtime'].get('this_invocation_seconds', '?')} s.", ""]
     L += ["Per-round numbers: `rounds.csv`; full training's curves: `full_training.csv`; all numbers above: "
@@ -1317,14 +1319,14 @@ def render_markdown(summary, config, figures) -> str:
 def build_report(out, runtime=None) -> dict:
     """(Re)build summary.json, the figures and report.md of run folder `out` from its files."""
     out = Path(out)
-    config = rf.load_config(out)
+    run = read_run(out)
     rows = rf.read_rounds(out)
     curves = rf.read_training_curves(out)
     target = rf.read_target(out)
     if runtime is None:
         previous = rf.read_summary(out)
         runtime = previous.get("runtime") if isinstance(previous, dict) else None
-    summary = summarize(rows, config, target, curves, runtime=runtime)
+    summary = summarize(rows, run, target, curves, runtime=runtime)
     figures = []
 
     def figure(key, title, plot, *args):
@@ -1341,7 +1343,7 @@ def build_report(out, runtime=None) -> dict:
     if summary["froc"]:
         figure("froc", "FROC of each seed's last model", plot_froc, out, summary)
     rf.write_summary(out, summary)
-    rf.write_report(out, render_markdown(summary, config, figures))
+    rf.write_report(out, render_markdown(summary, run, figures))
     return summary
 
 
