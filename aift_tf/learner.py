@@ -174,7 +174,7 @@ class ActiveLearner:
             finetune = FineTuneConfig(seed=seed)
         elif isinstance(finetune, dict):
             finetune = FineTuneConfig.from_dict(finetune)
-        self.config = finetune
+        self.finetune = finetune  # the FineTuneConfig (get_config() is the constructor's arguments)
         self.seed = int(seed)
         self.pool_split = pool_split
         self.val_split = val_split
@@ -204,8 +204,17 @@ class ActiveLearner:
                     model = _clone_in_scope(model)
                 self.model = model
                 self.m0_weights = [np.array(w) for w in model.get_weights()]
-                compile_model(self.model, self.config)
+                compile_model(self.model, self.finetune)
             self._setup_source(cache_trunk)
+
+    @property
+    def config(self) -> FineTuneConfig:
+        """Deprecated alias of :attr:`finetune` (the fine-tuning settings), kept for one release: ``config``
+        collided with :meth:`get_config`, which returns the constructor's arguments."""
+        import warnings
+
+        warnings.warn("ActiveLearner.config is deprecated; use ActiveLearner.finetune", DeprecationWarning, stacklevel=2)
+        return self.finetune
 
     # ------------------------------------------------------------------ strategy
     @property
@@ -238,7 +247,7 @@ class ActiveLearner:
             "strategy": self.strategy,
             "learning": self.learning,
             "omega": self.omega,
-            "finetune": self.config.to_dict(),
+            "finetune": self.finetune.to_dict(),
             "seed": self.seed,
             "pool_split": self.pool_split,
             "val_split": self.val_split,
@@ -298,7 +307,7 @@ class ActiveLearner:
         from aift_tf.zoo import model_config, split_frozen
 
         policy = model_config(self.model).get("trainable")
-        check_cacheable(policy, self.config.augment)
+        check_cacheable(policy, self.finetune.augment)
         trunk, rest = split_frozen(self.model)
         if rest is self.model:
             raise AiftError(f"cache_trunk: model {self.model.name!r} has no frozen trunk to cache")
@@ -327,7 +336,7 @@ class ActiveLearner:
     def _build_m0(self):
         from aift_tf.zoo import build_model
 
-        if self.config.mixed_precision:
+        if self.finetune.mixed_precision:
             import keras
 
             keras.mixed_precision.set_global_policy("mixed_float16")
@@ -659,7 +668,7 @@ class ActiveLearner:
         lookup = dict(zip(self.labeled_ids.tolist(), self.labeled_labels.tolist()))
         train_labels = np.array([lookup[i] for i in train_ids.tolist()], dtype=np.int64)
         hist = fine_tune(
-            self._net, self._source, train_ids, train_labels, self.config, round_index=self.round,
+            self._net, self._source, train_ids, train_labels, self.finetune, round_index=self.round,
             val_ids=self._val_ids(), callbacks=callbacks, verbose=verbose, distribution=self.distribution,
         )
         record = {

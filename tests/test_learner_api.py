@@ -35,6 +35,20 @@ def test_get_config_from_config_round_trip(tiny_store_path, tmp_path):
             ActiveLearner.from_config({**cfg, "bogus": 1}, store)
 
 
+
+def test_finetune_settings_are_learner_finetune_not_config(tiny_store_path):
+    """``learner.finetune`` is the FineTuneConfig (the constructor's ``finetune``); ``learner.config``, which
+    collided with ``get_config()``, is a deprecated alias for one release."""
+    from aift_tf.finetune import FineTuneConfig
+    from aift_tf.store import open_store
+
+    with open_store(tiny_store_path) as store:
+        a = _learner(store, trainable="head")
+        assert isinstance(a.finetune, FineTuneConfig)
+        assert a.get_config()["finetune"] == a.finetune.to_dict()
+        with pytest.warns(DeprecationWarning, match="use ActiveLearner.finetune"):
+            assert a.config is a.finetune
+
 def test_save_load_goes_through_the_config(tiny_store_path, tmp_path):
     from aift_tf.learner import ActiveLearner
     from aift_tf.store import open_store

@@ -374,3 +374,14 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     with atomic_dir(tmp_path / "round-001", replace=False) as tmp:
         (tmp / "queries.csv").write_text("id,label\n")
     assert (ino, ["ledger.jsonl", "round-001"]) in synced_dirs
+
+
+def test_replay_pending_is_the_silent_replay_and_recover_is_its_deprecated_alias(project):
+    """``Project.replay_pending()`` re-applies pending ledger rounds (nothing pending: no records);
+    ``Project.recover()``, which collided with ``aift recover`` (= ``Project.repair()``), warns and does the same."""
+    from aift_tf.annotation.project import Project
+
+    with Project(project) as p:
+        assert p.replay_pending() == []
+        with pytest.warns(DeprecationWarning, match="replay_pending"):
+            assert p.recover() == []

@@ -247,9 +247,19 @@ class Project:
         """Ledger teach rounds newer than the latest checkpoint (an interrupted teach), in order."""
         return self.cps.pending_rounds(ledger)
 
-    def recover(self) -> list:
-        """Re-apply ledger rounds that the latest checkpoint lacks (an interrupted teach). Returns records."""
+    def replay_pending(self) -> list:
+        """Re-apply ledger rounds that the latest checkpoint lacks (an interrupted teach), silently, as every
+        command does first. Returns records. (``aift recover`` is :meth:`repair`.)"""
         return self.cps.replay()
+
+    def recover(self) -> list:
+        """Deprecated alias of :meth:`replay_pending`, kept for one release: the name collided with
+        ``aift recover``, which is :meth:`repair`."""
+        import warnings
+
+        warnings.warn("Project.recover() is deprecated; use Project.replay_pending() (`aift recover` is "
+                      "Project.repair())", DeprecationWarning, stacklevel=2)
+        return self.replay_pending()
 
     # -- query
     def round_names(self, kind: str = "round") -> list:
@@ -318,7 +328,7 @@ class Project:
         left = self.unlabeled_ids(cons)
         if n > left.size:
             raise AiftError(f"-n {n} is larger than the {left.size} unlabeled candidates left in the pool")
-        self.recover()
+        self.replay_pending()
         learner = self.learner()
         k = self.next_round()  # never the number of an existing round-NNN (complete or not)
         # The pool is `left`: labels recorded but not trained (held out, a class missing) are not
@@ -442,7 +452,7 @@ class Project:
             shown_ids = ", ".join(map(str, plan["empty"][:10])) + (" …" if len(plan["empty"]) > 10 else "")
             warn(f"warning: {csv_path}: {len(plan['empty'])} row(s) with an empty label skipped (ids {shown_ids}); "
                  f"they stay in the pool")
-        recovered = self.recover()
+        recovered = self.replay_pending()
         todo = plan["new"]
         out = {"nothing_new": not todo, "plan": plan, "recovered": recovered, "csv": csv_path, "trained": False,
                "missing": [], "held": []}
@@ -516,12 +526,12 @@ class Project:
         out = Path(out).expanduser()
         check_export_target(out, force, self.path, Path(self.config["store"]))
         self.check_round_records()
-        self.recover()
+        self.replay_pending()
         learner = self.learner()
         c = self.config
         prov = {"project": str(self.path.resolve()), "strategy": learner.strategy, "learning": learner.learning,
                 "omega": learner.omega, "round": int(learner.round), "seed": int(learner.seed),
                 "labeled": int(learner.labeled_ids.size), "data": c["store"], "data_sha256": c["store_sha256"],
                 "class_names": self.class_names, "model": c["model"], "weights": c["weights"],
-                "trainable": c["trainable"], "finetune": learner.config.to_dict()}
+                "trainable": c["trainable"], "finetune": learner.finetune.to_dict()}
         return export_model(learner.model, out, patches_per_candidate=self.store.m, provenance=prov)
