@@ -68,10 +68,10 @@ def machine_info() -> dict:
     }
 
 
-def weights_filename(model: str, input_shape) -> str:
-    """``small_cnn``, (32, 32, 3) → ``small_cnn_32x32x3.weights.h5``."""
+def weights_filename(model_name: str, input_shape) -> str:
+    """``small_cnn``, (32, 32, 3) → ``small_cnn_32x32x3.weights.h5`` (``model_name``: a zoo name)."""
     h, w, c = (int(v) for v in input_shape)
-    return f"{model}_{h}x{w}x{c}.weights.h5"
+    return f"{model_name}_{h}x{w}x{c}.weights.h5"
 
 
 def card_path(weights_path) -> Path:
