@@ -245,6 +245,14 @@ def trained_by_round(entries, r: int) -> dict:
     return consensus(entries[: cut + 1]).labels
 
 
+def unlabeled_ids(pool_ids, cons: Consensus):
+    """The ids of ``pool_ids`` nobody has labeled yet (held-out and not-yet-trained labels count as labeled)."""
+    import numpy as np
+
+    pool = np.asarray(pool_ids)
+    return pool[~np.isin(pool, np.fromiter(cons.ids, dtype=np.int64, count=len(cons.ids)))]
+
+
 def missing_classes(labels: dict, K: int) -> list:
     """Classes (0..K-1) that no label of ``labels`` ({id: label}) has."""
     have = set(labels.values())

@@ -78,7 +78,7 @@ from aift_tf.annotation.labels_csv import read_label_csv
 from aift_tf.annotation.layout import (ADJUDICATION, CHECKPOINTS, CONFIG, GALLERY, LEDGER, LOCK,  # noqa: F401
                                        QUERIES, QUERY_INFO)
 from aift_tf.annotation.ledger import (LEDGER_VERSION, append_ledger, consensus, drop_backup, missing_classes,
-                                       read_ledger, restore_ledger)
+                                       read_ledger, restore_ledger, unlabeled_ids)
 from aift_tf.annotation.lock import locked
 from aift_tf.annotation.records import check_project_config, now, read_json_file
 from aift_tf.annotation.status import project_status
@@ -234,9 +234,7 @@ class Project:
 
     def unlabeled_ids(self, cons=None) -> np.ndarray:
         """Pool ids nobody has labeled yet (held-out and not-yet-trained labels count as labeled)."""
-        taken = (self.consensus() if cons is None else cons).ids
-        pool = self.pool_ids()
-        return pool[~np.isin(pool, np.fromiter(taken, dtype=np.int64, count=len(taken)))]
+        return unlabeled_ids(self.pool_ids(), self.consensus() if cons is None else cons)
 
     # -- recovery
     def trained(self) -> dict:

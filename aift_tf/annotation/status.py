@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from aift_tf.annotation import rounds as rounds_
-from aift_tf.annotation.ledger import annotator_agreement, consensus, missing_classes
+from aift_tf.annotation.ledger import annotator_agreement, consensus, missing_classes, unlabeled_ids
 from aift_tf.errors import AiftError
 
 
@@ -64,11 +64,10 @@ def project_status(project: Path, checkpoints, ledger: list, pool_ids: np.ndarra
                              "shared": len(info.get("shared", []))})
     per_annotator = {name: {"labels": len(labs), "per_class": dict(zip(class_names, _per_class(labs.values(), K)))}
                      for name, labs in sorted(cons.annotated.items())}
-    taken = np.fromiter(cons.ids, dtype=np.int64, count=len(cons.ids))
     return {"incomplete_rounds": [p.name for _, p in rounds_.incomplete_rounds(project)], "labels": len(cons.labels),
             "damaged": damaged, "teach_rounds": None if st["round"] is None else int(st["round"]),
             "per_class": dict(zip(class_names, _per_class(cons.labels.values(), K))), "pool": int(pool_ids.size),
-            "pool_left": int((~np.isin(pool_ids, taken)).sum()), "query_rounds": query_rounds,
+            "pool_left": int(unlabeled_ids(pool_ids, cons).size), "query_rounds": query_rounds,
             "history": st.get("history", []), "checkpoint": newest,
             "pending_rounds": pending, "not_trained": behind if not (pending or damaged) else [],
             "missing": missing_classes(cons.labels, K) if cons.labels or cons.ids else [],
