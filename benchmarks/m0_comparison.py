@@ -10,7 +10,8 @@ rule 1 of docs/results/m0-comparison/README.md (written before any EfficientNet-
     it counts for neither.
 
 A run folder may be stopped once full training has fixed target.json (the strategies then have no rows): the
-table says so instead of a number.
+table says so instead of a number. ``--jobs RUN`` prints what each job of a (stopped) run spent, from its state/.
+The EfficientNet-Lite0 run folders of docs/results/m0-comparison/ were made by benchmarks/m0_full_training.sh.
 
     PYTHONPATH=. python benchmarks/m0_comparison.py \\
         pulmonary-embolism=docs/results/pulmonary-embolism,docs/results/m0-comparison/pulmonary-embolism ...
@@ -42,11 +43,34 @@ def full_training(out: Path) -> dict:
 
 
 def strategy_finals(out: Path) -> dict:
-    """Mean test AUC at the planned budget of each strategy, over the seeds that got there (None: none did)."""
+    """Mean test AUC at the planned budget of each strategy (summary.json; empty when the run has none)."""
     summary = rf.read_summary(out)
     if isinstance(summary, dict) and summary.get("strategies"):
-        return {st: (e.get("final_auc_mean"), len(e.get("seeds_done") or [])) for st, e in summary["strategies"].items()}
+        return {st: e.get("final_auc_mean") for st, e in summary["strategies"].items()}
     return {}
+
+
+def finals_cell(out: Path) -> str:
+    f = strategy_finals(out)
+    if not f:
+        return "not run"
+    return " / ".join("—" if f.get(s) is None else f"{f[s]:.3f}" for s in ("aift", "random"))
+
+
+def job_seconds(out: Path) -> list:
+    """Each (job, seed) saved in a run folder's state, finished or not: its last round, labels, test AUC and the
+    seconds it spent fine-tuning and scoring (the rows every round checkpoint holds)."""
+    lines = []
+    for job_dir in sorted(p for p in (Path(out) / "state").iterdir() if p.is_dir()):
+        for seed_dir in sorted(job_dir.iterdir()):
+            r, latest = rf.latest_round(seed_dir)
+            if latest is None:
+                continue
+            rows = rf.read_rows(latest)
+            lines.append(f"{job_dir.name} {seed_dir.name}: round {r}, {rows[-1]['labels']} labels, AUC "
+                         f"{rows[-1]['test_auc']:.3f}, fine-tuning {sum(x['finetune_seconds'] for x in rows):.0f} s, "
+                         f"scoring {sum(x['scoring_seconds'] for x in rows):.0f} s")
+    return lines
 
 
 def verdict(small: dict, eff: dict) -> str:
@@ -58,8 +82,12 @@ def verdict(small: dict, eff: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("pairs", nargs="+", help="STORE=SMALL_CNN_RUN,EFFICIENTNET_RUN")
+    ap.add_argument("pairs", nargs="*", help="STORE=SMALL_CNN_RUN,EFFICIENTNET_RUN")
+    ap.add_argument("--jobs", metavar="RUN", help="instead: each job's seconds in RUN's state/ (a run stopped early)")
     args = ap.parse_args(argv)
+    if args.jobs:
+        print("\n".join(job_seconds(Path(args.jobs))))
+        return 0
     lines = ["| store | full training, small CNN (3 seeds) | full training, EfficientNet-Lite0 (3 seeds) | "
              "difference | rule 1 counts for | EfficientNet full training: epochs, s per seed | "
              "small CNN: AIFT / random at the budget | EfficientNet: AIFT / random at the budget |",
@@ -71,16 +99,9 @@ def main(argv=None) -> int:
         small, eff = full_training(a), full_training(b)
         who = verdict(small, eff)
         wins[who] += 1
-
-        def finals(out):
-            f = strategy_finals(out)
-            if not f:
-                return "not run"
-            return " / ".join(f"{f[s][0]:.3f}" if f.get(s) and f[s][0] is not None else "—" for s in ("aift", "random"))
-
         lines.append(f"| {store} | {small['mean']:.3f} ± {small['sd']:.3f} | {eff['mean']:.3f} ± {eff['sd']:.3f} | "
                      f"{eff['mean'] - small['mean']:+.3f} | {who} | {eff['epochs']:.1f}, {eff['seconds']:.0f} | "
-                     f"{finals(a)} | {finals(b)} |")
+                     f"{finals_cell(a)} | {finals_cell(b)} |")
     print("\n".join(lines))
     print()
     print(f"Rule 1: EfficientNet-Lite0 higher on {wins['efficientnet_lite0']} store(s), small CNN higher on "
