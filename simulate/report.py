@@ -55,6 +55,7 @@ import numpy as np
 
 from aift_tf.files import atomic_path
 from simulate import run_folder as rf
+from simulate.jobs import EARLY_STOPPING_CHECKS, EARLY_STOPPING_PATIENCE
 from simulate.plan import RunConfig, RunPlan, read_run
 from simulate.run_folder import FULL, SCRATCH
 
@@ -542,9 +543,14 @@ def summarize(rows: list, run: RunConfig, target: dict | None, curves=(), runtim
         "max_labels": label_cap(plan),
         "initial": plan.initial,
         "fine_tuning": {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr,
-                        "round_passes": plan.round_passes or 0,
+                        # --early-stopping rounds take no pass floor (simulate.jobs.round_finetune)
+                        "round_passes": 0 if settings.early_stopping else (plan.round_passes or 0),
                         "train_batch_size": settings.train_batch_size,
-                        "early_stopping": bool(settings.early_stopping), "batchnorm": "inference mode"},
+                        "early_stopping": bool(settings.early_stopping),
+                        "early_stopping_checks": (EARLY_STOPPING_CHECKS if settings.early_stopping and plan.steps is not None
+                                                  else None),
+                        "early_stopping_patience": EARLY_STOPPING_PATIENCE if settings.early_stopping else None,
+                        "batchnorm": "inference mode"},
         "learning": settings.learning,
         "model": settings.model,
         "trainable": settings.trainable,
@@ -1292,10 +1298,19 @@ def render_markdown(summary, run: RunConfig, figures) -> str:
     ft, ini = s["fine_tuning"], s["initial"]
     steps = (f"max({ft['steps']}, {ft['round_passes']} passes over the labeled patches) gradient steps"
              if ft.get("round_passes") else f"{ft['steps']} gradient steps")
+    if ft["early_stopping"] and ft["steps"] is not None:
+        steps = f"at most {ft['steps']} gradient steps"
+    stopping = "no early stopping in the rounds (validation labels would be labels too)"
+    if ft["early_stopping"]:
+        checks, patience = ft.get("early_stopping_checks"), ft.get("early_stopping_patience")
+        every = f"{checks} times a round" if checks is not None else "after every epoch"
+        stopping = ("early stopping on the validation split (its labels are labels too)" if patience is None else
+                    f"early stopping on the validation split (its labels are labels too): the validation AUC "
+                    f"checked {every}, stopped after {patience} checks without improvement, the best check's "
+                    f"weights kept")
     recipe = (steps if ft["steps"] is not None else f"{ft['epochs']} epoch(s)") + \
         f" of {ft['train_batch_size']} patches per round, Adam lr {ft['lr']:g}, BatchNorm in inference mode, " + \
-        ("early stopping on the validation split (its labels are labels too)" if ft["early_stopping"]
-         else "no early stopping in the rounds (validation labels would be labels too)")
+        stopping
     L += ["## Setup", "",
           f"- data: `{s['data']}` (sha256 `{s['data_sha256'][:16]}…`), pool {s['pool_size']} candidates, "
           f"test {s['test_size']}",

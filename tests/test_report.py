@@ -611,3 +611,30 @@ def test_no_random_baseline_or_no_target_still_reports(tmp_path):
     s = build_report(run)
     assert s["efficiency_levels"]["levels"] == [] and s["strategies"]["aift"]["label_efficiency"] is None
     assert "No savings target yet" in s["verdict"][0] and not (run / "label_efficiency.png").exists()
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_setup_states_the_round_recipe_that_ran(tmp_path, early_stopping):
+    """--early-stopping rounds take at most `steps` steps in checks of the validation AUC and no pass floor
+    (simulate.jobs.round_finetune): the summary and the report's Setup say so, not the floor of max(steps, passes)."""
+    from simulate import run_folder as rf
+    from simulate.jobs import EARLY_STOPPING_CHECKS, EARLY_STOPPING_PATIENCE
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(0)
+    seeds = [_noisy(rng, 0.7, 0.9, 6, 0.01) for _ in range(5)]
+    run = _fake_run(tmp_path, {"aift": seeds, "random": seeds}, [0.92] * 3)
+    config = json.loads((run / "config.json").read_text())
+    config["settings"]["early_stopping"] = early_stopping
+    config["plan"]["round_passes"] = 4.0
+    rf.write_config(run, config)
+    ft = build_report(run)["fine_tuning"]
+    line = next(x for x in (run / "report.md").read_text().splitlines() if x.startswith("- fine-tuning:"))
+    if early_stopping:
+        assert ft["round_passes"] == 0 and ft["early_stopping_checks"] == EARLY_STOPPING_CHECKS
+        assert ft["early_stopping_patience"] == EARLY_STOPPING_PATIENCE
+        assert line.startswith("- fine-tuning: at most 40 gradient steps") and "passes" not in line
+        assert f"checked {EARLY_STOPPING_CHECKS} times a round" in line
+    else:
+        assert ft["round_passes"] == 4.0 and ft["early_stopping_checks"] is None
+        assert "max(40, 4.0 passes over the labeled patches)" in line and "no early stopping" in line
