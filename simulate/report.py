@@ -931,14 +931,21 @@ def _curves_panel(ax, summary, colors):
     return [v for v in shown if _finite(v)], m0_auc, past
 
 
+def _diff_curves(summary) -> dict:
+    """Each strategy's paired difference curve to random that has an interval at every planned round."""
+    out = {}
+    for name, s in summary["strategies"].items():
+        c = s.get("auc_diff_curve_vs_random")
+        if c and c["mean"] and not any(ci is None for ci in c["ci95"]):
+            out[name] = c
+    return out
+
+
 def _diff_panel(ax, summary, colors):
     """The paired test-AUC difference strategy − random at every planned round, with its 95% band."""
     ref = summary["reference"]
     drawn = False
-    for name, s in summary["strategies"].items():
-        c = s.get("auc_diff_curve_vs_random")
-        if not c or not c["mean"] or any(ci is None for ci in c["ci95"]):
-            continue
+    for name, c in _diff_curves(summary).items():
         lo, hi = np.asarray(c["ci95"], dtype=float).T
         ax.plot(c["labels"], c["mean"], marker="o", ms=3, color=colors[name], label=f"{name} − {ref}")
         ax.fill_between(c["labels"], lo, hi, color=colors[name], alpha=0.2, lw=0)
@@ -956,7 +963,12 @@ def plot_learning_curves(summary, path: Path):
     """Learning curves over the region after the initial set (top) and the paired difference to random (bottom)."""
     plt = _plt()
     colors = _colors(summary)
-    fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    paired = bool(_diff_curves(summary))  # a run of random alone (or under 5 seeds) has no difference to draw
+    if paired:
+        fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        axd = None
     shown, m0_auc, past = _curves_panel(ax, summary, colors)
     if shown:
         lo, hi = min(shown), max(shown)
@@ -968,17 +980,19 @@ def plot_learning_curves(summary, path: Path):
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    if not _diff_panel(axd, summary, colors):
-        axd.set_visible(False)
-    axd.set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
+    if axd is not None:
+        _diff_panel(axd, summary, colors)
+    (axd or ax).set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
     fig.tight_layout()
     _caption(fig, ("" if m0_auc is None else f"Drawn from the initial set on: M0 (round 0, no labels) has test AUC "
                    f"{m0_auc:.3f}, below the axis. ")
              + f"Dash-dot: the planned budget ({summary['budget']} labels). "
              + (f"Thin lines: seeds that queried on past it until their curve crossed the target (or the cap of "
                 f"{summary['max_labels']} labels). " if past else "")
-             + "Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
-               "interval.")
+             + ("Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
+                "interval." if paired else "No paired difference to random is drawn: "
+                + ("no other strategy ran beside it." if len(summary["strategies"]) < 2 else
+                   "too few seeds for its intervals.")))
     _save_fig(fig, path)
 
 

@@ -638,3 +638,20 @@ def test_setup_states_the_round_recipe_that_ran(tmp_path, early_stopping):
     else:
         assert ft["round_passes"] == 4.0 and ft["early_stopping_checks"] is None
         assert "max(40, 4.0 passes over the labeled patches)" in line and "no early stopping" in line
+
+
+def test_learning_curves_of_random_alone_have_no_empty_difference_panel(tmp_path):
+    """A run of random alone has no paired difference: its figure is the curves panel only (with its x axis),
+    not the curves above an empty panel; a paired run keeps both panels."""
+    import matplotlib.image as mpimg
+
+    from simulate.report import build_report
+
+    rng = np.random.default_rng(1)
+    seeds = [_noisy(rng, 0.7, 0.9, 6, 0.01) for _ in range(5)]
+    heights = {}
+    for name, curves in {"alone": {"random": seeds}, "paired": {"aift": seeds, "random": seeds}}.items():
+        run = _fake_run(tmp_path / name, curves, [0.92] * 3)
+        build_report(run)
+        heights[name] = mpimg.imread(run / "learning_curves.png").shape[0]
+    assert heights["alone"] < 0.8 * heights["paired"]
