@@ -55,7 +55,7 @@ import numpy as np
 
 from aift_tf.files import atomic_path
 from simulate import run_folder as rf
-from simulate.jobs import EARLY_STOPPING_CHECKS, EARLY_STOPPING_PATIENCE
+from simulate.jobs import round_finetune
 from simulate.plan import RunConfig, RunPlan, read_run
 from simulate.run_folder import FULL, SCRATCH
 
@@ -443,6 +443,18 @@ def _per_class_block(recall, labeled, names, ref_recall=None, ref_name=None):
     return block
 
 
+def _round_recipe(settings, plan) -> dict:
+    """The rounds' fine-tuning recipe as the jobs run it (read off :func:`simulate.jobs.round_finetune`, the one
+    owner: with --early-stopping there is no pass floor and the steps are split into validation checks)."""
+    ft = round_finetune(settings, plan, 0)
+    checks = ft.epochs if ft.patience is not None and ft.steps_per_epoch is not None else None
+    return {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr, "round_passes": ft.min_passes or 0,
+            "train_batch_size": settings.train_batch_size, "early_stopping": bool(settings.early_stopping),
+            "early_stopping_checks": checks,
+            "steps_per_check": ft.steps_per_epoch if checks is not None else None,
+            "early_stopping_patience": ft.patience, "batchnorm": "inference mode"}
+
+
 def summarize(rows: list, run: RunConfig, target: dict | None, curves=(), runtime=None) -> dict:
     """The summary dict (see the module docstring) from the run folder's files (its configuration read back
     as a :class:`simulate.plan.RunConfig`)."""
@@ -542,15 +554,7 @@ def summarize(rows: list, run: RunConfig, target: dict | None, curves=(), runtim
         "budget": plan.budget,
         "max_labels": label_cap(plan),
         "initial": plan.initial,
-        "fine_tuning": {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr,
-                        # --early-stopping rounds take no pass floor (simulate.jobs.round_finetune)
-                        "round_passes": 0 if settings.early_stopping else (plan.round_passes or 0),
-                        "train_batch_size": settings.train_batch_size,
-                        "early_stopping": bool(settings.early_stopping),
-                        "early_stopping_checks": (EARLY_STOPPING_CHECKS if settings.early_stopping and plan.steps is not None
-                                                  else None),
-                        "early_stopping_patience": EARLY_STOPPING_PATIENCE if settings.early_stopping else None,
-                        "batchnorm": "inference mode"},
+        "fine_tuning": _round_recipe(settings, plan),
         "learning": settings.learning,
         "model": settings.model,
         "trainable": settings.trainable,
@@ -941,29 +945,37 @@ def _diff_curves(summary) -> dict:
     return out
 
 
-def _diff_panel(ax, summary, colors):
-    """The paired test-AUC difference strategy − random at every planned round, with its 95% band."""
+def _diff_panel(ax, summary, colors, curves):
+    """The paired test-AUC difference strategy − random at every planned round (``curves``:
+    :func:`_diff_curves`, not empty), with its 95% band."""
     ref = summary["reference"]
-    drawn = False
-    for name, c in _diff_curves(summary).items():
+    for name, c in curves.items():
         lo, hi = np.asarray(c["ci95"], dtype=float).T
         ax.plot(c["labels"], c["mean"], marker="o", ms=3, color=colors[name], label=f"{name} − {ref}")
         ax.fill_between(c["labels"], lo, hi, color=colors[name], alpha=0.2, lw=0)
-        drawn = True
     ax.axhline(0, color="k", lw=0.8)
     ax.axvline(summary["budget"], color="gray", lw=0.8, ls="-.")
     ax.set_ylabel(f"test AUC − {ref}\n(paired, 95% CI)")
     ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8, loc="upper left")
-    return drawn
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _why_no_diff(summary) -> str:
+    """Why a run has no paired difference curve to draw (:func:`_diff_curves` is empty)."""
+    ref = summary["reference"]
+    if ref is None:
+        return "no random baseline ran."
+    if set(summary["strategies"]) <= {ref}:
+        return f"no other strategy ran beside {ref}."
+    return "too few paired seeds for its intervals."
 
 
 def plot_learning_curves(summary, path: Path):
     """Learning curves over the region after the initial set (top) and the paired difference to random (bottom)."""
     plt = _plt()
     colors = _colors(summary)
-    paired = bool(_diff_curves(summary))  # a run of random alone (or under 5 seeds) has no difference to draw
+    curves = _diff_curves(summary)  # none without a random baseline, beside it or over enough seeds
+    paired = bool(curves)
     if paired:
         fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     else:
@@ -981,7 +993,7 @@ def plot_learning_curves(summary, path: Path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     if axd is not None:
-        _diff_panel(axd, summary, colors)
+        _diff_panel(axd, summary, colors, curves)
     (axd or ax).set_xlabel("labeled candidates (mean over seeds; the initial random set varies by seed)")
     fig.tight_layout()
     _caption(fig, ("" if m0_auc is None else f"Drawn from the initial set on: M0 (round 0, no labels) has test AUC "
@@ -990,9 +1002,7 @@ def plot_learning_curves(summary, path: Path):
              + (f"Thin lines: seeds that queried on past it until their curve crossed the target (or the cap of "
                 f"{summary['max_labels']} labels). " if past else "")
              + ("Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
-                "interval." if paired else "No paired difference to random is drawn: "
-                + ("no other strategy ran beside it." if len(summary["strategies"]) < 2 else
-                   "too few seeds for its intervals.")))
+                "interval." if paired else "No paired difference to random is drawn: " + _why_no_diff(summary)))
     _save_fig(fig, path)
 
 
@@ -1312,11 +1322,11 @@ def render_markdown(summary, run: RunConfig, figures) -> str:
     ft, ini = s["fine_tuning"], s["initial"]
     steps = (f"max({ft['steps']}, {ft['round_passes']} passes over the labeled patches) gradient steps"
              if ft.get("round_passes") else f"{ft['steps']} gradient steps")
-    if ft["early_stopping"] and ft["steps"] is not None:
-        steps = f"at most {ft['steps']} gradient steps"
+    checks, patience = ft.get("early_stopping_checks"), ft.get("early_stopping_patience")
+    if checks is not None and ft.get("steps_per_check"):
+        steps = f"at most {checks * ft['steps_per_check']} gradient steps"
     stopping = "no early stopping in the rounds (validation labels would be labels too)"
     if ft["early_stopping"]:
-        checks, patience = ft.get("early_stopping_checks"), ft.get("early_stopping_patience")
         every = f"{checks} times a round" if checks is not None else "after every epoch"
         stopping = ("early stopping on the validation split (its labels are labels too)" if patience is None else
                     f"early stopping on the validation split (its labels are labels too): the validation AUC "
