@@ -71,21 +71,29 @@ def learning_for(settings, strategy: str) -> str:
 
 
 def round_finetune(settings, plan, seed):
-    """The rounds' recipe: `steps` gradient steps (or `epochs` passes) at the run's rate; with
-    --early-stopping the steps are split into checks of the validation AUC."""
+    """The rounds' recipe: `steps` gradient steps (or `epochs` passes) at the run's rate, at least
+    plan.round_passes passes over the labeled patches.
+
+    With --early-stopping the round is split into EARLY_STOPPING_CHECKS checks of the validation AUC (the best
+    check's weights kept) and has no pass floor, unless --round-passes was given explicitly: then each check
+    takes at least round_passes / EARLY_STOPPING_CHECKS passes, so the round trains at most
+    max(steps, round_passes passes) steps with validation selection (the default floor kept, the selection
+    added)."""
     from aift_tf.finetune import FineTuneConfig
 
     kw = dict(batch_size=settings.train_batch_size, learning_rate=plan.lr, seed=int(seed))
     passes = plan.round_passes  # a plan written before the recipe grew with the labeled set: None
-    if passes is not None and not settings.early_stopping:
-        kw["min_passes"] = float(passes)
     if plan.steps is None:
         return FineTuneConfig(epochs=plan.epochs, patience=EARLY_STOPPING_PATIENCE if settings.early_stopping
                               else None, **kw)
     if settings.early_stopping:
         per = max(1, -(-plan.steps // EARLY_STOPPING_CHECKS))
+        if passes is not None and settings.round_passes is not None:
+            kw["min_passes"] = float(passes) / EARLY_STOPPING_CHECKS
         return FineTuneConfig(epochs=EARLY_STOPPING_CHECKS, steps_per_epoch=per,
                               patience=EARLY_STOPPING_PATIENCE, **kw)
+    if passes is not None:
+        kw["min_passes"] = float(passes)
     return FineTuneConfig(epochs=1, steps_per_epoch=plan.steps, **kw)
 
 

@@ -445,10 +445,12 @@ def _per_class_block(recall, labeled, names, ref_recall=None, ref_name=None):
 
 def _round_recipe(settings, plan) -> dict:
     """The rounds' fine-tuning recipe as the jobs run it (read off :func:`simulate.jobs.round_finetune`, the one
-    owner: with --early-stopping there is no pass floor and the steps are split into validation checks)."""
+    owner: with --early-stopping the steps are split into validation checks, with a pass floor only when
+    --round-passes was given; "round_passes" is the whole round's floor)."""
     ft = round_finetune(settings, plan, 0)
     checks = ft.epochs if ft.patience is not None and ft.steps_per_epoch is not None else None
-    return {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr, "round_passes": ft.min_passes or 0,
+    passes = (ft.min_passes or 0) * (checks or 1)  # with checks, the floor is split among them
+    return {"steps": plan.steps, "epochs": plan.epochs, "lr": plan.lr, "round_passes": float(passes),
             "train_batch_size": settings.train_batch_size, "early_stopping": bool(settings.early_stopping),
             "early_stopping_checks": checks,
             "steps_per_check": ft.steps_per_epoch if checks is not None else None,
@@ -1324,7 +1326,9 @@ def render_markdown(summary, run: RunConfig, figures) -> str:
              if ft.get("round_passes") else f"{ft['steps']} gradient steps")
     checks, patience = ft.get("early_stopping_checks"), ft.get("early_stopping_patience")
     if checks is not None and ft.get("steps_per_check"):
-        steps = f"at most {checks * ft['steps_per_check']} gradient steps"
+        steps = (f"at most max({checks * ft['steps_per_check']}, {ft['round_passes']:g} passes over the labeled "
+                 f"patches) gradient steps" if ft.get("round_passes") else
+                 f"at most {checks * ft['steps_per_check']} gradient steps")
     stopping = "no early stopping in the rounds (validation labels would be labels too)"
     if ft["early_stopping"]:
         every = f"{checks} times a round" if checks is not None else "after every epoch"

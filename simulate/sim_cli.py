@@ -97,12 +97,15 @@ Examples:
               help="Gradient steps per round, at least (quick default 80, paper 200; see --round-passes).")
 @click.option("--round-passes", type=click.FloatRange(min=0), default=None, metavar="P",
               help="Each round trains at least P passes over its labeled patches (--steps is the floor), so the "
-                   "training grows with the labeled set (default 4; 0 = exactly --steps).")
+                   "training grows with the labeled set (default 4; 0 = exactly --steps). With --early-stopping "
+                   "there is no floor unless P is given: then the P passes are split among the validation "
+                   "checks.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, metavar="E",
               help="Passes over the labeled patches per round instead of --steps.")
 @click.option("--early-stopping", is_flag=True,
               help="Stop each round's fine-tuning on the store's validation AUC (off: validation labels are "
-                   "labels too).")
+                   "labels too): at most --steps steps in 5 checks, the best check kept, no pass floor unless "
+                   "--round-passes is given.")
 @click.option("--full-epochs", type=click.IntRange(min=1), default=None, metavar="E",
               help="At most this many epochs of full training / scratch over the whole pool (default 30).")
 @click.option("--full-patience", type=click.IntRange(min=1), default=None, metavar="P",

@@ -613,10 +613,11 @@ def test_no_random_baseline_or_no_target_still_reports(tmp_path):
     assert "No savings target yet" in s["verdict"][0] and not (run / "label_efficiency.png").exists()
 
 
-@pytest.mark.parametrize("early_stopping", [False, True])
-def test_setup_states_the_round_recipe_that_ran(tmp_path, early_stopping):
+@pytest.mark.parametrize("early_stopping,explicit_passes", [(False, False), (True, False), (True, True)])
+def test_setup_states_the_round_recipe_that_ran(tmp_path, early_stopping, explicit_passes):
     """--early-stopping rounds take at most `steps` steps in checks of the validation AUC and no pass floor
-    (simulate.jobs.round_finetune): the summary and the report's Setup say so, not the floor of max(steps, passes)."""
+    (simulate.jobs.round_finetune): the summary and the report's Setup say so, not the floor of max(steps, passes);
+    with --round-passes given too, the floor is kept (split among the checks) and the Setup says so."""
     from simulate import run_folder as rf
     from simulate.jobs import EARLY_STOPPING_CHECKS, EARLY_STOPPING_PATIENCE
     from simulate.report import build_report
@@ -626,11 +627,16 @@ def test_setup_states_the_round_recipe_that_ran(tmp_path, early_stopping):
     run = _fake_run(tmp_path, {"aift": seeds, "random": seeds}, [0.92] * 3)
     config = json.loads((run / "config.json").read_text())
     config["settings"]["early_stopping"] = early_stopping
+    config["settings"]["round_passes"] = 4.0 if explicit_passes else None
     config["plan"]["round_passes"] = 4.0
     rf.write_config(run, config)
     ft = build_report(run)["fine_tuning"]
     line = next(x for x in (run / "report.md").read_text().splitlines() if x.startswith("- fine-tuning:"))
-    if early_stopping:
+    if explicit_passes:
+        assert ft["round_passes"] == 4.0 and ft["early_stopping_checks"] == EARLY_STOPPING_CHECKS
+        assert line.startswith("- fine-tuning: at most max(40, 4 passes over the labeled patches) gradient steps")
+        assert f"checked {EARLY_STOPPING_CHECKS} times a round" in line
+    elif early_stopping:
         assert ft["round_passes"] == 0 and ft["early_stopping_checks"] == EARLY_STOPPING_CHECKS
         assert ft["early_stopping_patience"] == EARLY_STOPPING_PATIENCE
         assert line.startswith("- fine-tuning: at most 40 gradient steps") and "passes" not in line

@@ -150,6 +150,30 @@ def test_plan_and_config_without_tensorflow(tiny):
         check_config(SimConfig(data=str(tiny), omega=0.5))
 
 
+@pytest.mark.parametrize("flags,epochs,steps,patience", [
+    ({}, 1, 537, None),  # the default: max(80 steps, 4 passes over 1074 x 8 patches / 64)
+    ({"round_passes": 0}, 1, 80, None),  # exactly --steps
+    ({"early_stopping": True}, 5, 16, 2),  # 80 steps in 5 validation checks, no floor
+    ({"early_stopping": True, "round_passes": 0}, 5, 16, 2),
+    ({"early_stopping": True, "round_passes": 4}, 5, 108, 2),  # the 4-pass floor split among the 5 checks
+])
+def test_round_recipe_of_each_flag_combination(tiny, flags, epochs, steps, patience):
+    """What a round trains (simulate.jobs.round_finetune) for --round-passes / --early-stopping as the CLI parses
+    them: the floor grows the steps with the labeled set (here 1074 candidates x 8 patches); --early-stopping
+    splits the round into checks and drops the floor unless --round-passes is given."""
+    from aift_tf.store import open_store
+    from simulate.config import SimConfig, check_config, plan_run
+    from simulate.jobs import round_finetune
+    from simulate.plan import RunPlan
+
+    cfg = check_config(SimConfig(data=str(tiny), **flags))
+    with open_store(tiny) as store:
+        plan = RunPlan.from_dict(plan_run(cfg, store))
+    ft = round_finetune(cfg, plan, 3)
+    assert (ft.epochs, ft.steps_for(1074 * 8), ft.patience) == (epochs, steps, patience)
+    assert ft.steps_for(10) == (80 if epochs == 1 else 16)  # a small labeled set: the step floor
+
+
 def test_run_config_is_written_once_and_read_back_as_it_was(tiny, tmp_path):
     """simulate.plan.RunConfig: config.json's content (plan keys in plan_run's order), read back equal and frozen."""
     import dataclasses
