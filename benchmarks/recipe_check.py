@@ -6,7 +6,7 @@ row per folder and strategy: per seed, the AUC at the planned budget, whether th
 the run's target (aift_tf.metrics.labels_to_target, smooth=True: the harness's own rule) and where, the labels
 and AUC of the last round, and full training's AUC on the same seed. Only seeds present in every folder are read,
 so a 10-seed run can serve as the reference of a 3-seed check. The recipe of each row is read off the folder's
-summary.json (what the report's Setup line states).
+config.json by simulate.jobs.round_finetune (what the jobs ran).
 
     PYTHONPATH=. python benchmarks/recipe_check.py --strategy random \\
         docs/results/m0-comparison/pe-aift-vs-random-10seeds docs/results/m0-comparison/pe-random-recipes-3seeds/*
@@ -23,19 +23,22 @@ import numpy as np
 
 from aift_tf.metrics import labels_to_target
 from simulate import run_folder as rf
+from simulate.jobs import round_finetune
+from simulate.plan import read_run
 from simulate.run_folder import FULL
 
 
 def _recipe(out: Path) -> str:
-    ft = json.loads((out / "summary.json").read_text())["fine_tuning"]
-    floor = f"{ft['round_passes']:g} passes" if ft.get("round_passes") else "no pass floor"
-    if ft.get("early_stopping_checks"):
-        return (f"≤ max({ft['early_stopping_checks'] * ft['steps_per_check']} steps, {floor}) in "
-                f"{ft['early_stopping_checks']} validation checks, best kept" if ft.get("round_passes") else
-                f"≤ {ft['early_stopping_checks'] * ft['steps_per_check']} steps in {ft['early_stopping_checks']} "
-                f"validation checks, best kept")
-    return (f"max({ft['steps']} steps, {floor}), no validation" if ft.get("round_passes") else
-            f"{ft['steps']} steps, no validation")
+    """The round recipe the run's jobs ran, read off simulate.jobs.round_finetune (its one owner)."""
+    run = read_run(out)
+    ft = round_finetune(run.settings, run.plan, 0)
+    if run.plan.steps is None:
+        return f"{run.plan.epochs} epoch(s)" + (", validation checks" if ft.patience else "")
+    checks = ft.epochs if ft.patience is not None else None
+    passes = (ft.min_passes or 0) * (checks or 1)
+    steps = (checks or 1) * ft.steps_per_epoch
+    cap = f"max({steps} steps, {passes:g} passes)" if passes else f"{steps} steps"
+    return (f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation")
 
 
 def seed_rows(out: Path, strategy: str, seeds) -> dict:
@@ -50,7 +53,8 @@ def seed_rows(out: Path, strategy: str, seeds) -> dict:
         full = [float(r["test_auc"]) for r in rows if r["strategy"] == FULL and int(r["seed"]) == s]
         labels = [c[1] for c in curve]
         aucs = [c[2] for c in curve]
-        budget = next((a for rnd, _, a in curve if rnd == plan["rounds"]), float("nan"))
+        # round 0 is M0, round 1 the initial set, so the planned budget is round plan.rounds + 1
+        budget = next((a for rnd, _, a in curve if rnd == plan["rounds"] + 1), float("nan"))
         res[s] = {"budget_auc": budget, "crossing": labels_to_target(labels, aucs, target, smooth=True),
                   "last_labels": labels[-1], "last_auc": aucs[-1], "full": full[0] if full else float("nan")}
     return {"target": target, "pool": plan["pool_size"], "seeds": res}
