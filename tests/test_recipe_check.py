@@ -1,0 +1,33 @@
+"""benchmarks/recipe_check.py reads the committed check folders as the m0-comparison README's table states them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+M0 = REPO / "docs" / "results" / "m0-comparison"
+
+
+def _table(*runs, strategy="random"):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_check.py"), "--strategy", strategy,
+                          *map(str, runs)], capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert out.returncode == 0, out.stderr
+    return {line.split(" | ")[0].lstrip("| "): line for line in out.stdout.splitlines() if line.startswith("| ")}
+
+
+def test_recipe_check_reads_the_colonoscopy_check_against_the_default_run():
+    rows = _table(M0 / "colonoscopy-aift-vs-random-10seeds", M0 / "colonoscopy-random-early-stopping-3seeds")
+    default, check = rows["colonoscopy-aift-vs-random-10seeds"], rows["colonoscopy-random-early-stopping-3seeds"]
+    # the budget is round rounds + 1 (round 1 is the initial set): 270 labels here
+    assert "max(80 steps, 4 passes), no validation | 0.942 / 0.924 / 0.951 (mean 0.939) | on 0 of 3" in default
+    assert "≤ 80 steps in 5 validation checks, best kept" in check
+    assert "on 3 of 3 (at 336, 96, 28 labels)" in check and "338 / 270 / 270" in check
+    assert "0.974 / 0.963 / 0.969" in default and "0.974 / 0.963 / 0.969" in check  # full training, same seeds
+
+
+def test_recipe_check_states_the_floor_kept_with_validation():
+    rows = _table(M0 / "pe-random-recipes-3seeds" / "early-stopping-floor-4", M0 / "pe-random-recipes-3seeds" / "step-cap-80")
+    assert "≤ max(80 steps, 4 passes) in 5 validation checks, best kept" in rows["early-stopping-floor-4"]
+    assert "| 80 steps, no validation |" in rows["step-cap-80"]
