@@ -6,7 +6,7 @@ row per folder and strategy: per seed, the AUC at the planned budget, whether th
 the run's target (aift_tf.metrics.labels_to_target, smooth=True: the harness's own rule) and where, the labels
 and AUC of the last round, and full training's AUC on the same seed. Only seeds present in every folder are read,
 so a 10-seed run can serve as the reference of a 3-seed check. The recipe of each row is read off the folder's
-config.json by simulate.jobs.round_finetune (what the jobs ran).
+config.json by simulate.report.round_recipe (what the jobs ran, as the report's Setup states it).
 
     PYTHONPATH=. python benchmarks/recipe_check.py --strategy random \\
         docs/results/m0-comparison/pe-aift-vs-random-10seeds docs/results/m0-comparison/pe-random-recipes-3seeds/*
@@ -23,22 +23,21 @@ import numpy as np
 
 from aift_tf.metrics import labels_to_target
 from simulate import run_folder as rf
-from simulate.jobs import round_finetune
 from simulate.plan import read_run
+from simulate.report import round_recipe
 from simulate.run_folder import FULL
 
 
 def _recipe(out: Path) -> str:
-    """The round recipe the run's jobs ran, read off simulate.jobs.round_finetune (its one owner)."""
+    """The round recipe the run's jobs ran (simulate.report.round_recipe, what the report's Setup states)."""
     run = read_run(out)
-    ft = round_finetune(run.settings, run.plan, 0)
-    if run.plan.steps is None:
-        return f"{run.plan.epochs} epoch(s)" + (", validation checks" if ft.patience else "")
-    checks = ft.epochs if ft.patience is not None else None
-    passes = (ft.min_passes or 0) * (checks or 1)
-    steps = (checks or 1) * ft.steps_per_epoch
-    cap = f"max({steps} steps, {passes:g} passes)" if passes else f"{steps} steps"
-    return (f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation")
+    ft = round_recipe(run.settings, run.plan)
+    if ft["steps"] is None:
+        return f"{ft['epochs']} epoch(s)" + (", validation checks" if ft["early_stopping"] else "")
+    checks = ft["early_stopping_checks"]
+    steps = checks * ft["steps_per_check"] if checks else ft["steps"]
+    cap = f"max({steps} steps, {ft['round_passes']:g} passes)" if ft["round_passes"] else f"{steps} steps"
+    return f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation"
 
 
 def seed_rows(out: Path, strategy: str, seeds) -> dict:

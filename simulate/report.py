@@ -443,7 +443,7 @@ def _per_class_block(recall, labeled, names, ref_recall=None, ref_name=None):
     return block
 
 
-def _round_recipe(settings, plan) -> dict:
+def round_recipe(settings, plan) -> dict:
     """The rounds' fine-tuning recipe as the jobs run it (read off :func:`simulate.jobs.round_finetune`, the one
     owner: with --early-stopping the steps are split into validation checks, with a pass floor only when
     --round-passes was given; "round_passes" is the whole round's floor)."""
@@ -556,7 +556,7 @@ def summarize(rows: list, run: RunConfig, target: dict | None, curves=(), runtim
         "budget": plan.budget,
         "max_labels": label_cap(plan),
         "initial": plan.initial,
-        "fine_tuning": _round_recipe(settings, plan),
+        "fine_tuning": round_recipe(settings, plan),
         "learning": settings.learning,
         "model": settings.model,
         "trainable": settings.trainable,
