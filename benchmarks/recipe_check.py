@@ -33,7 +33,9 @@ def _recipe(out: Path) -> str:
     run = read_run(out)
     ft = round_recipe(run.settings, run.plan)
     if ft["steps"] is None:
-        return f"{ft['epochs']} epoch(s)" + (", validation checks" if ft["early_stopping"] else "")
+        if not ft["early_stopping"]:
+            return f"{ft['epochs']} passes, no validation"
+        return f"≤ {ft['epochs']} passes, one validation check each (patience {ft['early_stopping_patience']}), best kept"
     checks = ft["early_stopping_checks"]
     steps = checks * ft["steps_per_check"] if checks else ft["steps"]
     cap = f"max({steps} steps, {ft['round_passes']:g} passes)" if ft["round_passes"] else f"{steps} steps"

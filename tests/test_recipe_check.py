@@ -31,3 +31,13 @@ def test_recipe_check_states_the_floor_kept_with_validation():
     rows = _table(M0 / "pe-random-recipes-3seeds" / "early-stopping-floor-4", M0 / "pe-random-recipes-3seeds" / "step-cap-80")
     assert "≤ max(80 steps, 4 passes) in 5 validation checks, best kept" in rows["early-stopping-floor-4"]
     assert "| 80 steps, no validation |" in rows["step-cap-80"]
+
+
+def test_recipe_check_reads_the_epoch_recipe_and_random_rft_as_the_readme_states():
+    rows = _table(M0 / "pe-random-recipes-3seeds" / "epochs-30-early-stopping")
+    row = rows["epochs-30-early-stopping"]
+    assert "| ≤ 30 passes, one validation check each (patience 2), best kept |" in row
+    assert "on 2 of 3 (at 455, 1027 labels)" in row and "1074 / 477 / 1074: 0.873 / 0.883 / 0.881" in row
+    rft = _table(M0 / "pe-random-rft-3seeds", strategy="random-rft")["pe-random-rft-3seeds"]
+    assert "| max(80 steps, 4 passes), no validation | 0.893 / 0.898 / 0.798 (mean 0.863) |" in rft
+    assert "on 3 of 3 (at 421, 359, 1022 labels)" in rft and "0.891 / 0.896 / 0.884 (mean 0.890)" in rft
