@@ -15,7 +15,6 @@ config.json by simulate.report.round_recipe (what the jobs ran, as the report's 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,9 +27,8 @@ from simulate.report import round_recipe
 from simulate.run_folder import FULL
 
 
-def _recipe(out: Path) -> str:
+def _recipe(run) -> str:
     """The round recipe the run's jobs ran (simulate.report.round_recipe, what the report's Setup states)."""
-    run = read_run(out)
     ft = round_recipe(run.settings, run.plan)
     if ft["steps"] is None:
         if not ft["early_stopping"]:
@@ -42,11 +40,11 @@ def _recipe(out: Path) -> str:
     return f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation"
 
 
-def seed_rows(out: Path, strategy: str, seeds) -> dict:
-    """Per seed: budget AUC, isotonic crossing of the target (or None), last labels and AUC, full training AUC."""
+def seed_rows(out: Path, run, strategy: str, seeds) -> dict:
+    """Per seed: budget AUC, isotonic crossing of the target (or None), last labels and AUC, full training AUC
+    (``run``: the folder's configuration, simulate.plan.read_run)."""
     rows = rf.read_rounds(out)
-    target = json.loads((out / "target.json").read_text())["target_auc"]
-    plan = json.loads((out / "config.json").read_text())["plan"]
+    target = rf.read_target(out)["target_auc"]
     res = {}
     for s in seeds:
         curve = sorted((int(r["round"]), int(r["labels"]), float(r["test_auc"])) for r in rows
@@ -55,10 +53,10 @@ def seed_rows(out: Path, strategy: str, seeds) -> dict:
         labels = [c[1] for c in curve]
         aucs = [c[2] for c in curve]
         # round 0 is M0, round 1 the initial set, so the planned budget is round plan.rounds + 1
-        budget = next((a for rnd, _, a in curve if rnd == plan["rounds"] + 1), float("nan"))
+        budget = next((a for rnd, _, a in curve if rnd == run.plan.rounds + 1), float("nan"))
         res[s] = {"budget_auc": budget, "crossing": labels_to_target(labels, aucs, target, smooth=True),
                   "last_labels": labels[-1], "last_auc": aucs[-1], "full": full[0] if full else float("nan")}
-    return {"target": target, "pool": plan["pool_size"], "seeds": res}
+    return {"target": target, "pool": run.plan.pool_size, "seeds": res}
 
 
 def main(argv=None) -> int:
@@ -73,7 +71,8 @@ def main(argv=None) -> int:
     if not seeds:
         print(f"no seed of {a.strategy!r} is in every folder", file=sys.stderr)
         return 2
-    results = {out: seed_rows(out, a.strategy, seeds) for out in a.runs}
+    runs = {out: read_run(out) for out in a.runs}
+    results = {out: seed_rows(out, runs[out], a.strategy, seeds) for out in a.runs}
     targets = {round(r["target"], 6) for r in results.values()}
     print(f"seeds {seeds}; target(s) {sorted(targets)}; pool {next(iter(results.values()))['pool']}")
     print()
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
         last = [x["last_auc"] for x in ss]
         full = [x["full"] for x in ss]
         gap = np.array(last) - np.array(full)
-        print(f"| {out.name} | {_recipe(out)} | {fmt(budget)} (mean {np.mean(budget):.3f}) | {cross} | "
+        print(f"| {out.name} | {_recipe(runs[out])} | {fmt(budget)} (mean {np.mean(budget):.3f}) | {cross} | "
               f"{' / '.join(str(x['last_labels']) for x in ss)}: {fmt(last)} (mean {np.mean(last):.3f}) | "
               f"{fmt(full)} (mean {np.mean(full):.3f}) | {np.mean(gap):+.3f} |")
     return 0
