@@ -84,14 +84,14 @@ def main(argv=None) -> int:
         crossed = [x["crossing"] for x in ss if x["crossing"] is not None]
         cross = (f"on {len(crossed)} of {len(ss)}" + (f" (at {', '.join(f'{c:.0f}' for c in crossed)} labels)"
                                                      if crossed else ""))
-        fmt = lambda v: " / ".join(f"{x:.3f}" for x in v)  # noqa: E731
+        fmt = lambda v: " / ".join("—" if np.isnan(x) else f"{x:.3f}" for x in v)  # noqa: E731
         budget = [x["budget_auc"] for x in ss]
         last = [x["last_auc"] for x in ss]
         full = [x["full"] for x in ss]
-        gap = np.array(last) - np.array(full)
+        gap = np.array(last) - np.array(full)  # full training runs on its first seeds only (--full-seeds)
         print(f"| {out.name} | {_recipe(runs[out])} | {fmt(budget)} (mean {np.mean(budget):.3f}) | {cross} | "
               f"{' / '.join(str(x['last_labels']) for x in ss)}: {fmt(last)} (mean {np.mean(last):.3f}) | "
-              f"{fmt(full)} (mean {np.mean(full):.3f}) | {np.mean(gap):+.3f} |")
+              f"{fmt(full)} (mean {np.nanmean(full):.3f}) | {np.nanmean(gap):+.3f} |")
     return 0
 
 

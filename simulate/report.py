@@ -1003,8 +1003,9 @@ def plot_learning_curves(summary, path: Path):
              + f"Dash-dot: the planned budget ({summary['budget']} labels). "
              + (f"Thin lines: seeds that queried on past it until their curve crossed the target (or the cap of "
                 f"{summary['max_labels']} labels). " if past else "")
-             + ("Bottom: the paired difference to random at each planned round, mean over seeds and 95% bootstrap "
-                "interval." if paired else "No paired difference to random is drawn: " + _why_no_diff(summary)))
+             + (f"Bottom: the paired difference to {summary['reference']} at each planned round, mean over seeds and "
+                "95% bootstrap interval." if paired else "No paired difference to random is drawn: "
+                + _why_no_diff(summary)))
     _save_fig(fig, path)
 
 
