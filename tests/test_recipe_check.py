@@ -41,3 +41,12 @@ def test_recipe_check_reads_the_epoch_recipe_and_random_rft_as_the_readme_states
     rft = _table(M0 / "pe-random-rft-3seeds", strategy="random-rft")["pe-random-rft-3seeds"]
     assert "| max(80 steps, 4 passes), no validation | 0.893 / 0.898 / 0.798 (mean 0.863) |" in rft
     assert "on 3 of 3 (at 421, 359, 1022 labels)" in rft and "0.891 / 0.896 / 0.884 (mean 0.890)" in rft
+
+
+def test_recipe_check_marks_seeds_without_full_training():
+    """Full training runs on the first 3 seeds only: the other seeds show '—' and the means skip them."""
+    rows = _table(M0 / "pe-aft-vs-random-rft-10seeds", strategy="aift")
+    row = rows["pe-aft-vs-random-rft-10seeds"]
+    assert "0.891 / 0.896 / 0.884 / — / — / — / — / — / — / — (mean 0.890)" in row
+    assert "on 10 of 10 (at 329, 309, 246, 247, 191, 140, 434, 310, 415, 373 labels)" in row
+    assert "nan" not in row
