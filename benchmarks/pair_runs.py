@@ -14,6 +14,13 @@ taken: their queries do not depend on the model, so nothing in BASE's strategies
 
     PYTHONPATH=. python benchmarks/pair_runs.py docs/results/m0-comparison/pe-aft-vs-random-rft-10seeds \\
         docs/results/m0-comparison/pe-aift-vs-random-10seeds --take random --out /tmp/pe-aft-with-random
+
+With ``--difference STRATEGY`` it prints instead STRATEGY of BASE minus STRATEGY of OTHER at the report's
+checkpoints (paired bootstrap over seeds, as the report's "AIFT − random" numbers), after the same checks: e.g.
+AIFT learning with restarts (AFT) against AIFT learning continually (ACFT-LQ) on the same seeds.
+
+    PYTHONPATH=. python benchmarks/pair_runs.py docs/results/m0-comparison/pe-aft-vs-random-rft-10seeds \\
+        docs/results/m0-comparison/pe-aift-vs-random-10seeds --difference aift
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from pathlib import Path
 from aift_tf.errors import AiftError
 from simulate import run_folder as rf
 from simulate.plan import read_run
-from simulate.report import RANDOM_REFERENCES, build_report
+from simulate.report import RANDOM_REFERENCES, build_report, checkpoint_differences
 from simulate.run_folder import FULL
 
 #: settings that may differ between the two runs (which strategies ran, how they learned, what was exported)
@@ -32,7 +39,9 @@ MAY_DIFFER = ("strategies", "learning", "random_learning", "export", "export_eve
 
 
 def _learning_of(run, strategy: str) -> str:
-    """The learning strategy a random baseline of `run` used (as the report states it)."""
+    """The learning strategy `strategy` of `run` used (as the report states it)."""
+    if strategy not in RANDOM_REFERENCES:
+        return run.settings.learning
     return "RFT" if strategy == "random-rft" else (run.settings.random_learning or run.settings.learning)
 
 
@@ -49,13 +58,20 @@ def _seed_rows(rows, strategy, rnd) -> dict:
 
 
 def check_paired(base: Path, other: Path, take: str, base_run, other_run, base_rows, other_rows) -> None:
-    """Raise AiftError naming the first thing the two runs do not share."""
+    """Raise AiftError naming the first thing the two runs do not share (for taking OTHER's baseline `take`)."""
     if take not in RANDOM_REFERENCES:
         raise AiftError(f"--take {take!r}: only a random baseline ({', '.join(RANDOM_REFERENCES)}) can be paired")
     if take not in other_run.settings.strategies:
         raise AiftError(f"{other}: strategy {take!r} did not run there (it ran {', '.join(other_run.settings.strategies)})")
     if take in base_run.settings.strategies:
         raise AiftError(f"{base}: strategy {take!r} already ran there")
+    check_shared(base, other, base_run, other_run, base_rows, other_rows, take)
+
+
+def check_shared(base: Path, other: Path, base_run, other_run, base_rows, other_rows, other_job: str) -> None:
+    """Raise AiftError naming the first thing runs BASE and OTHER do not share: the store, M0, the plan, every
+    setting but MAY_DIFFER, the target, full training's rows, and each seed's M0 and initial-set rows (BASE's
+    first strategy against OTHER's `other_job`)."""
     if base_run.data.get("sha256") != other_run.data.get("sha256") and not (
             base_run.settings.data is None and other_run.settings.data is None
             and _generated_record(base_run.data) == _generated_record(other_run.data)):
@@ -79,13 +95,35 @@ def check_paired(base: Path, other: Path, take: str, base_run, other_run, base_r
         raise AiftError(f"{other}: full training's rows differ from {base}'s")
     ref = base_run.settings.strategies[0]  # every strategy of a seed shares M0 and the initial set
     for rnd, what in ((0, "M0"), (1, "the initial set")):
-        mine, theirs = _seed_rows(base_rows, ref, rnd), _seed_rows(other_rows, take, rnd)
+        mine, theirs = _seed_rows(base_rows, ref, rnd), _seed_rows(other_rows, other_job, rnd)
         if set(mine) != set(theirs):
-            raise AiftError(f"{other}: seeds {sorted(theirs)} of {take!r}, {base} has seeds {sorted(mine)}")
+            raise AiftError(f"{other}: seeds {sorted(theirs)} of {other_job!r}, {base} has seeds {sorted(mine)}")
         for seed in sorted(mine):
             if mine[seed] != theirs[seed]:
                 raise AiftError(f"{other}: seed {seed}'s round {rnd} ({what}) is {theirs[seed]}, "
                                 f"{base} has {mine[seed]}")
+
+
+def differences(base, other, strategy: str) -> dict:
+    """The paired test-AUC difference of BASE's `strategy` minus OTHER's `strategy` at the report's checkpoints
+    (see simulate.report.checkpoint_differences), after checking that the two runs are paired."""
+    base, other = Path(base), Path(other)
+    base_run, other_run = read_run(base), read_run(other)
+    base_rows, other_rows = rf.read_rounds(base), rf.read_rounds(other)
+    for run, folder in ((base_run, base), (other_run, other)):
+        if strategy not in run.settings.strategies:
+            raise AiftError(f"{folder}: strategy {strategy!r} did not run there "
+                            f"(it ran {', '.join(run.settings.strategies)})")
+    check_shared(base, other, base_run, other_run, base_rows, other_rows, strategy)
+    return checkpoint_differences(base_rows, strategy, other_rows, strategy, base_run.plan)
+
+
+def difference_lines(base, other, strategy: str) -> list:
+    """One line per checkpoint: labels, the mean difference and its 95% CI, BASE's learning vs OTHER's."""
+    base_run, other_run = read_run(Path(base)), read_run(Path(other))
+    who = f"{strategy} ({_learning_of(base_run, strategy)}) − {strategy} ({_learning_of(other_run, strategy)})"
+    return [f"{who} at {labels} labels: {d['mean']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
+            for labels, d in differences(base, other, strategy).items()]
 
 
 def pair_runs(base, other, take: str, out, argv=None) -> Path:
@@ -124,10 +162,21 @@ def main(argv=None) -> None:
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.argument("base", type=click.Path(file_okay=False))
     @click.argument("other", type=click.Path(file_okay=False))
-    @click.option("--take", required=True, type=click.Choice(RANDOM_REFERENCES), help="the baseline of OTHER to add")
-    @click.option("--out", required=True, type=click.Path(file_okay=False), help="the new run folder")
-    def cli(base, other, take, out):
-        """Add OTHER's random baseline TAKE to run BASE, paired, in a new run folder OUT with its report."""
+    @click.option("--take", type=click.Choice(RANDOM_REFERENCES), help="the baseline of OTHER to add")
+    @click.option("--out", type=click.Path(file_okay=False), help="the new run folder (with --take)")
+    @click.option("--difference", metavar="STRATEGY",
+                  help="instead: print BASE's STRATEGY minus OTHER's at the report's checkpoints, paired")
+    def cli(base, other, take, out, difference):
+        """Add OTHER's random baseline TAKE to run BASE, paired, in a new run folder OUT with its report; or,
+        with --difference, compare one strategy of the two runs (e.g. learning two ways), paired."""
+        if difference is not None:
+            if take is not None or out is not None:
+                raise click.UsageError("--difference takes neither --take nor --out")
+            for line in difference_lines(base, other, difference):
+                click.echo(line)
+            return
+        if take is None or out is None:
+            raise click.UsageError("give --take and --out (or --difference STRATEGY)")
         click.echo(rf.report_path(pair_runs(base, other, take, out, argv=args)))
 
     run_cli(cli, args, prog_name="benchmarks/pair_runs.py")

@@ -329,6 +329,35 @@ def _checkpoint_diffs(curve, n_rounds):
     return out
 
 
+def checkpoint_differences(rows_a: list, job_a: str, rows_b: list, job_b: str, plan: RunPlan) -> dict:
+    """The paired test-AUC difference job_a − job_b at the report's checkpoints of the planned queries.
+
+    The same numbers the report gives a strategy against its random baseline (``auc_diff_vs_random``), for any
+    two jobs whose seeds are paired (each seed's M0, initial set and test set shared), which may come from two
+    run folders with the same plan (e.g. one strategy learning two ways).
+
+    Args:
+        rows_a, rows_b: rounds.csv rows (``simulate.run_folder.read_rounds``).
+        job_a, job_b: the strategy whose rows to read from each.
+        plan: the plan both runs share.
+
+    Returns:
+        ``{labels: {"mean", "ci95", "round", "fraction_of_queries"}}``, labels being job_a's mean labels at
+        that round; empty when the two share fewer than two planned rounds.
+
+    Example:
+        >>> checkpoint_differences(read_rounds(aft), "aift", read_rounds(continual), "aift", read_run(aft).plan)
+    """
+    seeds, n_rounds = list(range(int(plan.seeds))), 2 + int(plan.rounds)
+    a = _planned(_curves(rows_a, job_a, seeds), n_rounds)
+    b = _planned(_curves(rows_b, job_b, seeds), n_rounds)
+    if not a or not b:
+        return {}
+    n = min(len(v) for v in a.values())
+    labels_axis = np.array([[r["labels"] for r in a[s][:n]] for s in a], dtype=np.float64).mean(axis=0)
+    return _checkpoint_diffs(_diff_curve(a, b, n_rounds, labels_axis), n_rounds)
+
+
 def _alc_diff(mine, ref, n_rounds):
     """The paired difference of the area under the planned learning curve."""
     from aift_tf.metrics import alc

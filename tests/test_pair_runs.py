@@ -52,3 +52,30 @@ def test_refuses_runs_that_are_not_paired_with_one_line(tmp_path):
     (tmp_path / "x" / "f").write_text("keep")
     r = _pair(AFT, CONTINUAL, "--take", "random", "--out", tmp_path / "x")
     assert r.returncode == 2 and (tmp_path / "x" / "f").read_text() == "keep", r.stderr
+
+
+def test_difference_of_one_strategy_learning_two_ways_paired():
+    """--difference: AIFT with restarts minus continual AIFT on the same seeds, at the report's checkpoints."""
+    r = _pair(AFT, CONTINUAL, "--difference", "aift")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "aift (AFT) − aift (ACFT-LQ) at 160 labels: +0.010 (95% CI -0.007 to +0.028)",
+        "aift (AFT) − aift (ACFT-LQ) at 266 labels: +0.021 (95% CI +0.003 to +0.038)",
+        "aift (AFT) − aift (ACFT-LQ) at 478 labels: +0.036 (95% CI +0.016 to +0.056)"]
+    # the same comparison the report makes for a baseline in one run: random-rft − random, paired across runs,
+    # equals what the paired folder's report states for it (same code, same seeds)
+    r = _pair(AFT, M0 / "pe-aft-vs-random-rft-10seeds-paired-with-continual-random", "--difference", "aift")
+    assert r.returncode == 0 and all(" +0.000 (95% CI +0.000 to +0.000)" in x for x in r.stdout.splitlines()), r.stdout
+
+
+def test_difference_refuses_with_one_line():
+    cases = [
+        ((AFT, CONTINUAL, "--difference", "random-rft"), "strategy 'random-rft' did not run there"),
+        ((AFT, M0 / "colonoscopy-aift-vs-random-10seeds", "--difference", "aift"), "another store (sha256"),
+        ((AFT, CONTINUAL, "--difference", "aift", "--take", "random"), "--difference takes neither"),
+        ((AFT, CONTINUAL), "give --take and --out"),
+    ]
+    for args, message in cases:
+        r = _pair(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
