@@ -57,12 +57,17 @@ def _seed_rows(rows, strategy, rnd) -> dict:
             if r["strategy"] == strategy and int(r["round"]) == rnd}
 
 
+def _require_strategy(run, folder: Path, strategy: str) -> None:
+    if strategy not in run.settings.strategies:
+        raise AiftError(f"{folder}: strategy {strategy!r} did not run there "
+                        f"(it ran {', '.join(run.settings.strategies)})")
+
+
 def check_paired(base: Path, other: Path, take: str, base_run, other_run, base_rows, other_rows) -> None:
     """Raise AiftError naming the first thing the two runs do not share (for taking OTHER's baseline `take`)."""
     if take not in RANDOM_REFERENCES:
         raise AiftError(f"--take {take!r}: only a random baseline ({', '.join(RANDOM_REFERENCES)}) can be paired")
-    if take not in other_run.settings.strategies:
-        raise AiftError(f"{other}: strategy {take!r} did not run there (it ran {', '.join(other_run.settings.strategies)})")
+    _require_strategy(other_run, other, take)
     if take in base_run.settings.strategies:
         raise AiftError(f"{base}: strategy {take!r} already ran there")
     check_shared(base, other, base_run, other_run, base_rows, other_rows, take)
@@ -104,26 +109,20 @@ def check_shared(base: Path, other: Path, base_run, other_run, base_rows, other_
                                 f"{base} has {mine[seed]}")
 
 
-def differences(base, other, strategy: str) -> dict:
-    """The paired test-AUC difference of BASE's `strategy` minus OTHER's `strategy` at the report's checkpoints
-    (see simulate.report.checkpoint_differences), after checking that the two runs are paired."""
+def difference_lines(base, other, strategy: str) -> list:
+    """BASE's `strategy` minus OTHER's `strategy` at the report's checkpoints (simulate.report.checkpoint_differences),
+    after checking that the two runs are paired: one line per checkpoint with the labels, the mean difference, its
+    95% CI and each run's learning strategy."""
     base, other = Path(base), Path(other)
     base_run, other_run = read_run(base), read_run(other)
     base_rows, other_rows = rf.read_rounds(base), rf.read_rounds(other)
-    for run, folder in ((base_run, base), (other_run, other)):
-        if strategy not in run.settings.strategies:
-            raise AiftError(f"{folder}: strategy {strategy!r} did not run there "
-                            f"(it ran {', '.join(run.settings.strategies)})")
+    _require_strategy(base_run, base, strategy)
+    _require_strategy(other_run, other, strategy)
     check_shared(base, other, base_run, other_run, base_rows, other_rows, strategy)
-    return checkpoint_differences(base_rows, strategy, other_rows, strategy, base_run.plan)
-
-
-def difference_lines(base, other, strategy: str) -> list:
-    """One line per checkpoint: labels, the mean difference and its 95% CI, BASE's learning vs OTHER's."""
-    base_run, other_run = read_run(Path(base)), read_run(Path(other))
+    diffs = checkpoint_differences(base_rows, strategy, other_rows, strategy, base_run.plan)
     who = f"{strategy} ({_learning_of(base_run, strategy)}) − {strategy} ({_learning_of(other_run, strategy)})"
     return [f"{who} at {labels} labels: {d['mean']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
-            for labels, d in differences(base, other, strategy).items()]
+            for labels, d in diffs.items()]
 
 
 def pair_runs(base, other, take: str, out, argv=None) -> Path:

@@ -353,9 +353,7 @@ def checkpoint_differences(rows_a: list, job_a: str, rows_b: list, job_b: str, p
     b = _planned(_curves(rows_b, job_b, seeds), n_rounds)
     if not a or not b:
         return {}
-    n = min(len(v) for v in a.values())
-    labels_axis = np.array([[r["labels"] for r in a[s][:n]] for s in a], dtype=np.float64).mean(axis=0)
-    return _checkpoint_diffs(_diff_curve(a, b, n_rounds, labels_axis), n_rounds)
+    return _checkpoint_diffs(_diff_curve(a, b, n_rounds, _labels_axis(a)), n_rounds)
 
 
 def _alc_diff(mine, ref, n_rounds):
@@ -377,6 +375,12 @@ def _learning(st, settings):
     return "RFT" if st == "random-rft" else (settings.random_learning or settings.learning)
 
 
+def _labels_axis(by):
+    """Mean labels over seeds at each round all of `by`'s seeds reached (the x axis of a mean curve)."""
+    n = min(len(v) for v in by.values())
+    return np.array([[r["labels"] for r in by[s][:n]] for s in by], dtype=np.float64).mean(axis=0)
+
+
 def _curve_entry(st, by, by_all, settings):
     """The learning-curve fields of one strategy: means over seeds of its planned rounds (`by`); the per-seed
     curves and the unstable-round share over every round it ran (`by_all`)."""
@@ -384,9 +388,8 @@ def _curve_entry(st, by, by_all, settings):
 
     n = min(len(v) for v in by.values())
     A = np.array([[r["test_auc"] for r in by[s][:n]] for s in by], dtype=np.float64)
-    Lb = np.array([[r["labels"] for r in by[s][:n]] for s in by], dtype=np.float64)
     P = np.array([[r["positives_found"] for r in by[s][:n]] for s in by], dtype=np.float64)
-    mean, labels_axis = A.mean(axis=0), Lb.mean(axis=0)
+    mean, labels_axis = A.mean(axis=0), _labels_axis(by)
     std = A.std(axis=0, ddof=1) if A.shape[0] > 1 else np.zeros_like(mean)
     ok = bool(np.all(np.isfinite(mean))) and n >= 2 and bool(np.all(np.diff(labels_axis) > 0))
     return {

@@ -171,7 +171,7 @@ def test_label_in_the_browser_reload_download_and_teach(project, base, browser, 
     try:
         _wait(lambda: _text(drv, "progress") == restored, what="the reloaded page's progress")
     except AssertionError as e:
-        raise AssertionError(f"{e}: progress {drv.find_element(By.ID, 'progress').text!r}, localStorage "
+        raise AssertionError(f"{e}: progress {_text(drv, 'progress')!r}, localStorage "
                              f"{drv.execute_script('return JSON.stringify(window.localStorage)')!r}") from None
     body = drv.find_element(By.TAG_NAME, "body")
     cards = drv.find_elements(By.CSS_SELECTOR, ".card")

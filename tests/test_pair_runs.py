@@ -62,8 +62,7 @@ def test_difference_of_one_strategy_learning_two_ways_paired():
         "aift (AFT) − aift (ACFT-LQ) at 160 labels: +0.010 (95% CI -0.007 to +0.028)",
         "aift (AFT) − aift (ACFT-LQ) at 266 labels: +0.021 (95% CI +0.003 to +0.038)",
         "aift (AFT) − aift (ACFT-LQ) at 478 labels: +0.036 (95% CI +0.016 to +0.056)"]
-    # the same comparison the report makes for a baseline in one run: random-rft − random, paired across runs,
-    # equals what the paired folder's report states for it (same code, same seeds)
+    # the paired folder holds AFT's own aift rows (plus the taken baseline): the difference is exactly 0
     r = _pair(AFT, M0 / "pe-aft-vs-random-rft-10seeds-paired-with-continual-random", "--difference", "aift")
     assert r.returncode == 0 and all(" +0.000 (95% CI +0.000 to +0.000)" in x for x in r.stdout.splitlines()), r.stdout
 
