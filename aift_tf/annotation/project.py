@@ -211,13 +211,8 @@ class Project:
         return self.cps.learner()
 
     def repair(self) -> dict:
-        """``aift recover``: set damaged newest checkpoints aside, go back to the newest sound one, re-train.
-
-        The newest checkpoint is loaded; while it cannot be, it is renamed to ``checkpoints/round-TTT.damaged``
-        (kept for inspection, never deleted) and the previous one is tried. If M0 itself is damaged and no
-        other checkpoint is left, M0 is rebuilt from config.json (same model, weights, settings and seed).
-        Then the ledger's rounds newer than the sound checkpoint are fine-tuned again, in order (as after a
-        crash), so every label in the ledger ends up in the model. The ledger is never touched.
+        """``aift recover``: what ``Checkpoints.repair`` does (damaged newest checkpoints set aside, never
+        deleted; the ledger's newer rounds fine-tuned again; the ledger never touched), for this project.
 
         Returns:
             {"set_aside": [paths], "rebuilt_m0": bool, "records": [teach records], "round": int}
