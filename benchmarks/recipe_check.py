@@ -36,7 +36,8 @@ def _recipe(run) -> str:
         return f"≤ {ft['epochs']} passes, one validation check each (patience {ft['early_stopping_patience']}), best kept"
     checks = ft["early_stopping_checks"]
     steps = checks * ft["steps_per_check"] if checks else ft["steps"]
-    cap = f"max({steps} steps, {ft['round_passes']:g} passes)" if ft["round_passes"] else f"{steps} steps"
+    passes = f"{ft['round_passes']:g} pass" + ("" if ft["round_passes"] == 1 else "es")
+    cap = f"max({steps} steps, {passes})" if ft["round_passes"] else f"{steps} steps"
     return f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation"
 
 

@@ -50,3 +50,13 @@ def test_recipe_check_marks_seeds_without_full_training():
     assert "0.891 / 0.896 / 0.884 / — / — / — / — / — / — / — (mean 0.890)" in row
     assert "on 10 of 10 (at 329, 309, 246, 247, 191, 140, 434, 310, 415, 373 labels)" in row
     assert "nan" not in row
+
+
+def test_recipe_check_reads_the_one_pass_restart_check_on_pe28():
+    """random-rft with --round-passes 1 on the 28x28x1 import, beside the 4-pass random-rft (same seeds, store, target)."""
+    rows = _table(M0 / "pe28-random-rft-3seeds", M0 / "pe28-random-rft-passes1-3seeds", strategy="random-rft")
+    four, one = rows["pe28-random-rft-3seeds"], rows["pe28-random-rft-passes1-3seeds"]
+    assert "| max(80 steps, 4 passes), no validation | 0.803 / 0.724 / 0.737 (mean 0.754) | on 0 of 3 |" in four
+    assert "| max(80 steps, 1 pass), no validation | 0.816 / 0.812 / 0.812 (mean 0.813) |" in one
+    assert "on 2 of 3 (at 594, 1027 labels)" in one and "1074 / 597 / 1074: 0.814 / 0.832 / 0.837 (mean 0.828)" in one
+    assert "0.849 / 0.832 / 0.844 (mean 0.842)" in four and "0.849 / 0.832 / 0.844 (mean 0.842)" in one
