@@ -27,17 +27,20 @@ from simulate.report import round_recipe
 from simulate.run_folder import FULL
 
 
+def _passes(n) -> str:
+    return f"{n:g} pass" + ("" if n == 1 else "es")
+
+
 def _recipe(run) -> str:
     """The round recipe the run's jobs ran (simulate.report.round_recipe, what the report's Setup states)."""
     ft = round_recipe(run.settings, run.plan)
     if ft["steps"] is None:
         if not ft["early_stopping"]:
-            return f"{ft['epochs']} passes, no validation"
-        return f"≤ {ft['epochs']} passes, one validation check each (patience {ft['early_stopping_patience']}), best kept"
+            return f"{_passes(ft['epochs'])}, no validation"
+        return f"≤ {_passes(ft['epochs'])}, one validation check each (patience {ft['early_stopping_patience']}), best kept"
     checks = ft["early_stopping_checks"]
     steps = checks * ft["steps_per_check"] if checks else ft["steps"]
-    passes = f"{ft['round_passes']:g} pass" + ("" if ft["round_passes"] == 1 else "es")
-    cap = f"max({steps} steps, {passes})" if ft["round_passes"] else f"{steps} steps"
+    cap = f"max({steps} steps, {_passes(ft['round_passes'])})" if ft["round_passes"] else f"{steps} steps"
     return f"≤ {cap} in {checks} validation checks, best kept" if checks else f"{cap}, no validation"
 
 
