@@ -60,3 +60,18 @@ def test_recipe_check_reads_the_one_pass_restart_check_on_pe28():
     assert "| max(80 steps, 1 pass), no validation | 0.816 / 0.812 / 0.812 (mean 0.813) |" in one
     assert "on 2 of 3 (at 594, 1027 labels)" in one and "1074 / 597 / 1074: 0.814 / 0.832 / 0.837 (mean 0.828)" in one
     assert "0.849 / 0.832 / 0.844 (mean 0.842)" in four and "0.849 / 0.832 / 0.844 (mean 0.842)" in one
+
+
+def test_recipe_check_reads_the_one_pass_continual_check_on_pe28():
+    """aift and random with --round-passes 1 (continual) on the 28x28x1 import, beside seeds 0-2 of the 10-seed run."""
+    for strategy, four_row, one_row, one_last in [
+        ("random", "0.804 / 0.740 / 0.732 (mean 0.758)", "0.795 / 0.748 / 0.742 (mean 0.762)",
+         "1074 / 1074 / 1074: 0.789 / 0.790 / 0.793 (mean 0.791)"),
+        ("aift", "0.782 / 0.717 / 0.765 (mean 0.754)", "0.773 / 0.781 / 0.754 (mean 0.769)",
+         "1074 / 1074 / 1074: 0.757 / 0.792 / 0.781 (mean 0.777)"),
+    ]:
+        rows = _table(M0 / "pe28-aift-vs-random-10seeds", M0 / "pe28-continual-passes1-3seeds", strategy=strategy)
+        four, one = rows["pe28-aift-vs-random-10seeds"], rows["pe28-continual-passes1-3seeds"]
+        assert f"| max(80 steps, 4 passes), no validation | {four_row} | on 0 of 3 |" in four
+        assert f"| max(80 steps, 1 pass), no validation | {one_row} | on 0 of 3 |" in one and one_last in one
+        assert "0.849 / 0.832 / 0.844 (mean 0.842)" in one
